@@ -1,0 +1,87 @@
+package api
+
+import (
+	"context"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/agentkernel/agentkernel/pkg/api"
+)
+
+// Service is what the HTTP handlers need from the daemon. internal/sandbox's
+// Manager implements it; handlers never touch backends or the store
+// directly. Every error is classified with pkg/errdefs.
+type Service interface {
+	CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (api.SandboxInfo, error)
+	ListSandboxes(ctx context.Context) ([]api.SandboxInfo, error)
+	GetSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
+	GetSandboxByUUID(ctx context.Context, uuid string) (api.SandboxInfo, error)
+	StartSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
+	StopSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
+	RemoveSandbox(ctx context.Context, name string) error
+	ExtendSandbox(ctx context.Context, name string, by time.Duration) (api.SandboxInfo, error)
+	SandboxLogs(ctx context.Context, name string) ([]api.LogEvent, error)
+
+	// Exec starts a process in a running sandbox; the handler streams or
+	// buffers its output and must Close it.
+	Exec(ctx context.Context, name string, req ExecOptions) (Process, error)
+
+	StartDetached(ctx context.Context, name string, req ExecOptions) (api.DetachedCommand, error)
+	ListDetached(ctx context.Context, name string) ([]api.DetachedCommand, error)
+	GetDetached(ctx context.Context, name, id string) (api.DetachedCommand, error)
+	DetachedLogs(ctx context.Context, name, id string) (api.DetachedLogs, error)
+	KillDetached(ctx context.Context, name, id string) error
+
+	// Files. Paths are absolute paths inside the sandbox.
+	ReadFile(ctx context.Context, name, path string, max int64) ([]byte, error)
+	WriteFile(ctx context.Context, name, path string, mode uint32, r io.Reader) error
+	DeleteFile(ctx context.Context, name, path string, recursive bool) error
+	ListDir(ctx context.Context, name, path string) ([]api.FileInfo, error)
+	Mkdir(ctx context.Context, name, path string) error
+	// TarOut writes a tar stream of path to w; TarIn extracts r into dir.
+	TarOut(ctx context.Context, name, path string, w io.Writer) error
+	TarIn(ctx context.Context, name, dir string, r io.Reader) error
+
+	ListImages(ctx context.Context) ([]api.ImageInfo, error)
+	ImportImage(ctx context.Context, req api.ImportImageRequest) (api.ImageInfo, error)
+	RemoveImage(ctx context.Context, name string) error
+
+	Doctor(ctx context.Context) []api.DoctorCheck
+}
+
+// ExecOptions is a validated exec request.
+type ExecOptions struct {
+	Argv    []string
+	Env     []string
+	Workdir string
+	User    string
+	TTY     bool
+	Rows    uint16
+	Cols    uint16
+	Stdin   bool
+	Timeout time.Duration
+}
+
+// Process is a running exec. Its output readers end at EOF after the last
+// byte; Wait returns after the exit. The caller drains Stdout and Stderr
+// concurrently with Wait and calls Close when done.
+type Process interface {
+	PID() int
+	Stdin() io.WriteCloser
+	Stdout() io.Reader
+	Stderr() io.Reader
+	Resize(rows, cols uint16) error
+	Signal(sig syscall.Signal) error
+	Wait() (ExitStatus, error)
+	Close() error
+}
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	Code     int
+	Signal   int
+	TimedOut bool
+	// Error explains a code the agent chose (127, 126, 124).
+	Error string
+}
