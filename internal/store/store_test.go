@@ -1,0 +1,258 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestOpenMigratesFromEmpty(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	v, err := s.SchemaVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != LatestSchemaVersion() || v == 0 {
+		t.Fatalf("schema version %d, want %d", v, LatestSchemaVersion())
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database mode %v, want 0600", fi.Mode().Perm())
+	}
+	var mode string
+	if err := s.r.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal mode %q, %v", mode, err)
+	}
+	for _, db := range []*sql.DB{s.r, s.w} {
+		var fk, busy int
+		if err := db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+			t.Fatalf("foreign_keys %d, %v", fk, err)
+		}
+		if err := db.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&busy); err != nil || busy != int(busyTimeout.Milliseconds()) {
+			t.Fatalf("busy_timeout %d, %v", busy, err)
+		}
+	}
+	// The read pool must not write.
+	if _, err := s.r.ExecContext(ctx, "DELETE FROM images"); err == nil {
+		t.Fatal("the read pool accepted a write")
+	}
+}
+
+func TestOpenTightensMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	if _, err := Open(""); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("empty path: %v", err)
+	}
+	if _, err := Open(filepath.Join(t.TempDir(), "missing", "state.db")); err == nil {
+		t.Fatal("a database in a missing directory opened")
+	}
+	// Not a database.
+	path := filepath.Join(t.TempDir(), "junk.db")
+	if err := os.WriteFile(path, []byte(strings.Repeat("not sqlite ", 100)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path); err == nil {
+		t.Fatal("a junk file opened as a database")
+	}
+}
+
+func TestOpenOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a?b#c%20d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the database is not where asked: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(dir))
+	if len(entries) != 1 {
+		t.Fatalf("stray files next to the directory: %v", entries)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSandbox(ctx, Sandbox{UUID: "u1", Name: "one", Status: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendEvent(ctx, Event{SandboxUUID: "u1", SandboxName: "one", Event: "sandbox_created"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutImage(ctx, Image{Name: "base", ID: "sha256:abc"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if sb, err := s.GetSandbox(ctx, "one"); err != nil || sb.UUID != "u1" {
+		t.Fatalf("after reopen: %+v, %v", sb, err)
+	}
+	if evs, err := s.ListEvents(ctx, "u1", 0); err != nil || len(evs) != 1 {
+		t.Fatalf("events after reopen: %v, %v", evs, err)
+	}
+	if img, err := s.GetImage(ctx, "base"); err != nil || img.ID != "sha256:abc" {
+		t.Fatalf("image after reopen: %+v, %v", img, err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.Exec(fmt.Sprintf("PRAGMA user_version = %d", LatestSchemaVersion()+1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = Open(path)
+	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "newer agentkernel") {
+		t.Fatalf("opening a newer schema: %v", err)
+	}
+}
+
+func TestMigrationIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	steps := append([]string{}, migrations...)
+	steps = append(steps, `CREATE TABLE extra (x INTEGER); INSERT INTO nosuchtable VALUES (1);`)
+	if err := migrateTo(ctx, s.w, steps); err == nil {
+		t.Fatal("a failing migration succeeded")
+	}
+	if v, _ := s.SchemaVersion(ctx); v != len(migrations) {
+		t.Fatalf("version %d after a failed migration, want %d", v, len(migrations))
+	}
+	var n int
+	if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name = 'extra'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("a failed migration left its table behind (%d, %v)", n, err)
+	}
+	// A good next step applies once, and re-running is a no-op.
+	steps[len(steps)-1] = `CREATE TABLE extra (x INTEGER);`
+	for i := 0; i < 2; i++ {
+		if err := migrateTo(ctx, s.w, steps); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
+	if v, _ := s.SchemaVersion(ctx); v != len(steps) {
+		t.Fatalf("version %d, want %d", v, len(steps))
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := s.ListSandboxes(context.Background()); err == nil {
+		t.Fatal("a closed store answered")
+	}
+}
+
+func TestImages(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	if _, err := s.GetImage(ctx, "none"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("missing image: %v", err)
+	}
+	img, err := s.PutImage(ctx, Image{Name: "b", ID: "sha256:1", Source: "/src", Size: 42, Meta: json.RawMessage(`{"layers":["x"]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutImage(ctx, Image{Name: "a", ID: "sha256:0"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetImage(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != "sha256:1" || got.Source != "/src" || got.Size != 42 || string(got.Meta) != `{"layers":["x"]}` || !got.CreatedAt.Equal(img.CreatedAt) {
+		t.Fatalf("got %+v, put %+v", got, img)
+	}
+	// Put replaces.
+	if _, err := s.PutImage(ctx, Image{Name: "b", ID: "sha256:2"}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListImages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Name != "a" || list[1].ID != "sha256:2" || string(list[1].Meta) != "{}" {
+		t.Fatalf("list %+v", list)
+	}
+	if err := s.DeleteImage(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteImage(ctx, "b"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := s.PutImage(ctx, Image{Name: "c", ID: "x", Meta: json.RawMessage(`{bad`)}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("bad meta: %v", err)
+	}
+	if _, err := s.PutImage(ctx, Image{Name: "", ID: "x"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("no name: %v", err)
+	}
+}
