@@ -1,0 +1,353 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/agentkernel/agentkernel/internal/image"
+	"github.com/agentkernel/agentkernel/internal/oci"
+	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultRuntime      = "runc"
+	DefaultRootfsDir    = "/run/agentkernel/rootfs"
+	DefaultStartTimeout = 10 * time.Second
+	// teardownTimeout bounds one teardown (Stop, Cleanup, a failed Start).
+	teardownTimeout = 10 * time.Second
+	// maxConsoleLog is the size at which console.log is rotated (to
+	// console.log.1) when a sandbox starts.
+	maxConsoleLog = 4 << 20
+)
+
+// Options configure a Backend. Zero values take the documented defaults;
+// the struct must not change after New.
+type Options struct {
+	// Runtime is the OCI runtime binary, a path or a name looked up in
+	// PATH; default "runc".
+	Runtime string
+	// RuntimeRoot is the runtime's state directory (runc --root), e.g.
+	// paths.Layout.RuncRoot(). Required.
+	RuntimeRoot string
+	// RootfsDir holds each sandbox's root filesystem mount point,
+	// <RootfsDir>/<id>; default "/run/agentkernel/rootfs". Every directory
+	// on its path must be searchable by others (0711 is enough; a missing
+	// one is created so): runc's init walks it as the mapped root.
+	RootfsDir string
+	// CgroupParent holds every sandbox's cgroup; default "/agentkernel".
+	CgroupParent string
+	// IDMap is the host range root in a sandbox maps to; default
+	// 100000:65536 for uids and gids. Imported images must have been
+	// shifted into the same range.
+	IDMap oci.IDMap
+	// Images provides the host image's view (needed for Rootfs.Host).
+	Images *image.Store
+	// StartTimeout bounds the wait for the agent socket; default 10s. The
+	// context given to Start may shorten it.
+	StartTimeout time.Duration
+	// Logger receives debug lines; nil discards them.
+	Logger *slog.Logger
+}
+
+// Backend runs sandboxes as OCI containers with runc. It is safe for
+// concurrent use; it holds no per-sandbox state (each Instance does).
+type Backend struct {
+	opts Options
+	log  *slog.Logger
+
+	// checkMu guards rt, which is set once the host checks passed; a
+	// failed check is retried by the next call.
+	checkMu sync.Mutex
+	rt      *runc
+}
+
+var _ sandbox.Backend = (*Backend)(nil)
+
+// New returns a Backend. It checks nothing yet: the first Start or Cleanup
+// verifies the runtime (and Probe reports on the host).
+func New(opts Options) *Backend {
+	if opts.Runtime == "" {
+		opts.Runtime = DefaultRuntime
+	}
+	if opts.CgroupParent == "" {
+		opts.CgroupParent = oci.DefaultCgroupParent
+	}
+	if opts.RootfsDir == "" {
+		opts.RootfsDir = DefaultRootfsDir
+	}
+	opts.IDMap = opts.IDMap.WithDefaults()
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = DefaultStartTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Backend{opts: opts, log: log}
+}
+
+// Name returns "container".
+func (b *Backend) Name() string { return "container" }
+
+// Capabilities reports no pause or checkpoint support yet.
+func (b *Backend) Capabilities() sandbox.Capabilities {
+	return sandbox.Capabilities{Isolation: "container"}
+}
+
+// check verifies, until it once succeeds, that we are root, that the
+// runtime exists and filters syscalls, and that the runtime root and rootfs
+// directory are usable.
+func (b *Backend) check(ctx context.Context) error {
+	b.checkMu.Lock()
+	defer b.checkMu.Unlock()
+	if b.rt != nil {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w: the container backend needs root", errdefs.ErrFailedPrecondition)
+	}
+	if !filepath.IsAbs(b.opts.RuntimeRoot) {
+		return fmt.Errorf("%w: runtime root %q must be an absolute path", errdefs.ErrInvalidArgument, b.opts.RuntimeRoot)
+	}
+	if !filepath.IsAbs(b.opts.RootfsDir) {
+		return fmt.Errorf("%w: rootfs directory %q must be an absolute path", errdefs.ErrInvalidArgument, b.opts.RootfsDir)
+	}
+	path, err := exec.LookPath(b.opts.Runtime)
+	if err != nil {
+		return fmt.Errorf("%w: OCI runtime %q not found (install runc): %v", errdefs.ErrFailedPrecondition, b.opts.Runtime, err)
+	}
+	rt := &runc{path: path, root: b.opts.RuntimeRoot}
+	v, err := rt.version(ctx)
+	if err != nil {
+		return err
+	}
+	if seccompVersion(v) == "" {
+		return fmt.Errorf("%w: %s was built without libseccomp, so sandboxes would run without a syscall filter; install a runc built with seccomp",
+			errdefs.ErrFailedPrecondition, path)
+	}
+	if err := os.MkdirAll(b.opts.RuntimeRoot, 0o700); err != nil {
+		return fmt.Errorf("creating runtime root: %w", err)
+	}
+	if err := ensureTraversable(b.opts.RootfsDir); err != nil {
+		return err
+	}
+	b.rt = rt
+	return nil
+}
+
+// runtime returns the checked runtime (nil before a successful check).
+func (b *Backend) runtime() *runc {
+	b.checkMu.Lock()
+	defer b.checkMu.Unlock()
+	return b.rt
+}
+
+// validate checks what Start needs from a spec before touching the host.
+func validate(s *sandbox.Spec) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil spec", errdefs.ErrInvalidArgument)
+	}
+	if err := oci.ValidateID(s.ID); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(s.StateDir) || filepath.Clean(s.StateDir) != s.StateDir {
+		return fmt.Errorf("%w: state directory %q must be an absolute, clean path", errdefs.ErrInvalidArgument, s.StateDir)
+	}
+	if fi, err := os.Lstat(s.StateDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: state directory %s: not a directory (%v)", errdefs.ErrFailedPrecondition, s.StateDir, err)
+	}
+	if s.Rootfs.Host == (len(s.Rootfs.Layers) > 0) {
+		return fmt.Errorf("%w: the rootfs must be either the host view or a list of layers", errdefs.ErrInvalidArgument)
+	}
+	fi, err := os.Stat(s.AgentPath)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%w: agent binary %q: not an executable file (%v)", errdefs.ErrFailedPrecondition, s.AgentPath, err)
+	}
+	for _, m := range s.Mounts {
+		if err := oci.ValidateMount(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start builds the bundle in spec.StateDir, runs the container detached and
+// returns once the agent accepts a connection. On error it releases what it
+// acquired (runtime state, mounts, cgroup).
+func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Instance, retErr error) {
+	t0 := time.Now()
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(filepath.Join(b.opts.RuntimeRoot, spec.ID)); err == nil {
+		return nil, fmt.Errorf("%w: sandbox %s has runtime state; stop it or run Cleanup first", errdefs.ErrAlreadyExists, spec.ID)
+	}
+	s := *spec
+	l := b.layout(&s)
+	defer func() {
+		if retErr != nil {
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
+			defer cancel()
+			if err := b.teardown(tctx, &s); err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("cleaning up: %w", err))
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(l.bundle, 0o700); err != nil {
+		return nil, err
+	}
+	var cfg oci.Config
+	if s.Rootfs.Host {
+		if b.opts.Images == nil {
+			return nil, fmt.Errorf("%w: the host image needs Options.Images", errdefs.ErrFailedPrecondition)
+		}
+		hv, err := b.opts.Images.HostView(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("host view: %w", err)
+		}
+		if cfg.ImageMounts, err = prepareHostRootfs(l, hv, b.opts.IDMap, s.Security.ReadOnlyRoot, userTargets(&s)); err != nil {
+			return nil, fmt.Errorf("preparing the rootfs: %w", err)
+		}
+	} else if err := mountOverlay(l, s.Rootfs.Layers, b.opts.IDMap); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(l.agentRun); err != nil {
+		return nil, err
+	}
+	if err := mkdirOwned(l.agentRun, int(b.opts.IDMap.HostUID), int(b.opts.IDMap.HostGID), 0o700); err != nil {
+		return nil, err
+	}
+	cfg.Rootfs, cfg.AgentRunDir = l.rootfs, l.agentRun
+	cfg.IDMap, cfg.CgroupParent = b.opts.IDMap, b.opts.CgroupParent
+	gen, err := oci.Generate(&s, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := oci.WriteConfig(l.bundle, gen); err != nil {
+		return nil, err
+	}
+	console, err := openConsole(l.console)
+	if err != nil {
+		return nil, err
+	}
+	defer console.Close()
+	if err := os.Remove(l.pidFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	t1 := time.Now()
+	if err := b.runtime().run(ctx, s.ID, l.bundle, l.pidFile, console); err != nil {
+		return nil, fmt.Errorf("starting sandbox %s: %w", s.ID, err)
+	}
+	t2 := time.Now()
+	pid, err := readPid(l.pidFile)
+	if err != nil {
+		return nil, err
+	}
+	inst, err := newInstance(b, &s, l, pid)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			inst.closeWatch()
+		}
+	}()
+	if err := inst.waitAgent(ctx, b.opts.StartTimeout); err != nil {
+		return nil, err
+	}
+	b.log.Debug("sandbox started", "id", s.ID, "pid", pid,
+		"prepare", t1.Sub(t0), "runtime", t2.Sub(t1), "agent", time.Since(t2), "total", time.Since(t0))
+	return inst, nil
+}
+
+// Cleanup releases what a sandbox may hold on the host after its
+// supervisor died: the runtime's state and processes, the overlay mount and
+// the cgroup. It keeps StateDir's files (the daemon removes the directory
+// when it destroys the sandbox). Idempotent; fine on a sandbox never started.
+func (b *Backend) Cleanup(ctx context.Context, spec *sandbox.Spec) error {
+	if spec == nil {
+		return fmt.Errorf("%w: nil spec", errdefs.ErrInvalidArgument)
+	}
+	if err := oci.ValidateID(spec.ID); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(spec.StateDir) || filepath.Clean(spec.StateDir) != spec.StateDir {
+		return fmt.Errorf("%w: state directory %q must be an absolute, clean path", errdefs.ErrInvalidArgument, spec.StateDir)
+	}
+	return b.teardown(ctx, spec)
+}
+
+// teardown kills and deletes the container, unmounts its rootfs and
+// removes its cgroup. Every step runs even if an earlier one failed.
+func (b *Backend) teardown(ctx context.Context, s *sandbox.Spec) error {
+	ctx, cancel := context.WithTimeout(ctx, teardownTimeout)
+	defer cancel()
+	var errs []error
+	if err := b.check(ctx); err != nil {
+		errs = append(errs, err)
+	} else if err := b.runtime().delete(ctx, s.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeCgroup(ctx, oci.CgroupsPath(b.opts.CgroupParent, s.ID)); err != nil {
+		errs = append(errs, err)
+	}
+	l := b.layout(s)
+	if err := removeRootfs(l.rootfs); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(filepath.Join(l.agentRun, oci.AgentSocketName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Backend) layout(s *sandbox.Spec) layout {
+	return layoutOf(s.StateDir, b.opts.RootfsDir, s.ID)
+}
+
+// openConsole opens console.log for appending, rotating it first if large.
+func openConsole(p string) (*os.File, error) {
+	if fi, err := os.Stat(p); err == nil && fi.Size() > maxConsoleLog {
+		if err := os.Rename(p, p+".1"); err != nil {
+			return nil, err
+		}
+	}
+	return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
+}
+
+// readPid reads the pid file runc wrote.
+func readPid(p string) (int, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, fmt.Errorf("reading the init pid: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 32))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("bad init pid %q in %s", b, p)
+	}
+	return pid, nil
+}

@@ -1,0 +1,154 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// runtimeWaitDelay bounds how long a runc command may outlive its context.
+const runtimeWaitDelay = 2 * time.Second
+
+// runc runs the OCI runtime binary against one state root.
+type runc struct {
+	path string // absolute path of the runtime binary
+	root string // --root: where the runtime keeps container state
+}
+
+// boundedBuffer keeps the first max bytes written to it.
+type boundedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); room > 0 {
+		if len(p) > room {
+			b.Buffer.Write(p[:room])
+		} else {
+			b.Buffer.Write(p)
+		}
+	}
+	return len(p), nil
+}
+
+// command runs the runtime with args; it returns stdout, and an error that
+// quotes stderr (at most 8 KiB of either is kept).
+func (r *runc) command(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, r.path, append([]string{"--root", r.root}, args...)...)
+	stdout := &boundedBuffer{max: 8 << 10}
+	stderr := &boundedBuffer{max: 8 << 10}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.WaitDelay = runtimeWaitDelay
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = strings.TrimSpace(stdout.String())
+		}
+		return stdout.Bytes(), &runtimeError{args: args, err: err, msg: msg}
+	}
+	return stdout.Bytes(), nil
+}
+
+// runtimeError is a failed runtime command, with what it printed.
+type runtimeError struct {
+	args []string
+	err  error
+	msg  string
+}
+
+func (e *runtimeError) Error() string {
+	return fmt.Sprintf("runc %s: %v: %s", strings.Join(e.args, " "), e.err, e.msg)
+}
+
+func (e *runtimeError) Unwrap() error { return e.err }
+
+// notExist reports whether err says the container does not exist.
+func notExist(err error) bool {
+	var re *runtimeError
+	return errors.As(err, &re) && strings.Contains(re.msg, "does not exist")
+}
+
+// run creates and starts container id from bundle, detached. The
+// container's stdio goes to console (stdin is /dev/null); runc's own
+// messages go there too and, on failure, are quoted from it.
+func (r *runc) run(ctx context.Context, id, bundle, pidFile string, console *os.File) error {
+	args := []string{"run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id}
+	cmd := exec.CommandContext(ctx, r.path, append([]string{"--root", r.root}, args...)...)
+	cmd.Stdout, cmd.Stderr = console, console
+	cmd.WaitDelay = runtimeWaitDelay
+	start, _ := console.Seek(0, io.SeekEnd)
+	if err := cmd.Run(); err != nil {
+		return &runtimeError{args: args, err: err, msg: tailFrom(console.Name(), start, 4<<10)}
+	}
+	return nil
+}
+
+// kill sends sig to the container's init; a missing or stopped container is
+// not an error.
+func (r *runc) kill(ctx context.Context, id, sig string) error {
+	_, err := r.command(ctx, "kill", id, sig)
+	if err != nil && (notExist(err) || strings.Contains(err.Error(), "not running") ||
+		strings.Contains(err.Error(), "process already finished")) {
+		return nil
+	}
+	return err
+}
+
+// delete removes the container's state and cgroup, killing what is left.
+// A container that does not exist is not an error.
+func (r *runc) delete(ctx context.Context, id string) error {
+	_, err := r.command(ctx, "delete", "--force", id)
+	if err != nil && notExist(err) {
+		return nil
+	}
+	return err
+}
+
+// version returns what the runtime's --version prints.
+func (r *runc) version(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, r.path, "--version").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%w: %s --version: %v", errdefs.ErrFailedPrecondition, r.path, err)
+	}
+	return string(out), nil
+}
+
+// seccompVersion returns the libseccomp version runc reports, or "".
+func seccompVersion(versionOutput string) string {
+	for _, l := range strings.Split(versionOutput, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "libseccomp:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// tailFrom returns up to max bytes of file p written after offset start.
+func tailFrom(p string, start int64, max int64) string {
+	f, err := os.Open(p)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	if fi.Size()-start > max {
+		start = fi.Size() - max
+	}
+	if start < 0 {
+		start = 0
+	}
+	b, _ := io.ReadAll(io.NewSectionReader(f, start, max))
+	return strings.TrimSpace(string(b))
+}
