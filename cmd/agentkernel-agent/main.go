@@ -1,0 +1,91 @@
+// Command agentkernel-agent is the guest agent: a static binary that runs as
+// PID 1 inside every sandbox and serves the agentproto protocol to the host
+// (see internal/agentproto and internal/agent).
+//
+//	agentkernel-agent --listen unix:/run/agent.sock
+//	agentkernel-agent --listen fd:3
+//	agentkernel-agent --listen file:/dev/vport0p1
+//
+// As PID 1 it reaps every zombie, forwards SIGTERM and SIGINT to all
+// processes and then exits 0 (after a grace period and SIGKILL); it never
+// exits on its own otherwise. When it is not PID 1 it makes itself a child
+// subreaper, so orphans of the processes it started are still reaped.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/agentkernel/agentkernel/internal/agent"
+)
+
+// Version is the agent's version, set with -ldflags "-X main.Version=…".
+var Version = "dev"
+
+func main() {
+	listen := flag.String("listen", "", "where to serve: unix:PATH, fd:N or file:PATH")
+	debug := flag.Bool("debug", false, "log debug messages")
+	version := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println(Version)
+		return
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "agent")
+	if *listen == "" {
+		log.Error("--listen is required")
+		os.Exit(2)
+	}
+	os.Exit(run(log, *listen))
+}
+
+func run(log *slog.Logger, listen string) int {
+	unix.Umask(0o022)
+	if os.Getpid() != 1 {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			log.Error("cannot become a child subreaper", "err", err)
+			return 1
+		}
+	}
+	agent.ReapOrphans()
+
+	done := make(chan int, 1)
+	srv := agent.New(agent.Config{
+		AgentVersion: Version,
+		Logger:       log,
+		OnShutdown:   func() { done <- 0 },
+	})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-sigs
+		log.Info("stopping on signal", "signal", sig)
+		srv.Forward(sig.(syscall.Signal))
+		srv.StopAll(context.Background())
+		unix.Sync()
+		done <- 0
+	}()
+	go func() {
+		if err := srv.ServeAddr(context.Background(), listen); err != nil {
+			log.Error("serve failed", "err", err)
+			if os.Getpid() != 1 {
+				done <- 1
+				return
+			}
+		}
+		// As init the agent must not exit: the sandbox would die with it.
+		log.Info("no more sessions will be served")
+	}()
+	return <-done
+}

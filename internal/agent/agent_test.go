@@ -1,0 +1,169 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/agentkernel/agentkernel/internal/agent/agenttest"
+	"github.com/agentkernel/agentkernel/internal/agentproto"
+)
+
+// socketpair returns two connected Unix stream sockets.
+func socketpair(t testing.TB) (net.Conn, net.Conn) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) net.Conn {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	return conn(fds[0]), conn(fds[1])
+}
+
+// startServer runs a Server for the test and returns a function that
+// connects a new client to it over a socketpair.
+func startServer(t *testing.T, cfg Config) (*Server, func(t *testing.T) *agentproto.Client) {
+	srv := New(cfg)
+	t.Cleanup(func() { srv.Close() })
+	return srv, func(t *testing.T) *agentproto.Client {
+		host, guest := socketpair(t)
+		go srv.ServeConn(context.Background(), guest)
+		c, err := agentproto.NewClient(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+}
+
+func TestSuiteInProcess(t *testing.T) {
+	t.Setenv("AGENTKERNEL_TEST_SECRET", "s3cr3t-in-process")
+	_, dial := startServer(t, Config{})
+	agenttest.Run(t, agenttest.Env{Client: dial, Dir: t.TempDir(), Secret: "s3cr3t-in-process"})
+}
+
+func TestNetPipe(t *testing.T) {
+	srv := New(Config{})
+	defer srv.Close()
+	host, guest := net.Pipe()
+	go srv.ServeConn(context.Background(), guest)
+	c, err := agentproto.NewClient(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := agenttest.RunProcess(t, c, agentproto.ExecRequest{Argv: []string{"echo", "over a pipe"}}, "")
+	if r.Stdout != "over a pipe\n" {
+		t.Errorf("got %+v", r)
+	}
+}
+
+// TestSessionLossKillsExecs: processes exec'd in a session die with it;
+// background processes do not.
+func TestSessionLossKillsExecs(t *testing.T) {
+	_, dial := startServer(t, Config{})
+	c := dial(t)
+	ctx := context.Background()
+	p, err := c.Exec(ctx, agentproto.ExecRequest{Argv: []string{"sleep", "30"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg, err := c.StartBackground(ctx, agentproto.ExecRequest{Argv: []string{"sleep", "30"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := p.Wait(); err == nil {
+		t.Errorf("Wait after Close: no error")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for unix.Kill(p.PID(), 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("exec'd process %d survived its session", p.PID())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c2 := dial(t)
+	info, err := c2.GetBackground(ctx, bg.ID)
+	if err != nil || !info.Running {
+		t.Errorf("background process after session loss: %+v %v", info, err)
+	}
+	c2.KillBackground(ctx, bg.ID, 0)
+}
+
+func TestShutdown(t *testing.T) {
+	done := make(chan struct{})
+	_, dial := startServer(t, Config{ShutdownGrace: 500 * time.Millisecond, OnShutdown: func() { close(done) }})
+	c := dial(t)
+	ctx := context.Background()
+	// One process ignores SIGTERM and needs the SIGKILL.
+	p, err := c.Exec(ctx, agentproto.ExecRequest{Argv: []string{"/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := p.Stdout().Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	go p.Stdout().Read(make([]byte, 100))
+	bg, err := c.StartBackground(ctx, agentproto.ExecRequest{Argv: []string{"sleep", "30"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnShutdown not called")
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Errorf("shutdown took %v, less than the grace", d)
+	}
+	for _, pid := range []int{p.PID(), bg.PID} {
+		if unix.Kill(pid, 0) == nil {
+			t.Errorf("process %d survived shutdown", pid)
+		}
+	}
+}
+
+// BenchmarkExecTrueInProcess is BenchmarkExecTrue of cmd/agentkernel-agent
+// without the process boundary, for profiling both sides at once.
+func BenchmarkExecTrueInProcess(b *testing.B) {
+	srv := New(Config{})
+	defer srv.Close()
+	host, guest := socketpair(b)
+	go srv.ServeConn(context.Background(), guest)
+	c, err := agentproto.NewClient(host)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	for b.Loop() {
+		p, err := c.Exec(context.Background(), agentproto.ExecRequest{Argv: []string{"true"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		go io.Copy(io.Discard, p.Stderr())
+		io.Copy(io.Discard, p.Stdout())
+		if st, err := p.Wait(); err != nil || st.Code != 0 {
+			b.Fatalf("%+v %v", st, err)
+		}
+		p.Close()
+	}
+}
