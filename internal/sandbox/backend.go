@@ -53,6 +53,8 @@ type Spec struct {
 	// ID is the sandbox's UUID; Name is the user's name for it.
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	// Backend names the backend that runs the sandbox ("container").
+	Backend string `json:"backend"`
 	// StateDir is the sandbox's private directory on the host (0700). The
 	// backend keeps its bundle, writable layers and sockets here.
 	StateDir string `json:"state_dir"`

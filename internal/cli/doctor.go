@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkernel/agentkernel/pkg/api"
+)
+
+func newDoctorCmd(app *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "doctor",
+		Short: "Check that this host can run sandboxes",
+		Long: `Doctor asks the daemon to check the host's prerequisites and prints each
+check with ✓ or ✗, what it found and how to fix it. It exits 1 when a check
+fails (also when the daemon cannot be reached).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			checks, err := doctorChecks(cmd, app)
+			if app.JSON {
+				if err := printJSON(cmd.OutOrStdout(), checks); err != nil {
+					return err
+				}
+			} else {
+				printChecks(cmd, checks)
+			}
+			if err != nil {
+				return &ExitError{Code: exitFailure}
+			}
+			for _, ch := range checks {
+				if !ch.OK {
+					return &ExitError{Code: exitFailure}
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// doctorChecks asks the daemon; a daemon that cannot be asked is itself a
+// failed check, so doctor always has something to say.
+func doctorChecks(cmd *cobra.Command, app *App) ([]api.DoctorCheck, error) {
+	fail := func(err error) ([]api.DoctorCheck, error) {
+		return []api.DoctorCheck{{Name: "daemon", Detail: err.Error(),
+			Fix: "run 'agentkernel serve' and check its log, or point --socket/--url at a running daemon"}}, err
+	}
+	c, err := app.Connect(cmd.Context())
+	if err != nil {
+		return fail(err)
+	}
+	checks, err := c.Doctor(cmd.Context())
+	if err != nil {
+		return fail(err)
+	}
+	if checks == nil {
+		checks = []api.DoctorCheck{}
+	}
+	return checks, nil
+}
+
+func printChecks(cmd *cobra.Command, checks []api.DoctorCheck) {
+	w := cmd.OutOrStdout()
+	for _, ch := range checks {
+		mark := "✓"
+		if !ch.OK {
+			mark = "✗"
+		}
+		fmt.Fprintf(w, "%s %s: %s\n", mark, oneLine(ch.Name), oneLine(ch.Detail))
+		if !ch.OK && ch.Fix != "" {
+			fmt.Fprintf(w, "    fix: %s\n", oneLine(ch.Fix))
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+type execOptions struct {
+	execFlags
+	detach bool
+}
+
+func newExecCmd(app *App) *cobra.Command {
+	var o execOptions
+	cmd := &cobra.Command{
+		Use:   "exec [flags] NAME [--] CMD [ARG...]",
+		Short: "Run a command in a running sandbox",
+		Long: `Exec runs CMD in the sandbox NAME, streams its stdout and stderr live and
+exits with its exit code.
+
+Put the command after -- when it has flags of its own:
+  agentkernel exec dev -- ls -la
+Stdin is forwarded when it is a pipe or a file, or always with -i; -t gives
+the command a terminal (with -i the local terminal goes raw and its size is
+followed). Ctrl-C is forwarded to the command; a second one disconnects.
+
+With -d the command runs in the background: exec prints its id and returns.
+Manage background commands with 'agentkernel detached' (list, info, logs,
+kill).
+
+Exit status: CMD's own, or 125 when agentkernel itself failed.`,
+		Example: `  agentkernel exec dev -- npm test
+  agentkernel exec -it dev -- bash
+  agentkernel exec -d dev -- python3 -m http.server 8000
+  echo 'print(42)' | agentkernel exec dev -- python3`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, command, err := splitCommand(args, cmd.ArgsLenAtDash())
+			if err != nil {
+				return withCode(exitCLI, err)
+			}
+			return runExec(cmd, app, &o, name, command)
+		},
+	}
+	cmd.SetFlagErrorFunc(execFlagError)
+	o.execFlags.register(cmd)
+	cmd.Flags().StringVarP(&o.user, "user", "u", "", "run as `USER` (name or uid[:gid]) inside the sandbox")
+	cmd.Flags().BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the command's id")
+	return cmd
+}
+
+// execFlagError adds the usual cause of an unknown flag in exec: the
+// command's own flags without --.
+func execFlagError(cmd *cobra.Command, err error) error {
+	return &ExitError{Code: exitCLI, Err: fmt.Errorf("%w\nPut the command after --: agentkernel exec NAME -- CMD [ARG...]", err)}
+}
+
+func runExec(cmd *cobra.Command, app *App, o *execOptions, name string, command []string) error {
+	req, err := o.request(command)
+	if err != nil {
+		return withCode(exitCLI, err)
+	}
+	if o.detach {
+		if o.tty || o.interactive {
+			return withCode(exitCLI, fmt.Errorf("-d does not go with -i or -t"))
+		}
+		c, err := connect(cmd, app, exitCLI)
+		if err != nil {
+			return err
+		}
+		d, err := c.ExecDetached(cmd.Context(), name, req)
+		if err != nil {
+			return withCode(exitCLI, err)
+		}
+		if app.JSON {
+			return printJSON(cmd.OutOrStdout(), d)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), d.ID)
+		return nil
+	}
+
+	lio := newLocalIO(cmd, forwardStdin(cmd, o.interactive), o.tty)
+	req.Rows, req.Cols = lio.size()
+	ctx, abandon := context.WithCancel(cmd.Context())
+	defer abandon()
+	r := newRelay(abandon)
+	defer r.stop()
+	ignoreSIGPIPE()
+
+	c, err := connect(cmd, app, exitCLI)
+	if err != nil {
+		return err
+	}
+	s, err := c.ExecStream(ctx, name, req)
+	if err != nil {
+		return withCode(exitCLI, err)
+	}
+	defer s.Close()
+	r.attach(s)
+	exit, err := pump(s, lio)
+	if err != nil {
+		if sig := r.interrupted(); sig != 0 {
+			return &ExitError{Code: 128 + int(sig)}
+		}
+		return withCode(exitCLI, err)
+	}
+	exitMessage(cmd.ErrOrStderr(), exit)
+	if exit.ExitCode != 0 {
+		return &ExitError{Code: exit.ExitCode}
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/client"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// removeTimeout bounds the removal of run's sandbox once the command is
+// over (or abandoned).
+const removeTimeout = 60 * time.Second
+
+// execFlags are the process flags run and exec share.
+type execFlags struct {
+	env         []string
+	workdir     string
+	user        string
+	timeout     string
+	interactive bool
+	tty         bool
+}
+
+func (f *execFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable `KEY=VALUE` (repeatable)")
+	fl.StringVarP(&f.workdir, "workdir", "w", "", "working `DIR` inside the sandbox")
+	fl.StringVar(&f.timeout, "timeout", "", "kill the command after this `DURATION` (e.g. 30s, 5m); it then exits 124")
+	fl.BoolVarP(&f.interactive, "interactive", "i", false,
+		"forward stdin (default: only when stdin is a pipe or a file; -i=false never)")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "give the command a terminal (raw mode locally with -i)")
+}
+
+// request checks the flags and builds the exec request.
+func (f *execFlags) request(command []string) (api.ExecRequest, error) {
+	env, err := parseEnv(f.env)
+	if err != nil {
+		return api.ExecRequest{}, err
+	}
+	timeout, err := parseDuration("--timeout", f.timeout)
+	if err != nil {
+		return api.ExecRequest{}, err
+	}
+	return api.ExecRequest{Command: command, Env: env, Workdir: f.workdir, User: f.user, Timeout: timeout, TTY: f.tty}, nil
+}
+
+type runOptions struct {
+	execFlags
+	name     string
+	image    string
+	profile  string
+	backend  string
+	memoryMB int
+	vcpus    int
+	keep     bool
+}
+
+func newRunCmd(app *App) *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "run [flags] [--] CMD [ARG...]",
+		Short: "Run a command in a new sandbox that is removed afterwards",
+		Long: `Run creates a sandbox, runs CMD in it with stdout and stderr streamed live,
+removes the sandbox and exits with CMD's exit code.
+
+Flags go before CMD: everything from CMD on is the command's own.
+Stdin is forwarded when it is a pipe or a file, or always with -i.
+With --keep the sandbox stays (its name is printed on stderr) and is an
+ordinary sandbox from then on.
+
+Ctrl-C (SIGINT, SIGTERM) is forwarded to the command; run then removes the
+sandbox and exits 128+signal (130). A second Ctrl-C stops waiting for the
+command and removes the sandbox at once.
+
+Exit status: CMD's own, or 125 when agentkernel itself failed.`,
+		Example: `  agentkernel run -- python3 -c 'print(1 + 1)'
+  agentkernel run --image python --memory-mb 1024 -e DEBUG=1 -- pytest -q
+  tar c . | agentkernel run -- tar tv`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return &ExitError{Code: exitCLI, Err: fmt.Errorf("missing the command (agentkernel run -- CMD…)")}
+			}
+			return runRun(cmd, app, &o, args)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.SetFlagErrorFunc(flagError(exitCLI))
+	o.execFlags.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&o.name, "name", "", "name the sandbox (default: run-<random>)")
+	fl.StringVar(&o.image, "image", "", "image to run (default: the daemon's)")
+	fl.StringVar(&o.profile, "profile", "", "security profile: permissive, moderate or restrictive")
+	fl.StringVar(&o.backend, "backend", "", "sandbox backend (default: the daemon's)")
+	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
+	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
+	fl.BoolVar(&o.keep, "keep", false, "keep the sandbox after the command")
+	return cmd
+}
+
+func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retErr error) {
+	req, err := o.request(command)
+	if err != nil {
+		return withCode(exitCLI, err)
+	}
+	if o.memoryMB < 0 || o.vcpus < 0 {
+		return withCode(exitCLI, fmt.Errorf("--memory-mb and --vcpus must not be negative"))
+	}
+	name := o.name
+	if name == "" {
+		name = "run-" + randomHex(4)
+	}
+	lio := newLocalIO(cmd, forwardStdin(cmd, o.interactive), o.tty)
+	req.Rows, req.Cols = lio.size()
+
+	// Catch signals from the start, so that a Ctrl-C while the sandbox is
+	// created still removes it. abandon cancels whatever is in flight.
+	ctx, abandon := context.WithCancel(cmd.Context())
+	defer abandon()
+	r := newRelay(abandon)
+	defer r.stop()
+	ignoreSIGPIPE()
+
+	c, err := connect(cmd, app, exitCLI)
+	if err != nil {
+		return err
+	}
+	if sig := r.interrupted(); sig != 0 {
+		return &ExitError{Code: 128 + int(sig)}
+	}
+	_, err = c.CreateSandbox(ctx, api.CreateSandboxRequest{
+		Name: name, Image: o.image, Profile: o.profile, Backend: o.backend,
+		MemoryMB: o.memoryMB, VCPUs: o.vcpus, Ephemeral: !o.keep,
+	})
+	if errors.Is(err, errdefs.ErrAlreadyExists) {
+		// Someone else's sandbox: not ours to remove.
+		return withCode(exitCLI, err)
+	}
+	// From here on the sandbox may exist: clean up on every path.
+	defer func() {
+		if err := cleanupRun(cmd, c, name, o.keep); err != nil && retErr == nil {
+			retErr = withCode(exitCLI, err)
+		}
+	}()
+	if err != nil {
+		return withCode(exitCLI, fmt.Errorf("creating the sandbox: %w", err))
+	}
+	if sig := r.interrupted(); sig != 0 {
+		return &ExitError{Code: 128 + int(sig)}
+	}
+
+	s, err := c.ExecStream(ctx, name, req)
+	if err != nil {
+		if sig := r.interrupted(); sig != 0 {
+			return &ExitError{Code: 128 + int(sig)}
+		}
+		return withCode(exitCLI, err)
+	}
+	defer s.Close()
+	r.attach(s)
+	exit, err := pump(s, lio)
+	if sig := r.interrupted(); sig != 0 {
+		return &ExitError{Code: 128 + int(sig)}
+	}
+	if err != nil {
+		return withCode(exitCLI, err)
+	}
+	exitMessage(cmd.ErrOrStderr(), exit)
+	if exit.ExitCode != 0 {
+		return &ExitError{Code: exit.ExitCode}
+	}
+	return nil
+}
+
+// cleanupRun removes run's sandbox, or with --keep says its name. It runs
+// after the command's context may be gone, so it has its own deadline.
+func cleanupRun(cmd *cobra.Command, c *client.Client, name string, keep bool) error {
+	if keep {
+		fmt.Fprintf(cmd.ErrOrStderr(), "agentkernel: kept sandbox %s\n", name)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), removeTimeout)
+	defer cancel()
+	err := c.RemoveSandbox(ctx, name)
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("removing sandbox %s: %w (remove it with: agentkernel remove %s)", name, err, name)
+	}
+	return nil
+}
+
+// ignoreSIGPIPE makes a write to a closed stdout return EPIPE instead of
+// killing the CLI, so run still removes its sandbox when its reader goes
+// away (`agentkernel run -- yes | head -1`).
+func ignoreSIGPIPE() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rand.Reader, b); err != nil {
+		return fmt.Sprintf("%x", time.Now().UnixNano())[:2*n]
+	}
+	return hex.EncodeToString(b)
+}

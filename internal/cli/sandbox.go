@@ -1,0 +1,234 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkernel/agentkernel/pkg/api"
+)
+
+// newSandboxCmd is the sandbox group. Its create, start, stop, remove and
+// list are also top-level commands, as upstream has them.
+func newSandboxCmd(app *App) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "sandbox",
+		Aliases: []string{"sb"},
+		Short:   "Create, inspect and remove sandboxes",
+		Args:    cobra.NoArgs,
+	}
+	cmd.AddCommand(newCreateCmd(app), newStartCmd(app), newStopCmd(app), newRemoveCmd(app),
+		newListCmd(app), newInfoCmd(app), newExtendCmd(app), newLogsCmd(app))
+	return cmd
+}
+
+type createOptions struct {
+	image    string
+	profile  string
+	backend  string
+	dirs     []string
+	labels   []string
+	ttl      string
+	memoryMB int
+	vcpus    int
+	noStart  bool
+}
+
+func newCreateCmd(app *App) *cobra.Command {
+	var o createOptions
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a sandbox (and start it)",
+		Long: `Create makes a sandbox called NAME and starts it (unless --no-start), then
+prints its name. Names are 1-63 letters, digits, '_', '.' or '-'.
+
+--dir mounts a host directory: HOSTDIR[:SANDBOXPATH[:ro]], SANDBOXPATH
+defaulting to /workspace. --ttl removes the sandbox after that long
+(extend it with 'agentkernel sandbox extend').`,
+		Example: `  agentkernel create dev --image python --dir .:/workspace --ttl 2h
+  agentkernel create ci --profile restrictive --label team=infra`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := o.request(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := connect(cmd, app, exitFailure)
+			if err != nil {
+				return err
+			}
+			info, err := c.CreateSandbox(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return printSandbox(cmd.OutOrStdout(), app.JSON, info)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.image, "image", "", "image (default: the daemon's)")
+	fl.StringVar(&o.profile, "profile", "", "security profile: permissive, moderate or restrictive")
+	fl.StringVar(&o.backend, "backend", "", "sandbox backend (default: the daemon's)")
+	fl.StringArrayVar(&o.dirs, "dir", nil, "mount a host directory, `HOSTDIR[:SANDBOXPATH[:ro]]` (repeatable)")
+	fl.StringArrayVar(&o.labels, "label", nil, "add a label `KEY=VALUE` (repeatable)")
+	fl.StringVar(&o.ttl, "ttl", "", "remove the sandbox after this `DURATION` (e.g. 30m, 2h, 1d)")
+	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
+	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
+	fl.BoolVar(&o.noStart, "no-start", false, "create the sandbox stopped")
+	return cmd
+}
+
+func (o *createOptions) request(name string) (api.CreateSandboxRequest, error) {
+	dirs, err := parseDirs(o.dirs)
+	if err != nil {
+		return api.CreateSandboxRequest{}, err
+	}
+	labels, err := parseLabels(o.labels)
+	if err != nil {
+		return api.CreateSandboxRequest{}, err
+	}
+	ttl, err := parseDuration("--ttl", o.ttl)
+	if err != nil {
+		return api.CreateSandboxRequest{}, err
+	}
+	if o.memoryMB < 0 || o.vcpus < 0 {
+		return api.CreateSandboxRequest{}, fmt.Errorf("--memory-mb and --vcpus must not be negative")
+	}
+	req := api.CreateSandboxRequest{
+		Name: name, Image: o.image, Profile: o.profile, Backend: o.backend, Dirs: dirs,
+		Labels: labels, TTL: ttl, MemoryMB: o.memoryMB, VCPUs: o.vcpus,
+	}
+	if o.noStart {
+		f := false
+		req.Start = &f
+	}
+	return req, nil
+}
+
+func newListCmd(app *App) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls", "ps"},
+		Short:   "List sandboxes",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd, app, exitFailure)
+			if err != nil {
+				return err
+			}
+			list, err := c.ListSandboxes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if app.JSON {
+				if list == nil {
+					list = []api.SandboxInfo{}
+				}
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			return printSandboxTable(cmd.OutOrStdout(), time.Now(), list)
+		},
+	}
+}
+
+func printSandboxTable(w io.Writer, now time.Time, list []api.SandboxInfo) error {
+	t := newTable(w, "NAME", "STATUS", "BACKEND", "IMAGE", "CREATED")
+	for _, sb := range list {
+		t.row(sb.Name, sb.Status, sb.Backend, orDash(sb.Image), ago(now, sb.CreatedAt))
+	}
+	return t.flush()
+}
+
+func newInfoCmd(app *App) *cobra.Command {
+	return &cobra.Command{
+		Use:     "info NAME",
+		Aliases: []string{"inspect"},
+		Short:   "Describe a sandbox",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect(cmd, app, exitFailure)
+			if err != nil {
+				return err
+			}
+			info, err := c.GetSandbox(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if app.JSON {
+				return printJSON(cmd.OutOrStdout(), info)
+			}
+			return printSandboxInfo(cmd.OutOrStdout(), time.Now(), info)
+		},
+	}
+}
+
+func printSandboxInfo(w io.Writer, now time.Time, sb api.SandboxInfo) error {
+	line := func(k, v string) { fmt.Fprintf(w, "%-10s %s\n", k+":", oneLine(v)) }
+	line("Name", sb.Name)
+	line("UUID", sb.UUID)
+	line("Status", sb.Status)
+	if sb.Error != "" {
+		line("Error", sb.Error)
+	}
+	line("Backend", sb.Backend)
+	line("Image", orDash(sb.Image))
+	line("Profile", orDash(sb.Profile))
+	line("Network", orDash(sb.Network))
+	line("VCPUs", zeroDash(sb.VCPUs))
+	line("Memory", zeroDash(sb.MemoryMB)+mbSuffix(sb.MemoryMB))
+	line("Created", sb.CreatedAt.Local().Format(time.RFC3339)+" ("+ago(now, sb.CreatedAt)+")")
+	if sb.ExpiresAt != nil {
+		line("Expires", sb.ExpiresAt.Local().Format(time.RFC3339)+" ("+until(now, *sb.ExpiresAt)+")")
+	}
+	if sb.Ephemeral {
+		line("Ephemeral", "yes")
+	}
+	if len(sb.Labels) > 0 {
+		keys := make([]string, 0, len(sb.Labels))
+		for k := range sb.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var kv []string
+		for _, k := range keys {
+			kv = append(kv, k+"="+sb.Labels[k])
+		}
+		line("Labels", strings.Join(kv, ", "))
+	}
+	return nil
+}
+
+// printSandbox is the output of commands that change one sandbox: its name,
+// or with --json its description.
+func printSandbox(w io.Writer, asJSON bool, sb api.SandboxInfo) error {
+	if asJSON {
+		return printJSON(w, sb)
+	}
+	_, err := fmt.Fprintln(w, oneLine(sb.Name))
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func zeroDash(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
+func mbSuffix(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return " MiB"
+}

@@ -1,0 +1,171 @@
+// Package daemon wires agentkernel's daemon (`agentkernel serve`): the
+// store, the image store, the backends and the sandbox manager behind the
+// HTTP API on a 0600 Unix socket and, optionally, on TCP with a bearer token.
+// It parents no sandbox: each runs under its own supervisor process, which
+// a restarted daemon re-adopts.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/agentkernel/agentkernel/internal/api"
+	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/internal/paths"
+	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/internal/store"
+)
+
+// DefaultTCPAddr is upstream agentkernel's port, on loopback only.
+const DefaultTCPAddr = "127.0.0.1:18888"
+
+// shutdownTimeout bounds the wait for in-flight requests at exit.
+const shutdownTimeout = 5 * time.Second
+
+// Config configures Run.
+type Config struct {
+	Layout paths.Layout
+	// TCPAddr, when not empty, also serves the API there, token required.
+	TCPAddr string
+	// Exe is this binary, run as `Exe supervise DIR` for each sandbox.
+	Exe string
+	// AgentPath is the guest agent binary; found next to Exe if empty.
+	AgentPath string
+	Logger    *slog.Logger
+}
+
+// Run serves until ctx is cancelled. Only one daemon runs per home: a
+// second one fails at once, naming the first.
+func Run(ctx context.Context, cfg Config) (retErr error) {
+	log := cfg.Logger
+	l := cfg.Layout
+	if err := l.EnsureDirs(); err != nil {
+		return err
+	}
+	unlock, err := lockHome(l)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	agentPath, err := findAgent(cfg.AgentPath, cfg.Exe)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(l.Database())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	host, err := newHostRuntime(l, log)
+	if err != nil {
+		return err
+	}
+	mgr := sandbox.NewManager(sandbox.Config{
+		Layout: l, Store: st, Images: imageService{host.images}, Backends: host.backends(), DefaultBackend: "container",
+		AgentPath: agentPath, SupervisorExe: cfg.Exe, SupervisorArgs: []string{"supervise"},
+		SupervisorEnv: supervisorEnv(l),
+		Doctor: func(ctx context.Context) []pkgapi.DoctorCheck {
+			return append(host.doctor(ctx), agentCheck(agentPath))
+		},
+		Logger: log,
+	})
+	defer mgr.Close()
+	if err := mgr.Recover(ctx); err != nil {
+		return fmt.Errorf("recovering sandboxes: %w", err)
+	}
+
+	os.Remove(l.Socket())
+	unixLn, err := net.Listen("unix", l.Socket())
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(l.Socket(), 0o600); err != nil {
+		unixLn.Close()
+		return err
+	}
+	defer os.Remove(l.Socket())
+	servers := []*http.Server{{Handler: api.NewHandler(mgr, api.HandlerOptions{Logger: log}), ReadHeaderTimeout: 30 * time.Second}}
+	listeners := []net.Listener{unixLn}
+	if cfg.TCPAddr != "" {
+		tok, err := loadOrCreateToken(l.TokenFile())
+		if err != nil {
+			unixLn.Close()
+			return err
+		}
+		tcpLn, err := net.Listen("tcp", cfg.TCPAddr)
+		if err != nil {
+			unixLn.Close()
+			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
+		}
+		servers = append(servers, &http.Server{Handler: api.NewHandler(mgr, api.HandlerOptions{Token: tok, Logger: log}), ReadHeaderTimeout: 30 * time.Second})
+		listeners = append(listeners, tcpLn)
+		log.Info("serving on TCP (bearer token required)", "addr", tcpLn.Addr().String(), "token_file", l.TokenFile())
+	}
+	log.Info("daemon ready", "socket", l.Socket(), "pid", os.Getpid())
+
+	errc := make(chan error, len(servers))
+	var wg sync.WaitGroup
+	for i := range servers {
+		wg.Add(1)
+		go func(s *http.Server, ln net.Listener) {
+			defer wg.Done()
+			if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}(servers[i], listeners[i])
+	}
+	select {
+	case <-ctx.Done():
+	case retErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	for _, s := range servers {
+		s.Shutdown(sctx)
+	}
+	wg.Wait()
+	log.Info("daemon stopped; sandboxes keep running under their supervisors")
+	return retErr
+}
+
+// lockHome takes an exclusive lock so that one daemon serves a home, and
+// records the pid.
+func lockHome(l paths.Layout) (func(), error) {
+	f, err := os.OpenFile(l.PIDFile(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(l.PIDFile())
+		f.Close()
+		return nil, fmt.Errorf("another agentkernel daemon (pid %s) serves %s", string(b), l.Home)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())), 0)
+	return func() { f.Close() }, nil
+}
+
+// supervisorEnv is the whole environment a supervisor gets: enough to find
+// the runtime binaries, nothing else of the daemon's.
+func supervisorEnv(l paths.Layout) []string {
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"AGENTKERNEL_HOME=" + l.Home,
+	}
+	if v := os.Getenv("AGENTKERNEL_LOG"); v != "" {
+		env = append(env, "AGENTKERNEL_LOG="+v)
+	}
+	return env
+}

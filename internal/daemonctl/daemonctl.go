@@ -1,0 +1,95 @@
+// Package daemonctl finds the agentkernel daemon for the CLI, starting one
+// when none answers, so a user never has to run `agentkernel serve`. It is
+// deliberately small: the CLI imports it, and the CLI must not pull in the
+// daemon, the store or any backend.
+package daemonctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/agentkernel/agentkernel/internal/paths"
+)
+
+// startTimeout is how long a freshly spawned daemon gets to answer.
+const startTimeout = 15 * time.Second
+
+// Alive reports whether a daemon accepts connections on the layout's socket.
+func Alive(layout paths.Layout) bool {
+	conn, err := net.DialTimeout("unix", layout.Socket(), time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// EnsureRunning returns once a daemon answers on layout's socket, starting
+// `exe serve` in the background (its own session, output to the daemon
+// log) if none does.
+func EnsureRunning(ctx context.Context, layout paths.Layout, exe string) error {
+	if Alive(layout) {
+		return nil
+	}
+	if err := layout.EnsureDirs(); err != nil {
+		return fmt.Errorf("preparing %s: %w", layout.Home, err)
+	}
+	logf, err := os.OpenFile(layout.DaemonLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, "serve", "--no-tcp")
+	cmd.Env = append(scrubbedEnv(), "AGENTKERNEL_HOME="+layout.Home)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the daemon: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	for {
+		if Alive(layout) {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			// Another CLI may have started a daemon at the same moment;
+			// ours then exits because the lock is taken.
+			if Alive(layout) {
+				return nil
+			}
+			return fmt.Errorf("the daemon exited at start (%v); see %s", err, layout.DaemonLog())
+		case <-ctx.Done():
+			return errors.New("the daemon did not answer within " + startTimeout.String() + "; see " + layout.DaemonLog())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// scrubbedEnv is the CLI's environment minus what a daemon must not
+// inherit from one user's shell: API keys and the client's own settings.
+func scrubbedEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "AGENTKERNEL_"):
+		case strings.Contains(k, "KEY"), strings.Contains(k, "TOKEN"), strings.Contains(k, "SECRET"), strings.Contains(k, "PASSWORD"):
+		default:
+			env = append(env, kv)
+		}
+	}
+	return env
+}

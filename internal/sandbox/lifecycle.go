@@ -1,0 +1,353 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/agentkernel/agentkernel/internal/store"
+	"github.com/agentkernel/agentkernel/internal/supervisor"
+	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// CreateSandbox validates req, records the sandbox and, unless req.Start is
+// false, starts it. A sandbox that fails to start stays, marked failed, so
+// its console log can be read; an ephemeral one is removed.
+func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (api.SandboxInfo, error) {
+	spec, rec, err := m.buildSpec(ctx, req)
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	unlock := m.locks.Lock(spec.ID)
+	defer unlock()
+	if _, err := m.cfg.Store.CreateSandbox(ctx, rec); err != nil {
+		return api.SandboxInfo{}, fmt.Errorf("sandbox %q: %w", req.Name, err)
+	}
+	dir := spec.StateDir
+	if err := mkStateDir(dir); err == nil {
+		err = WriteSpec(dir, spec)
+	}
+	if err != nil {
+		m.cfg.Store.DeleteSandbox(context.WithoutCancel(ctx), spec.ID)
+		os.RemoveAll(dir)
+		return api.SandboxInfo{}, fmt.Errorf("sandbox %q: preparing its state: %w", req.Name, err)
+	}
+	m.event(spec.ID, spec.Name, "sandbox_created", map[string]any{"image": rec.Image, "backend": rec.Backend, "profile": rec.Profile})
+	if req.Start == nil || *req.Start {
+		if err := m.startLocked(ctx, spec.ID, spec.Name); err != nil {
+			if req.Ephemeral {
+				m.removeLocked(context.WithoutCancel(ctx), spec.ID, spec.Name)
+			}
+			return api.SandboxInfo{}, err
+		}
+	}
+	return m.info(ctx, spec.ID)
+}
+
+// buildSpec turns a request into a Spec and its store row, refusing what it
+// cannot honour.
+func (m *Manager) buildSpec(ctx context.Context, req api.CreateSandboxRequest) (*Spec, store.Sandbox, error) {
+	var zero store.Sandbox
+	if err := ValidateName(req.Name); err != nil {
+		return nil, zero, err
+	}
+	switch {
+	case len(req.Secrets) > 0 || len(req.SecretFiles) > 0:
+		return nil, zero, fmt.Errorf("%w: secrets need the network gateway, which this agentkernel does not have yet; nothing was created", errdefs.ErrNotImplemented)
+	case req.SourceURL != "" || req.SourceRef != "":
+		return nil, zero, fmt.Errorf("%w: source_url needs network access from the sandbox, which this agentkernel does not have yet; copy the code in with `agentkernel cp`", errdefs.ErrNotImplemented)
+	case len(req.Volumes) > 0:
+		return nil, zero, fmt.Errorf("%w: named volumes are not supported; mount a host directory with dirs (--dir)", errdefs.ErrNotImplemented)
+	}
+	backend := req.Backend
+	if backend == "" {
+		backend = m.cfg.DefaultBackend
+	}
+	if _, ok := m.cfg.Backends[backend]; !ok {
+		return nil, zero, fmt.Errorf("%w: unknown backend %q (available: %s)", errdefs.ErrInvalidArgument, backend, strings.Join(m.backendNames(), ", "))
+	}
+	res, err := ResolveResources(req.MemoryMB, req.VCPUs)
+	if err != nil {
+		return nil, zero, err
+	}
+	sec, err := ResolveProfile(req.Profile)
+	if err != nil {
+		return nil, zero, err
+	}
+	ttl, err := ParseTTL(req.TTL)
+	if err != nil {
+		return nil, zero, err
+	}
+	var mounts []Mount
+	for _, d := range req.Dirs {
+		mnt, err := ParseDirMount(d)
+		if err != nil {
+			return nil, zero, err
+		}
+		mounts = append(mounts, mnt)
+	}
+	imageName := req.Image
+	if imageName == "" {
+		imageName = "host"
+	}
+	img, err := m.cfg.Images.Resolve(ctx, imageName)
+	if err != nil {
+		return nil, zero, err
+	}
+	id := newUUID()
+	spec := &Spec{
+		ID: id, Name: req.Name, Backend: backend,
+		StateDir: m.stateDir(id), AgentPath: m.cfg.AgentPath,
+		Rootfs: img.Rootfs, Env: img.Env, Workdir: img.Workdir, User: img.User,
+		Hostname: req.Name, Resources: res, Security: sec, Mounts: mounts,
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, zero, err
+	}
+	rec := store.Sandbox{
+		UUID: id, Name: req.Name, Status: api.StatusCreated, Backend: backend,
+		Image: img.Name, Profile: sec.Profile, Spec: specJSON,
+		VCPUs: res.VCPUs, MemoryMB: res.MemoryMB, Labels: req.Labels, Ephemeral: req.Ephemeral,
+	}
+	if ttl > 0 {
+		exp := time.Now().Add(ttl).UTC()
+		rec.ExpiresAt = &exp
+	}
+	return spec, rec, nil
+}
+
+func (m *Manager) backendNames() []string {
+	var names []string
+	for n := range m.cfg.Backends {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// StartSandbox starts a stopped or failed sandbox. Starting a running one
+// is a no-op.
+func (m *Manager) StartSandbox(ctx context.Context, name string) (api.SandboxInfo, error) {
+	rec, err := m.lookup(ctx, name)
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	unlock := m.locks.Lock(rec.UUID)
+	defer unlock()
+	if m.getLive(rec.UUID) == nil {
+		if err := m.startLocked(ctx, rec.UUID, rec.Name); err != nil {
+			return api.SandboxInfo{}, err
+		}
+	}
+	return m.info(ctx, rec.UUID)
+}
+
+// startLocked spawns the sandbox's supervisor and connects to its agent.
+// The caller holds the sandbox's lock.
+func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
+	dir := m.stateDir(uuid)
+	if err := m.cfg.Store.UpdateSandboxStatus(ctx, uuid, api.StatusStarting, ""); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	args := append(append([]string{}, m.cfg.SupervisorArgs...), dir)
+	started := time.Now()
+	exited, err := supervisor.Spawn(ctx, dir, supervisor.SpawnOptions{
+		Exe: m.cfg.SupervisorExe, Args: args, Env: m.cfg.SupervisorEnv,
+	})
+	if err != nil {
+		err = fmt.Errorf("sandbox %s failed to start: %w", name, err)
+		m.cfg.Store.UpdateSandboxStatus(context.WithoutCancel(ctx), uuid, api.StatusFailed, err.Error())
+		m.event(uuid, name, "sandbox_failed", map[string]any{"error": err.Error()})
+		return err
+	}
+	l := &liveSandbox{uuid: uuid, name: name, sup: supervisor.Dial(dir)}
+	if _, err := l.agentClient(ctx); err != nil {
+		l.sup.Stop(context.WithoutCancel(ctx))
+		err = fmt.Errorf("sandbox %s started but its agent does not answer: %w", name, err)
+		m.cfg.Store.UpdateSandboxStatus(context.WithoutCancel(ctx), uuid, api.StatusFailed, err.Error())
+		return err
+	}
+	if err := m.cfg.Store.UpdateSandboxStatus(ctx, uuid, api.StatusRunning, ""); err != nil {
+		l.closeAgent()
+		l.sup.Stop(context.WithoutCancel(ctx))
+		return err
+	}
+	m.watch(l, exited)
+	m.event(uuid, name, "sandbox_started", map[string]any{"took_ms": time.Since(started).Milliseconds()})
+	return nil
+}
+
+// watch follows a live sandbox until it ends on its own, then records how.
+// The daemon reaps the supervisor process it spawned through exited (nil
+// for an adopted supervisor).
+func (m *Manager) watch(l *liveSandbox, exited <-chan struct{}) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	l.stopWatch = cancel
+	m.setLive(l)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			st, err := l.sup.Wait(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil && st.State != "exited" {
+				continue
+			}
+			reason := "the sandbox's supervisor died"
+			if err == nil && st.Exit != nil && st.Exit.Error != "" {
+				reason = st.Exit.Error
+			} else if e, _ := supervisor.ReadExit(m.stateDir(l.uuid)); e != nil && e.Error != "" {
+				reason = e.Error
+			}
+			if err != nil && exited != nil {
+				<-exited
+			}
+			m.onUnexpectedExit(l, reason)
+			return
+		}
+	}()
+}
+
+// onUnexpectedExit marks a sandbox that ended on its own as failed and
+// releases what its supervisor may have left.
+func (m *Manager) onUnexpectedExit(l *liveSandbox, reason string) {
+	unlock := m.locks.Lock(l.uuid)
+	defer unlock()
+	if m.getLive(l.uuid) != l {
+		return // stopped or removed meanwhile
+	}
+	m.dropLive(l.uuid)
+	l.closeAgent()
+	ctx := context.WithoutCancel(m.ctx)
+	m.log.Warn("sandbox ended unexpectedly", "sandbox", l.name, "reason", reason)
+	m.cfg.Store.UpdateSandboxStatus(ctx, l.uuid, api.StatusFailed, reason)
+	m.event(l.uuid, l.name, "sandbox_failed", map[string]any{"error": reason})
+	m.cleanup(ctx, l.uuid)
+}
+
+// cleanup releases a sandbox's host resources through its backend, from
+// its spec on disk. Safe on a sandbox that holds nothing.
+func (m *Manager) cleanup(ctx context.Context, uuid string) {
+	dir := m.stateDir(uuid)
+	spec, err := ReadSpec(dir)
+	if err != nil {
+		return
+	}
+	sup := supervisor.Dial(dir)
+	if _, err := sup.Status(ctx); err != nil {
+		sup.Kill(ctx)
+	}
+	if b, ok := m.cfg.Backends[spec.Backend]; ok {
+		if err := b.Cleanup(ctx, spec); err != nil {
+			m.log.Error("cleaning up sandbox", "sandbox", spec.Name, "err", err)
+		}
+	}
+}
+
+// StopSandbox stops a running sandbox gracefully; its files are kept.
+func (m *Manager) StopSandbox(ctx context.Context, name string) (api.SandboxInfo, error) {
+	rec, err := m.lookup(ctx, name)
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	unlock := m.locks.Lock(rec.UUID)
+	defer unlock()
+	if err := m.stopLocked(ctx, rec.UUID, rec.Name); err != nil {
+		return api.SandboxInfo{}, err
+	}
+	return m.info(ctx, rec.UUID)
+}
+
+func (m *Manager) stopLocked(ctx context.Context, uuid, name string) error {
+	l := m.dropLive(uuid)
+	if l == nil {
+		return nil
+	}
+	l.stopWatch()
+	l.closeAgent()
+	m.cfg.Store.UpdateSandboxStatus(ctx, uuid, api.StatusStopping, "")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	defer cancel()
+	if _, err := l.sup.Stop(sctx); err != nil {
+		m.log.Warn("graceful stop failed; forcing", "sandbox", name, "err", err)
+	}
+	m.cleanup(sctx, uuid)
+	m.event(uuid, name, "sandbox_stopped", nil)
+	return m.cfg.Store.UpdateSandboxStatus(sctx, uuid, api.StatusStopped, "")
+}
+
+// RemoveSandbox stops a sandbox and deletes it with its files. The record
+// goes at once; the teardown finishes in the background, so the name is
+// free immediately. A teardown cut short by a daemon crash is finished by
+// the next daemon's Recover, which sweeps state directories without a
+// record.
+func (m *Manager) RemoveSandbox(ctx context.Context, name string) error {
+	rec, err := m.lookup(ctx, name)
+	if err != nil {
+		return err
+	}
+	unlock := m.locks.Lock(rec.UUID)
+	defer unlock()
+	return m.removeLocked(ctx, rec.UUID, rec.Name)
+}
+
+func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
+	l := m.dropLive(uuid)
+	if l != nil {
+		l.stopWatch()
+		l.closeAgent()
+	}
+	if err := m.cfg.Store.DeleteSandbox(ctx, uuid); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	m.event(uuid, name, "sandbox_removed", nil)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		unlock := m.locks.Lock(uuid)
+		defer unlock()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), stopTimeout)
+		defer cancel()
+		if l != nil {
+			l.sup.Stop(ctx)
+		}
+		m.cleanup(ctx, uuid)
+		if err := os.RemoveAll(m.stateDir(uuid)); err != nil {
+			m.log.Error("removing sandbox files", "sandbox", name, "err", err)
+		}
+	}()
+	return nil
+}
+
+// ExtendSandbox pushes a sandbox's expiry back by the given duration (from
+// now if it had none).
+func (m *Manager) ExtendSandbox(ctx context.Context, name string, by time.Duration) (api.SandboxInfo, error) {
+	if by <= 0 || by > maxTTL {
+		return api.SandboxInfo{}, fmt.Errorf("%w: extend by %s: must be positive and at most 365 days", errdefs.ErrInvalidArgument, by)
+	}
+	rec, err := m.lookup(ctx, name)
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	base := time.Now()
+	if rec.ExpiresAt != nil && rec.ExpiresAt.After(base) {
+		base = *rec.ExpiresAt
+	}
+	exp := base.Add(by).UTC()
+	if err := m.cfg.Store.SetSandboxExpiry(ctx, rec.UUID, &exp); err != nil {
+		return api.SandboxInfo{}, err
+	}
+	m.event(rec.UUID, rec.Name, "sandbox_extended", map[string]any{"expires_at": exp})
+	return m.info(ctx, rec.UUID)
+}

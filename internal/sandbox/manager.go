@@ -1,0 +1,261 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentkernel/agentkernel/internal/agentproto"
+	"github.com/agentkernel/agentkernel/internal/paths"
+	"github.com/agentkernel/agentkernel/internal/store"
+	"github.com/agentkernel/agentkernel/internal/supervisor"
+	"github.com/agentkernel/agentkernel/pkg/api"
+)
+
+// Named timeouts.
+const (
+	// startTimeout bounds a sandbox's boot, from spawning its supervisor
+	// to its agent answering.
+	startTimeout = 60 * time.Second
+	// stopTimeout bounds a graceful stop through the supervisor.
+	stopTimeout = 60 * time.Second
+	// probeTimeout bounds one status probe of a supervisor.
+	probeTimeout = 2 * time.Second
+	// reapInterval is how often expired sandboxes are looked for.
+	reapInterval = time.Second
+)
+
+// Images resolves image names for new sandboxes and manages the store of
+// images. The daemon adapts internal/image to it.
+type Images interface {
+	Resolve(ctx context.Context, name string) (ResolvedImage, error)
+	List(ctx context.Context) ([]api.ImageInfo, error)
+	Import(ctx context.Context, name, path string) (api.ImageInfo, error)
+	Remove(ctx context.Context, name string) error
+}
+
+// ResolvedImage is what a sandbox is made from.
+type ResolvedImage struct {
+	Name    string
+	Rootfs  RootfsSpec
+	Env     []string
+	Workdir string
+	User    string
+}
+
+// Config configures a Manager. Fields are read once by NewManager.
+type Config struct {
+	Layout paths.Layout
+	Store  *store.Store
+	Images Images
+	// Backends are the runtimes this host offers, by name. The daemon
+	// calls only their Cleanup; supervisors call Start.
+	Backends       map[string]Backend
+	DefaultBackend string
+	// AgentPath is the static guest agent binary given to every sandbox.
+	AgentPath string
+	// SupervisorExe and SupervisorArgs run the supervise role; the
+	// sandbox's state directory is appended as the last argument.
+	SupervisorExe  string
+	SupervisorArgs []string
+	// SupervisorEnv is the supervisors' whole environment.
+	SupervisorEnv []string
+	// Doctor adds host checks to the report of Doctor.
+	Doctor func(ctx context.Context) []api.DoctorCheck
+	Logger *slog.Logger
+}
+
+// Manager runs sandboxes: it implements internal/api.Service. Create it
+// with NewManager, call Recover once, and Close it when the daemon exits;
+// Close leaves running sandboxes running (their supervisors outlive us).
+// All methods are safe for concurrent use.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	ctx    context.Context // the Manager's lifetime; cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // watchers, the reaper and teardowns
+
+	locks keyedMutex // per-sandbox lifecycle lock, by UUID
+
+	// mu guards live.
+	mu   sync.Mutex
+	live map[string]*liveSandbox // running sandboxes by UUID
+}
+
+// liveSandbox is the daemon's handle on a running sandbox.
+type liveSandbox struct {
+	uuid string
+	name string
+	sup  *supervisor.Client
+	// stopWatch ends the watcher when the daemon itself stops the sandbox.
+	stopWatch context.CancelFunc
+
+	// mu guards agent.
+	mu    sync.Mutex
+	agent *agentproto.Client
+}
+
+// NewManager returns a Manager; it starts no goroutine until Recover.
+func NewManager(cfg Config) *Manager {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, log: log, ctx: ctx, cancel: cancel, live: map[string]*liveSandbox{}}
+}
+
+// Close stops the Manager's goroutines and closes agent connections. It
+// does not stop sandboxes. Idempotent.
+func (m *Manager) Close() error {
+	m.cancel()
+	m.mu.Lock()
+	for _, l := range m.live {
+		l.closeAgent()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	return nil
+}
+
+// stateDir is where a sandbox's files live. The UUID's dashes are dropped to
+// keep socket paths short (Unix socket paths are limited to 107 bytes).
+func (m *Manager) stateDir(uuid string) string {
+	return m.cfg.Layout.SandboxDir(strings.ReplaceAll(uuid, "-", ""))
+}
+
+func (m *Manager) getLive(uuid string) *liveSandbox {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live[uuid]
+}
+
+func (m *Manager) setLive(l *liveSandbox) {
+	m.mu.Lock()
+	m.live[l.uuid] = l
+	m.mu.Unlock()
+}
+
+func (m *Manager) dropLive(uuid string) *liveSandbox {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.live[uuid]
+	delete(m.live, uuid)
+	return l
+}
+
+// agentClient returns a connected agent client, reconnecting through the
+// supervisor if the previous connection died.
+func (l *liveSandbox) agentClient(ctx context.Context) (*agentproto.Client, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.agent != nil {
+		select {
+		case <-l.agent.Done():
+			l.agent.Close()
+			l.agent = nil
+		default:
+			return l.agent, nil
+		}
+	}
+	conn, err := l.sup.DialAgent(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", l.name, err)
+	}
+	c, err := agentproto.NewClient(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sandbox %s: connecting to its agent: %w", l.name, err)
+	}
+	l.agent = c
+	return c, nil
+}
+
+func (l *liveSandbox) closeAgent() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.agent != nil {
+		l.agent.Close()
+		l.agent = nil
+	}
+}
+
+// event appends to a sandbox's audit trail; failures are logged, not
+// returned: the operation it records has already happened.
+func (m *Manager) event(uuid, name, ev string, details map[string]any) {
+	var raw json.RawMessage
+	if details != nil {
+		raw, _ = json.Marshal(details)
+	}
+	if _, err := m.cfg.Store.AppendEvent(context.WithoutCancel(m.ctx), store.Event{
+		SandboxUUID: uuid, SandboxName: name, Event: ev, Details: raw,
+	}); err != nil {
+		m.log.Warn("recording event", "sandbox", name, "event", ev, "err", err)
+	}
+}
+
+// keyedMutex is a set of mutexes by key, created on demand.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// Lock locks key and returns its unlock function.
+func (k *keyedMutex) Lock(key string) func() {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// mkStateDir creates a sandbox's state directory. It is 0711: the
+// sandbox's mapped root must traverse it to reach its bundle, but may not
+// list it.
+func mkStateDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o711)
+}

@@ -1,0 +1,123 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/agentkernel/agentkernel/internal/store"
+	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// lookup finds a sandbox's record by name.
+func (m *Manager) lookup(ctx context.Context, name string) (store.Sandbox, error) {
+	if err := ValidateName(name); err != nil {
+		return store.Sandbox{}, err
+	}
+	rec, err := m.cfg.Store.GetSandbox(ctx, name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return rec, fmt.Errorf("%w: no sandbox named %q", errdefs.ErrNotFound, name)
+	}
+	return rec, err
+}
+
+func (m *Manager) info(ctx context.Context, uuid string) (api.SandboxInfo, error) {
+	rec, err := m.cfg.Store.GetSandboxByUUID(ctx, uuid)
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	return m.toInfo(rec), nil
+}
+
+func (m *Manager) toInfo(rec store.Sandbox) api.SandboxInfo {
+	info := api.SandboxInfo{
+		Name: rec.Name, UUID: rec.UUID, Status: rec.Status, Backend: rec.Backend,
+		Image: rec.Image, Profile: rec.Profile, VCPUs: rec.VCPUs, MemoryMB: rec.MemoryMB,
+		Labels: rec.Labels, CreatedAt: rec.CreatedAt, ExpiresAt: rec.ExpiresAt,
+		Error: rec.Error, Ephemeral: rec.Ephemeral,
+	}
+	if sec, err := ResolveProfile(rec.Profile); err == nil {
+		info.Network = sec.Network
+	}
+	return info
+}
+
+// ListSandboxes lists every sandbox, oldest first.
+func (m *Manager) ListSandboxes(ctx context.Context) ([]api.SandboxInfo, error) {
+	recs, err := m.cfg.Store.ListSandboxes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.SandboxInfo, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, m.toInfo(r))
+	}
+	return out, nil
+}
+
+// GetSandbox describes one sandbox.
+func (m *Manager) GetSandbox(ctx context.Context, name string) (api.SandboxInfo, error) {
+	rec, err := m.lookup(ctx, name)
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	return m.toInfo(rec), nil
+}
+
+// GetSandboxByUUID describes one sandbox by its UUID.
+func (m *Manager) GetSandboxByUUID(ctx context.Context, uuid string) (api.SandboxInfo, error) {
+	rec, err := m.cfg.Store.GetSandboxByUUID(ctx, uuid)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return api.SandboxInfo{}, fmt.Errorf("%w: no sandbox with uuid %q", errdefs.ErrNotFound, uuid)
+	}
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	return m.toInfo(rec), nil
+}
+
+// SandboxLogs returns a sandbox's audit trail, oldest first.
+func (m *Manager) SandboxLogs(ctx context.Context, name string) ([]api.LogEvent, error) {
+	rec, err := m.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := m.cfg.Store.ListEvents(ctx, rec.UUID, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.LogEvent, 0, len(evs))
+	for _, e := range evs {
+		ev := api.LogEvent{Timestamp: e.Time, Event: e.Event, Sandbox: e.SandboxName}
+		if len(e.Details) > 0 {
+			json.Unmarshal(e.Details, &ev.Details)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// ListImages, ImportImage and RemoveImage delegate to the image store.
+func (m *Manager) ListImages(ctx context.Context) ([]api.ImageInfo, error) {
+	return m.cfg.Images.List(ctx)
+}
+
+// ImportImage imports a directory or tarball on the host as an image.
+func (m *Manager) ImportImage(ctx context.Context, req api.ImportImageRequest) (api.ImageInfo, error) {
+	return m.cfg.Images.Import(ctx, req.Name, req.Path)
+}
+
+// RemoveImage deletes an image from the store.
+func (m *Manager) RemoveImage(ctx context.Context, name string) error {
+	return m.cfg.Images.Remove(ctx, name)
+}
+
+// Doctor reports what works on this host.
+func (m *Manager) Doctor(ctx context.Context) []api.DoctorCheck {
+	if m.cfg.Doctor == nil {
+		return nil
+	}
+	return m.cfg.Doctor(ctx)
+}

@@ -1,0 +1,114 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/agentkernel/agentkernel/internal/supervisor"
+	"github.com/agentkernel/agentkernel/pkg/api"
+)
+
+// Recover brings the daemon's view in line with the host after a start or
+// a crash: live supervisors are re-adopted, sandboxes whose supervisor died
+// are released and marked, leftover state directories without a record are
+// swept, and the TTL reaper starts. Call it once, before serving.
+func (m *Manager) Recover(ctx context.Context) error {
+	recs, err := m.cfg.Store.ListSandboxes(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, rec := range recs {
+		known[filepath.Base(m.stateDir(rec.UUID))] = true
+		switch rec.Status {
+		case api.StatusRunning, api.StatusStarting, api.StatusStopping:
+		default:
+			if rec.Ephemeral {
+				m.removeLocked(ctx, rec.UUID, rec.Name)
+			}
+			continue
+		}
+		dir := m.stateDir(rec.UUID)
+		sup := supervisor.Dial(dir)
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		st, err := sup.Status(pctx)
+		cancel()
+		if err == nil && st.State == "running" {
+			l := &liveSandbox{uuid: rec.UUID, name: rec.Name, sup: sup}
+			m.watch(l, nil)
+			if rec.Status != api.StatusRunning {
+				m.cfg.Store.UpdateSandboxStatus(ctx, rec.UUID, api.StatusRunning, "")
+			}
+			m.log.Info("re-adopted sandbox", "sandbox", rec.Name, "supervisor_pid", st.PID)
+			m.event(rec.UUID, rec.Name, "sandbox_adopted", map[string]any{"supervisor_pid": st.PID})
+			continue
+		}
+		// The supervisor is gone: release what it held and say why.
+		m.cleanup(ctx, rec.UUID)
+		status, reason := api.StatusFailed, "the sandbox's supervisor died while the daemon was down"
+		if e, _ := supervisor.ReadExit(dir); e != nil {
+			if e.Requested {
+				status, reason = api.StatusStopped, ""
+			} else if e.Error != "" {
+				reason = e.Error
+			}
+		}
+		m.cfg.Store.UpdateSandboxStatus(ctx, rec.UUID, status, reason)
+		m.log.Warn("sandbox lost while the daemon was down", "sandbox", rec.Name, "reason", reason)
+		if rec.Ephemeral {
+			m.removeLocked(ctx, rec.UUID, rec.Name)
+		}
+	}
+	m.sweep(ctx, known)
+	m.wg.Add(1)
+	go m.reapLoop()
+	return nil
+}
+
+// sweep removes state directories that have no record: the remains of a
+// removal that a crash interrupted.
+func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
+	entries, err := os.ReadDir(m.cfg.Layout.SandboxesDir())
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || known[e.Name()] || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		dir := filepath.Join(m.cfg.Layout.SandboxesDir(), e.Name())
+		if spec, err := ReadSpec(dir); err == nil {
+			m.cleanup(ctx, spec.ID)
+		}
+		m.log.Info("sweeping leftover sandbox directory", "dir", dir)
+		os.RemoveAll(dir)
+	}
+}
+
+// reapLoop removes sandboxes whose TTL has passed.
+func (m *Manager) reapLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(reapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case now := <-t.C:
+			recs, err := m.cfg.Store.ListExpired(m.ctx, now)
+			if err != nil {
+				continue
+			}
+			for _, rec := range recs {
+				m.log.Info("sandbox expired", "sandbox", rec.Name)
+				m.event(rec.UUID, rec.Name, "sandbox_expired", nil)
+				unlock := m.locks.Lock(rec.UUID)
+				m.removeLocked(m.ctx, rec.UUID, rec.Name)
+				unlock()
+			}
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// nameRE is what a sandbox name may look like: it becomes part of paths,
+// hostnames and URLs, so it is kept to a safe alphabet.
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// ValidateName checks a sandbox name.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: invalid sandbox name %q: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", errdefs.ErrInvalidArgument, name)
+	}
+	return nil
+}
+
+// Defaults for resources left at zero.
+const (
+	DefaultMemoryMB  = 512
+	DefaultVCPUs     = 1
+	DefaultPidsLimit = 1024
+	// maxTTL bounds a sandbox's lifetime extension, to catch unit mistakes.
+	maxTTL = 365 * 24 * time.Hour
+)
+
+// ResolveResources applies defaults and refuses limits the host cannot give.
+func ResolveResources(memoryMB, vcpus int) (Resources, error) {
+	r := Resources{MemoryMB: memoryMB, VCPUs: vcpus, PidsLimit: DefaultPidsLimit}
+	if r.MemoryMB == 0 {
+		r.MemoryMB = DefaultMemoryMB
+	}
+	if r.VCPUs == 0 {
+		r.VCPUs = DefaultVCPUs
+	}
+	if r.MemoryMB < 16 {
+		return r, fmt.Errorf("%w: memory_mb %d is below the 16 MB minimum", errdefs.ErrInvalidArgument, r.MemoryMB)
+	}
+	if r.VCPUs < 0 {
+		return r, fmt.Errorf("%w: vcpus %d is negative", errdefs.ErrInvalidArgument, r.VCPUs)
+	}
+	if n := runtime.NumCPU(); r.VCPUs > n {
+		return r, fmt.Errorf("%w: vcpus %d is more than this host's %d CPUs", errdefs.ErrInvalidArgument, r.VCPUs, n)
+	}
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err == nil {
+		totalMB := int(uint64(si.Totalram) * uint64(si.Unit) / (1 << 20))
+		if r.MemoryMB > totalMB {
+			return r, fmt.Errorf("%w: memory_mb %d is more than this host's %d MB", errdefs.ErrInvalidArgument, r.MemoryMB, totalMB)
+		}
+	}
+	return r, nil
+}
+
+// Profiles. The table follows upstream agentkernel's names; each setting is
+// enforced by the backend or the sandbox does not start. Until the network
+// gateway lands, no profile gets a route out: "loopback" means the sandbox
+// has its own network namespace with only lo.
+//
+//	profile      network    root fs     seccomp  capabilities
+//	permissive   loopback   writable    default  default set
+//	moderate     loopback   writable    default  default set
+//	restrictive  none       read-only   strict   minimal set
+//
+// Upstream's permissive also mounts the current and home directories and
+// passes the caller's environment; we never mount or pass anything the
+// caller did not name (--dir, -e): deny by default.
+const DefaultProfile = "moderate"
+
+// minimalCaps is what root in a restrictive sandbox keeps: enough to own and
+// chmod its own files and signal its own processes.
+var minimalCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL"}
+
+// ResolveProfile turns a profile name into enforced settings.
+func ResolveProfile(name string) (Security, error) {
+	switch name {
+	case "", DefaultProfile:
+		return Security{Profile: DefaultProfile, Network: "loopback", Seccomp: "default"}, nil
+	case "permissive":
+		return Security{Profile: name, Network: "loopback", Seccomp: "default"}, nil
+	case "restrictive":
+		return Security{Profile: name, Network: "none", Seccomp: "strict", ReadOnlyRoot: true, Capabilities: minimalCaps}, nil
+	}
+	return Security{}, fmt.Errorf("%w: unknown profile %q: use permissive, moderate or restrictive", errdefs.ErrInvalidArgument, name)
+}
+
+// ParseDirMount parses "HOST[:SANDBOX[:ro]]" into a Mount. HOST must be an
+// existing directory; SANDBOX defaults to /workspace.
+func ParseDirMount(s string) (Mount, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) > 3 || parts[0] == "" {
+		return Mount{}, fmt.Errorf("%w: --dir %q: want HOSTDIR[:SANDBOXPATH[:ro]]", errdefs.ErrInvalidArgument, s)
+	}
+	m := Mount{HostPath: parts[0], Path: "/workspace"}
+	if len(parts) > 1 && parts[1] != "" {
+		m.Path = parts[1]
+	}
+	if len(parts) == 3 {
+		if parts[2] != "ro" && parts[2] != "rw" {
+			return Mount{}, fmt.Errorf("%w: --dir %q: the third field must be ro or rw", errdefs.ErrInvalidArgument, s)
+		}
+		m.ReadOnly = parts[2] == "ro"
+	}
+	if !filepath.IsAbs(m.HostPath) {
+		return Mount{}, fmt.Errorf("%w: --dir %q: the host path must be absolute", errdefs.ErrInvalidArgument, s)
+	}
+	if !filepath.IsAbs(m.Path) || filepath.Clean(m.Path) != m.Path || m.Path == "/" {
+		return Mount{}, fmt.Errorf("%w: --dir %q: the sandbox path must be absolute, clean and not /", errdefs.ErrInvalidArgument, s)
+	}
+	st, err := os.Stat(m.HostPath)
+	if err != nil {
+		return Mount{}, fmt.Errorf("%w: --dir %q: %v", errdefs.ErrInvalidArgument, s, err)
+	}
+	if !st.IsDir() {
+		return Mount{}, fmt.Errorf("%w: --dir %q: not a directory", errdefs.ErrInvalidArgument, s)
+	}
+	return m, nil
+}
+
+// ParseTTL parses a TTL such as "30m" or "2h"; "" means none. Upstream
+// also writes days ("2d").
+func ParseTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	var d time.Duration
+	var err error
+	if strings.HasSuffix(s, "d") {
+		var n int
+		if _, err = fmt.Sscanf(s, "%dd", &n); err == nil {
+			d = time.Duration(n) * 24 * time.Hour
+		}
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d <= 0 || d > maxTTL {
+		return 0, fmt.Errorf("%w: invalid duration %q: use e.g. 30s, 10m, 2h or 1d (at most 365d)", errdefs.ErrInvalidArgument, s)
+	}
+	return d, nil
+}
