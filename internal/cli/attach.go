@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/client"
 )
 
 func newAttachCmd(app *App) *cobra.Command {
@@ -35,33 +36,9 @@ Ctrl-D; attach exits with the shell's exit code (125 when agentkernel failed).`,
 			req := api.ExecRequest{Command: command, Env: envs, User: user, TTY: true}
 			req.Rows, req.Cols = lio.size()
 
-			ctx, abandon := context.WithCancel(cmd.Context())
-			defer abandon()
-			r := newRelay(abandon)
-			defer r.stop()
-			ignoreSIGPIPE()
-			c, err := connect(cmd, app, exitCLI)
-			if err != nil {
-				return err
-			}
-			s, err := c.Attach(ctx, name, req)
-			if err != nil {
-				return withCode(exitCLI, err)
-			}
-			defer s.Close()
-			r.attach(s)
-			exit, err := pump(s, lio)
-			if err != nil {
-				if sig := r.interrupted(); sig != 0 {
-					return &ExitError{Code: 128 + int(sig)}
-				}
-				return withCode(exitCLI, err)
-			}
-			exitMessage(cmd.ErrOrStderr(), exit)
-			if exit.ExitCode != 0 {
-				return &ExitError{Code: exit.ExitCode}
-			}
-			return nil
+			return streamSession(cmd, app, lio, func(ctx context.Context, c *client.Client) (*client.Stream, error) {
+				return c.Attach(ctx, name, req)
+			})
 		},
 	}
 	cmd.SetFlagErrorFunc(flagError(exitCLI))

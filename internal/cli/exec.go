@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/agentkernel/agentkernel/pkg/client"
 )
 
 type execOptions struct {
@@ -83,6 +85,15 @@ func runExec(cmd *cobra.Command, app *App, o *execOptions, name string, command 
 
 	lio := newLocalIO(cmd, forwardStdin(cmd, o.interactive), o.tty)
 	req.Rows, req.Cols = lio.size()
+	return streamSession(cmd, app, lio, func(ctx context.Context, c *client.Client) (*client.Stream, error) {
+		return c.ExecStream(ctx, name, req)
+	})
+}
+
+// streamSession runs one interactive or streaming process: it relays
+// signals, pumps the local terminal or pipes through the stream opened by
+// open, and turns the remote exit into the CLI's exit code.
+func streamSession(cmd *cobra.Command, app *App, lio localIO, open func(context.Context, *client.Client) (*client.Stream, error)) error {
 	ctx, abandon := context.WithCancel(cmd.Context())
 	defer abandon()
 	r := newRelay(abandon)
@@ -93,7 +104,7 @@ func runExec(cmd *cobra.Command, app *App, o *execOptions, name string, command 
 	if err != nil {
 		return err
 	}
-	s, err := c.ExecStream(ctx, name, req)
+	s, err := open(ctx, c)
 	if err != nil {
 		return withCode(exitCLI, err)
 	}

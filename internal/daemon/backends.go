@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"path/filepath"
 
-	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/internal/backend/container"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
 // hostRuntime is what the daemon and the supervisors of one home share:

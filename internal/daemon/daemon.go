@@ -20,10 +20,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/api"
-	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/internal/store"
+	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
 )
 
 // DefaultTCPAddr is upstream agentkernel's port, on loopback only.
@@ -77,7 +77,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		AgentPath: agentPath, SupervisorExe: cfg.Exe, SupervisorArgs: []string{"supervise"},
 		SupervisorEnv: supervisorEnv(l),
 		Doctor: func(ctx context.Context) []pkgapi.DoctorCheck {
-			return append(host.doctor(ctx), agentCheck(agentPath))
+			return append(host.doctor(ctx), agentCheck(agentPath), networkCheck())
 		},
 		Logger: log,
 	})

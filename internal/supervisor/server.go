@@ -50,7 +50,7 @@ type Config struct {
 	// Ready, if set, receives one line when the sandbox is up ("ok") or
 	// failed to start (the error), and is then closed. The daemon passes
 	// the write end of a pipe here.
-	Ready io.WriteCloser
+	Ready  io.WriteCloser
 	Logger *slog.Logger
 }
 
@@ -294,4 +294,3 @@ func listenUnix(path string) (net.Listener, error) {
 	}
 	return ln, nil
 }
-
