@@ -24,18 +24,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/agent"
+	"github.com/agentkernel/agentkernel/internal/version"
 )
-
-// Version is the agent's version, set with -ldflags "-X main.Version=…".
-var Version = "dev"
 
 func main() {
 	listen := flag.String("listen", "", "where to serve: unix:PATH, fd:N or file:PATH")
 	debug := flag.Bool("debug", false, "log debug messages")
-	version := flag.Bool("version", false, "print the version and exit")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
-	if *version {
-		fmt.Println(Version)
+	if *showVersion {
+		fmt.Println(version.Version)
 		return
 	}
 	level := slog.LevelInfo
@@ -62,10 +60,13 @@ func run(log *slog.Logger, listen string) int {
 
 	done := make(chan int, 1)
 	srv := agent.New(agent.Config{
-		AgentVersion: Version,
+		AgentVersion: version.Version,
 		Logger:       log,
 		OnShutdown:   func() { done <- 0 },
 	})
+	// A handled SIGPIPE keeps a broken stderr from killing init; unlike an
+	// ignored one, it is reset to the default in the processes it starts.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	go func() {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/agent/agenttest"
@@ -165,5 +166,46 @@ func BenchmarkExecTrueInProcess(b *testing.B) {
 			b.Fatalf("%+v %v", st, err)
 		}
 		p.Close()
+	}
+}
+
+// TestHostileHost: malformed streams from the host fail alone; the session
+// keeps serving.
+func TestHostileHost(t *testing.T) {
+	srv := New(Config{})
+	defer srv.Close()
+	host, guest := socketpair(t)
+	go srv.ServeConn(context.Background(), guest)
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	sess, err := yamux.Client(host, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	streams := [][]byte{
+		{byte(agentproto.FrameRequest), 0xff, 0xff, 0xff, 0xff}, // oversized
+		{99, 0, 0, 0, 0}, // unknown type
+		{byte(agentproto.FrameStdin), 0, 0, 0, 1, 'x'},             // not a request
+		{byte(agentproto.FrameRequest), 0, 0, 0, 3, 'n', 'o', '!'}, // not JSON
+		append([]byte{byte(agentproto.FrameRequest), 0, 0, 0, 14}, `{"op":"exec"}`+" "...),
+	}
+	for i, b := range streams {
+		s, err := sess.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write(b)
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		f, err := agentproto.ReadFrame(s)
+		if err == nil && f.Type != agentproto.FrameError {
+			t.Errorf("stream %d: got a %s frame", i, f.Type)
+		}
+		s.Close()
+	}
+	s, _ := sess.OpenStream()
+	agentproto.WriteJSON(s, agentproto.FrameRequest, agentproto.Request{Op: agentproto.OpPing})
+	if f, err := agentproto.ReadFrame(s); err != nil || f.Type != agentproto.FrameResult {
+		t.Errorf("ping after hostile streams: %v %v", f.Type, err)
 	}
 }

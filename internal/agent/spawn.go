@@ -52,6 +52,9 @@ func (s *Server) prepare(req *agentproto.ExecRequest) (*plan, *agentproto.ExitSt
 	if p.dir == "" {
 		p.dir = "/"
 	}
+	if p.tty && (p.rows == 0 || p.cols == 0) {
+		p.rows, p.cols = 24, 80
+	}
 	p.env = buildEnv(os.Environ(), id.Home, req.TTY, req.Env)
 	if req.User != "" && (os.Geteuid() == 0 || id.UID != uint32(os.Getuid()) || id.GID != uint32(os.Getgid())) {
 		p.cred = &syscall.Credential{Uid: id.UID, Gid: id.GID, Groups: id.Groups, NoSetGroups: os.Geteuid() != 0}
@@ -294,7 +297,7 @@ func openPTY(rows, cols uint16) (master, tty *os.File, err error) {
 		return nil, nil, fmt.Errorf("pty: %w", err)
 	}
 	master = os.NewFile(uintptr(fd), name)
-	if rows > 0 && cols > 0 {
+	if rows > 0 && cols > 0 { // 0: leave the size alone
 		if err := setWinsize(master, rows, cols); err != nil {
 			master.Close()
 			t.Close()

@@ -46,7 +46,9 @@ type Client struct {
 func NewClient(conn io.ReadWriteCloser) (*Client, error) {
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
-	cfg.KeepAliveInterval = 15 * time.Second
+	// No keepalive: a paused sandbox's agent cannot answer pings, and
+	// pausing must not end the session. A dead agent shows as EOF.
+	cfg.EnableKeepAlive = false
 	cfg.StreamCloseTimeout = time.Minute
 	sess, err := yamux.Client(conn, cfg)
 	if err != nil {

@@ -47,8 +47,9 @@ func cleanName(name string) (string, error) {
 }
 
 // openDir opens the directory rel (a cleanName result) beneath root without
-// following any symlink, creating missing directories (mode 0700, fixed up
-// later by the caller) when create is set. The caller closes the fd.
+// following any symlink, creating missing directories (mode 0755 less the
+// umask, as tar does for parents the archive does not list) when create is
+// set. The caller closes the fd.
 func openDir(root int, rel string, create bool) (int, error) {
 	if rel == "" {
 		return unix.Dup(root)
@@ -105,7 +106,7 @@ func openComponent(dirfd int, comp string, create bool) (int, error) {
 	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(dirfd, comp, flags, 0)
 	if err == unix.ENOENT && create {
-		if err := unix.Mkdirat(dirfd, comp, 0o700); err != nil && err != unix.EEXIST {
+		if err := unix.Mkdirat(dirfd, comp, 0o755); err != nil && err != unix.EEXIST {
 			return -1, err
 		}
 		fd, err = unix.Openat(dirfd, comp, flags, 0)

@@ -318,3 +318,16 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestImplicitParents(t *testing.T) {
+	dir, check := sandbox(t)
+	must(t, Extract(context.Background(), dir, bytes.NewReader(makeTar(t, entry{typ: tar.TypeReg, name: "x/y/z", body: "z"})), Options{}))
+	checkMode(t, filepath.Join(dir, "x", "y"), fs.ModeDir|0o755&^umask())
+	check()
+}
+
+func umask() fs.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return fs.FileMode(m)
+}

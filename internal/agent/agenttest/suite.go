@@ -12,6 +12,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,6 +123,11 @@ func testExecOutput(t *testing.T, env Env) {
 	}
 	if r := RunProcess(t, c, agentproto.ExecRequest{Argv: []string{"true"}}, ""); r.Status != (agentproto.ExitStatus{}) {
 		t.Errorf("true: %+v", r)
+	}
+	// SIGPIPE has its default action in processes (an ignored one would
+	// make yes complain about a broken pipe).
+	if r := RunProcess(t, c, sh("yes | head -n 1"), ""); r.Stdout != "y\n" || r.Stderr != "" {
+		t.Errorf("yes | head: %+v", r)
 	}
 }
 
@@ -249,7 +255,7 @@ func testSignals(t *testing.T, env Env) {
 	defer p.Close()
 	go io.Copy(io.Discard, p.Stderr())
 	waitFor(t, p.Stdout(), "ready\n")
-	if err := p.Signal(10); err != nil { // SIGUSR1
+	if err := p.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
 	rest, _ := io.ReadAll(p.Stdout())
@@ -257,7 +263,7 @@ func testSignals(t *testing.T, env Env) {
 	if err != nil || st.Code != 7 || !strings.Contains(string(rest), "got-usr1") {
 		t.Errorf("trap: %q %+v %v", rest, st, err)
 	}
-	if err := p.Signal(15); err == nil {
+	if err := p.Signal(syscall.SIGTERM); err == nil {
 		t.Errorf("Signal after exit succeeded")
 	}
 
@@ -268,7 +274,7 @@ func testSignals(t *testing.T, env Env) {
 	defer p.Close()
 	go io.Copy(io.Discard, p.Stdout())
 	go io.Copy(io.Discard, p.Stderr())
-	if err := p.Signal(15); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := p.Wait(); err != nil || st.Code != 143 || st.Signal != 15 {
@@ -289,7 +295,7 @@ func testSignalBlockedStdin(t *testing.T, env Env) {
 	go io.Copy(io.Discard, p.Stderr())
 	go p.Stdin().Write(make([]byte, 8<<20)) // blocks: nobody reads it
 	time.Sleep(200 * time.Millisecond)
-	if err := p.Signal(9); err != nil {
+	if err := p.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := p.Wait(); err != nil || st.Code != 137 {

@@ -23,6 +23,9 @@ func testPTY(t *testing.T, env Env) {
 		!strings.Contains(r.Stdout, "TERM=xterm-256color") || !strings.Contains(r.Stdout, "err") || r.Stderr != "" {
 		t.Errorf("tty: %+v", r)
 	}
+	if r := RunProcess(t, c, agentproto.ExecRequest{Argv: []string{"stty", "size"}, TTY: true}, ""); r.Stdout != "24 80\r\n" {
+		t.Errorf("default size: %q", r.Stdout)
+	}
 	// An interactive shell: resize between two commands.
 	p, err := c.Exec(ctxT(t), agentproto.ExecRequest{Argv: []string{"/bin/sh"}, TTY: true, Stdin: true, Rows: 24, Cols: 80})
 	if err != nil {
