@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	agentBin = filepath.Join(dir, "agentkernel-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "-ldflags", "-X main.Version="+testVersion, ".")
+	build := exec.Command("go", "build", "-o", agentBin, "-ldflags", "-X github.com/agentkernel/agentkernel/internal/version.Version="+testVersion, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
