@@ -164,6 +164,8 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 		Exe: m.cfg.SupervisorExe, Args: args, Env: m.cfg.SupervisorEnv,
 	})
 	if err != nil {
+		// A supervisor killed mid-start cannot undo what it began.
+		m.cleanup(context.WithoutCancel(ctx), uuid)
 		err = fmt.Errorf("sandbox %s failed to start: %w", name, err)
 		m.cfg.Store.UpdateSandboxStatus(context.WithoutCancel(ctx), uuid, api.StatusFailed, err.Error())
 		m.event(uuid, name, "sandbox_failed", map[string]any{"error": err.Error()})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	apisrv "github.com/agentkernel/agentkernel/internal/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 	"golang.org/x/sys/unix"
 )
@@ -127,24 +128,18 @@ func ParseDirMount(s string) (Mount, error) {
 	return m, nil
 }
 
-// ParseTTL parses a TTL such as "30m" or "2h"; "" means none. Upstream
-// also writes days ("2d").
+// ParseTTL parses a TTL such as "30m", "2h" or upstream's "1d"; "" means
+// none. It accepts what the API's durations accept, up to maxTTL.
 func ParseTTL(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
-	var d time.Duration
-	var err error
-	if strings.HasSuffix(s, "d") {
-		var n int
-		if _, err = fmt.Sscanf(s, "%dd", &n); err == nil {
-			d = time.Duration(n) * 24 * time.Hour
-		}
-	} else {
-		d, err = time.ParseDuration(s)
+	d, err := apisrv.ParseDuration(s)
+	if err != nil {
+		return 0, err
 	}
-	if err != nil || d <= 0 || d > maxTTL {
-		return 0, fmt.Errorf("%w: invalid duration %q: use e.g. 30s, 10m, 2h or 1d (at most 365d)", errdefs.ErrInvalidArgument, s)
+	if d > maxTTL {
+		return 0, fmt.Errorf("%w: ttl %q is longer than 365 days", errdefs.ErrInvalidArgument, s)
 	}
 	return d, nil
 }

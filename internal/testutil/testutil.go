@@ -1,0 +1,47 @@
+// Package testutil holds helpers shared by tests: building the real guest
+// agent binary once, and checks for prerequisites that skip with a message
+// naming what is missing.
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// BuildAgent builds cmd/agentkernel-agent (static, CGO_ENABLED=0) into dir
+// and returns its path. Call it from TestMain.
+func BuildAgent(dir string) (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "agentkernel-agent")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/agentkernel-agent")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the agent: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+// ModuleRoot is the repository's root directory (where go.mod is).
+func ModuleRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("cannot locate the module root")
+	}
+	return filepath.Join(filepath.Dir(file), "..", ".."), nil
+}
+
+// RequireRoot skips t unless it runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (user namespaces, runc, mounts); .ci/run runs tests as root")
+	}
+}
