@@ -1,0 +1,291 @@
+package netgw
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/agentkernel/agentkernel/internal/netgw/dns"
+	"github.com/agentkernel/agentkernel/internal/netgw/mitm"
+	"github.com/agentkernel/agentkernel/internal/netgw/policy"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// nicID is the one NIC of a gateway's stack.
+const nicID tcpip.NICID = 1
+
+// Gateway is one sandbox's network gateway. New creates it; one Attach call
+// connects it to the sandbox; Close stops it. SetPolicy, Policy and Stats may
+// be called from any goroutine at any time.
+//
+// A Gateway owns its netstack, the goroutines that serve DNS and proxy
+// flows, the host connections those flows dial, and the attachment it was
+// given (the tap fd or the stream conn), which Close closes. Close waits for
+// every goroutine the Gateway started, except that a TCP handler the
+// netstack spawned for a SYN in the instant Close began may still run
+// briefly and reset its flow.
+type Gateway struct {
+	cfg       Config // frozen by New
+	log       *slog.Logger
+	forbidden []netip.Prefix
+	stack     *stack.Stack
+	dns       *dns.Server
+	names     *nameTable
+	denials   denyLimiter
+	flows     chan struct{} // one token per proxied flow
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	secrets map[string]mitm.Binding // by host; fixed by New
+	proxy   *mitm.Proxy             // nil without secrets
+
+	policy atomic.Pointer[policy.Compiled]
+	stats  counters
+
+	// mu guards the fields below. It is never held while calling into the
+	// stack, which calls back into the gateway from its own goroutines.
+	mu       sync.Mutex
+	closed   bool
+	attached bool
+	wg       sync.WaitGroup // gateway goroutines; Add only under mu while !closed
+	stoppers []func()       // run by Close before waiting: close listeners and attachments
+}
+
+// counters are the gateway's statistics.
+type counters struct {
+	tcpAllowed, tcpDenied, udpAllowed, udpDenied atomic.Int64
+}
+
+// Stats is a snapshot of a gateway's counters.
+type Stats struct {
+	TCPAllowed, TCPDenied, UDPAllowed, UDPDenied int64
+	// DNSDropped counts queries dropped by the DNS rate limit.
+	DNSDropped uint64
+}
+
+// New validates cfg, compiles its policy and builds the gateway's stack. The
+// gateway passes no traffic until AttachTap or AttachStream.
+func New(cfg Config) (*Gateway, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policy.Compile(cfg.Policy)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:       cfg,
+		log:       cfg.Logger.With("sandbox", cfg.Sandbox),
+		forbidden: slices.Clone(cfg.Forbidden),
+		names:     newNameTable(cfg.MaxNames),
+		denials:   denyLimiter{rate: 50, burst: 500},
+		flows:     make(chan struct{}, cfg.MaxFlows),
+	}
+	g.policy.Store(pol)
+	if g.secrets, err = mitm.Bindings(cfg.Secrets); err != nil {
+		return nil, err
+	}
+	if len(g.secrets) > 0 {
+		g.proxy = &mitm.Proxy{
+			CA:      cfg.CA,
+			RootCAs: cfg.UpstreamRoots,
+			Logger:  g.log,
+			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				ap, err := netip.ParseAddrPort(addr)
+				if err != nil {
+					return nil, err
+				}
+				return g.dial(ctx, "tcp4", ap.Addr(), ap.Port())
+			},
+		}
+	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.dns, err = dns.New(dns.Config{
+		Upstreams: cfg.Upstreams,
+		Allow:     func(name string) policy.Decision { return g.policy.Load().AllowName(name) },
+		Forbidden: g.isForbidden,
+		Record:    g.record,
+		Audit:     g.auditDNS,
+		Logger:    g.log,
+		Rate:      cfg.DNSRate,
+		Burst:     cfg.DNSBurst,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.stack = stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+	})
+	sack := tcpip.TCPSACKEnabled(true)
+	g.stack.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
+	tcpFwd := tcp.NewForwarder(g.stack, 0, cfg.MaxHandshakes, g.handleTCP)
+	g.stack.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
+	udpFwd := udp.NewForwarder(g.stack, g.handleUDP)
+	g.stack.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
+	return g, nil
+}
+
+// SetPolicy replaces the policy of the running gateway. New flows and DNS
+// queries see it at once; flows already proxied are not cut. An invalid
+// policy is an error wrapping errdefs.ErrInvalidArgument and leaves the old
+// one in force.
+func (g *Gateway) SetPolicy(p policy.Policy) error {
+	c, err := policy.Compile(p)
+	if err != nil {
+		return err
+	}
+	g.policy.Store(c)
+	g.log.Info("netgw: policy changed", "profile", p.Profile, "allow", len(p.Allow), "rules", len(p.Rules))
+	return nil
+}
+
+// Policy returns the policy in force.
+func (g *Gateway) Policy() policy.Policy { return g.policy.Load().Policy() }
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	return Stats{
+		TCPAllowed: g.stats.tcpAllowed.Load(), TCPDenied: g.stats.tcpDenied.Load(),
+		UDPAllowed: g.stats.udpAllowed.Load(), UDPDenied: g.stats.udpDenied.Load(),
+		DNSDropped: g.dns.Dropped(),
+	}
+}
+
+// Close stops the gateway: it cancels every flow, stops the stack and the
+// attachment, and waits for the gateway's goroutines. It is idempotent; later
+// calls return nil at once.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	stoppers := g.stoppers
+	g.mu.Unlock()
+
+	g.cancel()      // proxies close their host conns, DNS and pump loops return
+	g.stack.Close() // aborts every endpoint: gonet conns fail
+	for _, f := range stoppers {
+		f() // DNS listeners, the attachment: their goroutines return
+	}
+	g.wg.Wait()
+	g.stack.Wait() // removes the NIC and closes the link endpoint
+	return nil
+}
+
+// enter registers a goroutine about to start; it returns false once the
+// gateway is closing. Each true must be paired with g.wg.Done.
+func (g *Gateway) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+// addStopper registers stop, run by Close before it waits for goroutines.
+// It returns false, registering nothing, once the gateway is closing.
+func (g *Gateway) addStopper(stop func()) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.stoppers = append(g.stoppers, stop)
+	return true
+}
+
+// goTracked runs f in a goroutine that Close waits for; it reports false
+// (and does not run f) once the gateway is closing.
+func (g *Gateway) goTracked(f func()) bool {
+	if !g.enter() {
+		return false
+	}
+	go func() {
+		defer g.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// isForbidden reports whether ip lies in a forbidden range, and which.
+// Anything that is not IPv4 is forbidden.
+func (g *Gateway) isForbidden(ip netip.Addr) (netip.Prefix, bool) {
+	ip = ip.Unmap()
+	if !ip.Is4() {
+		return netip.Prefix{}, true
+	}
+	for _, p := range g.forbidden {
+		if p.Contains(ip) {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// record is the DNS server's Record hook.
+func (g *Gateway) record(name string, ips []netip.Addr, ttl time.Duration) {
+	now := time.Now()
+	g.names.add(name, ips, now.Add(max(ttl, g.cfg.MinNameTTL)), now)
+}
+
+// allowedNames returns the names ip was resolved for that the current policy
+// still allows.
+func (g *Gateway) allowedNames(ip netip.Addr) []string {
+	pol := g.policy.Load()
+	var out []string
+	for _, n := range g.names.names(ip, time.Now()) {
+		if pol.AllowName(n).Allowed {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (g *Gateway) emit(e Event) {
+	if g.cfg.Audit == nil {
+		return
+	}
+	e.Time = time.Now()
+	e.Sandbox = g.cfg.Sandbox
+	g.cfg.Audit(e)
+}
+
+// emitDenial emits a denial unless the denial rate limit is exhausted.
+func (g *Gateway) emitDenial(e Event) {
+	ok, suppressed := g.denials.take(time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		g.emit(Event{Kind: "suppressed", Rule: "audit-rate-limit", Count: suppressed})
+	}
+	g.emit(e)
+}
+
+func (g *Gateway) auditDNS(a dns.Answer) {
+	g.emit(Event{Kind: "dns", Name: a.Name, IPs: a.IPs, QType: a.Type, RCode: a.RCode, Allowed: a.Allowed, Rule: a.Rule})
+}
+
+func errNotAttachable(what string) error {
+	return fmt.Errorf("netgw: %s: %w", what, errdefs.ErrFailedPrecondition)
+}
