@@ -1,0 +1,189 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestTCP starts `agentkernel serve --port N` in a home of its own and
+// checks the TCP listener's guard: loopback only, a token for everything
+// but /health, private files, no CORS.
+func TestTCP(t *testing.T) {
+	requireEnv(t)
+	e := newEnv(t)
+	port := freePort(t)
+	logf, err := os.OpenFile(filepath.Join(e.home, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := e.command(ctx, "serve", "--port", strconv.Itoa(port)) // the default host must be loopback
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cancel()
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			t.Errorf("serve did not exit within 15s of SIGTERM")
+			cmd.Process.Kill()
+		}
+	}()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if !waitFor(15*time.Second, func() bool {
+		resp, err := http.Get(base + "/health")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && socketAnswers(e.socket())
+	}) {
+		t.Fatalf("serve --port %d did not answer on TCP and on its socket", port)
+	}
+
+	if addrs := listenAddrs(t, port); len(addrs) != 1 || addrs[0] != "127.0.0.1" {
+		t.Errorf("port %d is bound on %v, want 127.0.0.1 only", port, addrs)
+	}
+	tokBytes, err := os.ReadFile(filepath.Join(e.home, "token"))
+	tok := strings.TrimSpace(string(tokBytes))
+	if err != nil || len(tok) < 32 {
+		t.Fatalf("token file: %q, %v", tok, err)
+	}
+	for p, want := range map[string]os.FileMode{
+		filepath.Join(e.home, "token"): 0o600,
+		e.socket():                     0o600 | os.ModeSocket,
+		filepath.Dir(e.socket()):       0o700 | os.ModeDir,
+	} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode() != want {
+			t.Errorf("%s: mode %v, %v; want %v", p, modeOf(fi), err, want)
+		}
+	}
+
+	get := func(path, auth string) (int, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Origin", "http://evil.example")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	checks := []struct {
+		path, auth string
+		want       int
+	}{
+		{"/health", "", http.StatusOK},
+		{"/sandboxes", "", http.StatusUnauthorized},
+		{"/sandboxes", "Bearer wrong-" + tok, http.StatusUnauthorized},
+		{"/sandboxes", "Bearer " + tok[:len(tok)-1], http.StatusUnauthorized},
+		{"/sandboxes", "Basic " + tok, http.StatusUnauthorized},
+		{"/sandboxes", "Bearer " + tok, http.StatusOK},
+		{"/sandboxes/nope", "", http.StatusUnauthorized},
+		{"/openapi.json", "", http.StatusUnauthorized},
+	}
+	for _, c := range checks {
+		st, h := get(c.path, c.auth)
+		if st != c.want {
+			t.Errorf("GET %s with %q: %d, want %d", c.path, redact(c.auth, tok), st, c.want)
+		}
+		if v := h.Get("Access-Control-Allow-Origin"); v != "" {
+			t.Errorf("GET %s: Access-Control-Allow-Origin: %q", c.path, v)
+		}
+	}
+	// A CORS preflight gets no blessing either.
+	req, _ := http.NewRequest("OPTIONS", base+"/sandboxes", nil)
+	req.Header.Set("Origin", "http://evil.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		if v := resp.Header.Get("Access-Control-Allow-Origin"); v != "" {
+			t.Errorf("preflight: Access-Control-Allow-Origin: %q", v)
+		}
+	}
+	// The Unix socket needs no token.
+	if st, body, _ := apiCall(t, e, "GET", "/sandboxes", "", nil); st != http.StatusOK {
+		t.Errorf("GET /sandboxes on the socket: %d %s", st, body)
+	}
+}
+
+func modeOf(fi os.FileInfo) any {
+	if fi == nil {
+		return "-"
+	}
+	return fi.Mode()
+}
+
+func redact(auth, tok string) string { return strings.ReplaceAll(auth, tok, "<token>") }
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// listenAddrs returns the local addresses listening on port, from
+// /proc/net/tcp and tcp6.
+func listenAddrs(t *testing.T, port int) []string {
+	t.Helper()
+	var out []string
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			// sl local_address rem_address st ...; st 0A is LISTEN.
+			if len(fields) < 4 || fields[3] != "0A" {
+				continue
+			}
+			hostHex, portHex, ok := strings.Cut(fields[1], ":")
+			if p, err := strconv.ParseUint(portHex, 16, 16); !ok || err != nil || int(p) != port {
+				continue
+			}
+			out = append(out, hexIP(hostHex))
+		}
+		fh.Close()
+	}
+	return out
+}
+
+// hexIP decodes /proc/net/tcp's address: 32-bit words in host (little
+// endian) order.
+func hexIP(h string) string {
+	var b []byte
+	for i := 0; i+8 <= len(h); i += 8 {
+		w, _ := strconv.ParseUint(h[i:i+8], 16, 32)
+		b = append(b, byte(w), byte(w>>8), byte(w>>16), byte(w>>24))
+	}
+	return net.IP(b).String()
+}
