@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -179,9 +180,12 @@ func TestRemoveInUse(t *testing.T) {
 	if err := s.Remove("busy"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("Remove of a mounted image: %v", err)
 	}
-	if err := unix.Unmount(merged, 0); err != nil {
-		t.Fatal(err)
-	}
+	// A removed sandbox's overlay goes away in the background: Remove
+	// waits for it.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		unix.Unmount(merged, 0)
+	}()
 	if err := s.Remove("busy"); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/image/content"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -39,15 +40,46 @@ type Image struct {
 	ID   string `json:"id"`
 	// Host marks the built-in host view; it has no layers (see HostView).
 	Host bool `json:"host,omitempty"`
-	// LayerIDs name the layers under the store's layers/, lowest first.
+	// LayerIDs name the layers under the store's layers/, lowest first:
+	// a pulled layer's diff-id hex, an imported layer's random id.
 	LayerIDs []string `json:"layers"`
 	// Layers are the absolute layer directories, lowest first; filled in
 	// by the store when it loads the image.
 	Layers  []string  `json:"-"`
 	Size    int64     `json:"size"`
 	Created time.Time `json:"created"`
-	// Source is the path it was imported from.
+	// Source is the path it was imported from, or the full reference it
+	// was pulled from.
 	Source string `json:"source,omitempty"`
+
+	// Pulled images only.
+	Manifest *Blob `json:"manifest,omitempty"`
+	// ConfigBlob is the image config; LayerBlobs are the compressed
+	// layers, in LayerIDs' order.
+	ConfigBlob *Blob   `json:"config_blob,omitempty"`
+	LayerBlobs []Blob  `json:"layer_blobs,omitempty"`
+	Platform   string  `json:"platform,omitempty"`
+	Config     *Config `json:"config,omitempty"`
+}
+
+// Blob describes one stored blob.
+type Blob struct {
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"media_type,omitempty"`
+}
+
+// Config is the part of an OCI image config that sandboxes use.
+type Config struct {
+	Env          []string          `json:"env,omitempty"`
+	Entrypoint   []string          `json:"entrypoint,omitempty"`
+	Cmd          []string          `json:"cmd,omitempty"`
+	WorkingDir   string            `json:"working_dir,omitempty"`
+	User         string            `json:"user,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	ExposedPorts []string          `json:"exposed_ports,omitempty"`
+	// Created is when the image was built, as its config says.
+	Created time.Time `json:"created,omitempty"`
 }
 
 // Options configure a Store; zero values take the defaults.
@@ -66,8 +98,18 @@ type Store struct {
 	root   string
 	shift  IDShift
 	limits Limits
+	blobs  *content.Store
 
+	// mu serialises changes to images/, index.json and the removal of
+	// blobs and layers; it is never held while downloading or unpacking.
 	mu sync.Mutex
+	// leases count, per blob ("blob:<digest>") and layer ("layer:<id>"),
+	// the pulls in flight that need it; garbage collection keeps them.
+	// staging holds the names under tmp/ that pulls in flight own.
+	leases  map[string]int
+	staging map[string]bool
+	// layerLocks serialise the download and unpacking of one layer.
+	layerLocks keyedMutex
 	// etcMu serialises building the host /etc copy.
 	etcMu sync.Mutex
 }
@@ -95,12 +137,18 @@ func Open(root string, opts Options) (*Store, error) {
 	if opts.Shift.Size == 0 {
 		return nil, fmt.Errorf("%w: id shift of size 0", errdefs.ErrInvalidArgument)
 	}
-	s := &Store{root: filepath.Clean(root), shift: opts.Shift, limits: opts.Limits}
-	for _, d := range []string{s.root, s.dir("images"), s.dir("layers"), s.dir("host"), s.dir("tmp")} {
+	s := &Store{root: filepath.Clean(root), shift: opts.Shift, limits: opts.Limits,
+		leases: map[string]int{}, staging: map[string]bool{}}
+	for _, d := range []string{s.root, s.dir("images"), s.dir("layers"), s.dir("layerinfo"), s.dir("host"), s.dir("tmp")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("creating image store: %w", err)
 		}
 	}
+	blobs, err := content.Open(s.root, s.dir("tmp"))
+	if err != nil {
+		return nil, err
+	}
+	s.blobs = blobs
 	return s, nil
 }
 
@@ -138,20 +186,23 @@ func (s *Store) Get(name string) (*Image, error) {
 	if name == HostImage {
 		return hostImage(), nil
 	}
-	if err := ValidateName(name); err != nil {
-		return nil, err
+	if len(name) > 512 {
+		return nil, fmt.Errorf("%w: image name of %d bytes", errdefs.ErrInvalidArgument, len(name))
 	}
-	img, err := s.load(s.metaPath(name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: image %q", errdefs.ErrNotFound, name)
+	for _, n := range lookupNames(name) {
+		img, err := s.load(s.metaPath(n))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if img.Name != n {
+			return nil, fmt.Errorf("image %q: metadata names %q", n, img.Name)
+		}
+		return img, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	if img.Name != name {
-		return nil, fmt.Errorf("image %q: metadata names %q", name, img.Name)
-	}
-	return img, nil
+	return nil, fmt.Errorf("%w: no image %q in the store (pull it with `agentkernel image pull %s`)", errdefs.ErrNotFound, name, name)
 }
 
 // load reads one metadata file and resolves its layers.
@@ -166,7 +217,7 @@ func (s *Store) load(p string) (*Image, error) {
 	if err := dec.Decode(&img); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", p, err)
 	}
-	if err := ValidateName(img.Name); err != nil {
+	if err := validStoredName(img.Name); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	for _, id := range img.LayerIDs {
@@ -262,69 +313,6 @@ func (s *Store) Import(ctx context.Context, name, src string) (*Image, error) {
 		return nil, err
 	}
 	return img, nil
-}
-
-// Remove deletes an image and its layers. It refuses (ErrFailedPrecondition)
-// while a layer is the lower layer of a mounted overlay, i.e. while a
-// sandbox runs from it; the host image cannot be removed.
-func (s *Store) Remove(name string) error {
-	if name == HostImage {
-		return fmt.Errorf("%w: the host image is built in", errdefs.ErrFailedPrecondition)
-	}
-	img, err := s.Get(name)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range img.Layers {
-		busy, err := layerMounted(l)
-		if err != nil {
-			return err
-		}
-		if busy {
-			return fmt.Errorf("%w: image %q is in use by a running sandbox", errdefs.ErrFailedPrecondition, name)
-		}
-	}
-	if err := os.Remove(s.metaPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	for _, l := range img.Layers {
-		// Move it out of layers/ first so a half-removed layer is
-		// never visible there.
-		trash := s.dir("tmp", "rm-"+filepath.Base(l))
-		if err := os.Rename(l, trash); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		if err := os.RemoveAll(trash); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// layerMounted reports whether dir appears in the options of a mounted
-// overlay (as lowerdir) in this mount namespace.
-func layerMounted(dir string) (bool, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.Contains(line, " - overlay ") {
-			continue
-		}
-		for _, opt := range strings.Split(line[strings.LastIndex(line, " ")+1:], ",") {
-			if v, ok := strings.CutPrefix(opt, "lowerdir="); ok {
-				for _, l := range strings.Split(v, ":") {
-					if l == dir {
-						return true, nil
-					}
-				}
-			}
-		}
-	}
-	return false, nil
 }
 
 // writeJSON writes v to p atomically (temp file, fsync, rename), 0600.

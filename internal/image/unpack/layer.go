@@ -1,0 +1,334 @@
+package unpack
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/agentkernel/agentkernel/internal/safetar"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// IDShift maps the owners of a layer's files into the host range that
+// sandboxes' user namespaces map to: owner u becomes UID+u (GID+g). Owners
+// at or above Size cannot be represented and make the layer fail.
+type IDShift struct {
+	UID  uint32
+	GID  uint32
+	Size uint32
+}
+
+// Options configure Layer. Shift is required; zero limits take safetar's
+// defaults (16 GiB of files, 1,000,000 entries).
+type Options struct {
+	Shift      IDShift
+	MaxBytes   int64
+	MaxEntries int
+}
+
+// Stats describe one unpacked layer.
+type Stats struct {
+	Bytes          int64 // bytes of regular files
+	Entries        int   // archive entries read
+	Whiteouts      int   // overlay whiteouts made
+	OpaqueDirs     int   // directories marked opaque
+	SkippedDevices int   // device nodes left out
+	DroppedXattrs  int   // extended attributes not kept
+}
+
+// Whiteout names (OCI image spec, "Representing Changes").
+const (
+	whPrefix = ".wh."
+	whMeta   = ".wh..wh."
+	whOpaque = ".wh..wh..opq"
+)
+
+// Bounds on extended attributes carried by one layer.
+const (
+	maxXattrsPerEntry = 64
+	maxXattrValue     = 64 << 10
+	maxXattrTotal     = 16 << 20
+	// maxTrailer bounds what may follow the end-of-archive marker (tar
+	// writers pad to a record of 10 KiB; anything much longer is not a
+	// tar's padding).
+	maxTrailer = 1 << 20
+)
+
+// Layer unpacks the layer tar stream r into dir, which must exist and be
+// empty, as an overlayfs lower layer (see the package doc). It reads r to
+// its end, so that a caller hashing r sees every byte. On error dir holds
+// a partial layer that the caller must delete.
+func Layer(ctx context.Context, r io.Reader, dir string, opts Options) (Stats, error) {
+	if opts.Shift.Size == 0 {
+		return Stats{}, fmt.Errorf("%w: unpack: id shift of size 0", errdefs.ErrInvalidArgument)
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = safetar.DefaultMaxBytes
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = safetar.DefaultMaxEntries
+	}
+	f := newFilter(opts)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := safetar.Extract(ctx, dir, pr, safetar.Options{
+			MaxBytes: opts.MaxBytes, MaxEntries: opts.MaxEntries, SameOwner: true})
+		// Unblock the filter whatever happened.
+		pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))
+		done <- err
+	}()
+	ferr := f.run(ctx, r, pw)
+	pw.CloseWithError(ferr)
+	xerr := <-done
+	var pe errPipe
+	switch {
+	case ferr != nil && !errors.As(ferr, &pe):
+		return f.stats, ferr
+	case xerr != nil:
+		return f.stats, xerr
+	case ferr != nil:
+		return f.stats, ferr
+	}
+	if err := drainTrailer(r); err != nil {
+		return f.stats, err
+	}
+	if err := f.apply(dir); err != nil {
+		return f.stats, err
+	}
+	return f.stats, nil
+}
+
+// drainTrailer reads what follows the end-of-archive marker.
+func drainTrailer(r io.Reader) error {
+	n, err := io.Copy(io.Discard, io.LimitReader(r, maxTrailer+1))
+	if err != nil {
+		return fmt.Errorf("%w: reading the layer: %v", errdefs.ErrInvalidArgument, err)
+	}
+	if n > maxTrailer {
+		return fmt.Errorf("%w: more than %d bytes follow the end of the layer's archive", errdefs.ErrInvalidArgument, maxTrailer)
+	}
+	return nil
+}
+
+// errPipe marks a failure to hand data to the extractor, whose own error
+// then says what went wrong.
+type errPipe struct{ err error }
+
+func (e errPipe) Error() string { return e.err.Error() }
+
+type xattr struct {
+	name  string
+	value []byte
+}
+
+// filter rewrites the layer stream for safetar.Extract and remembers what
+// the extractor cannot do (whiteouts, opaque markers, xattrs, implicit
+// parents). One goroutine runs it; apply runs after the extraction.
+type filter struct {
+	opts  Options
+	stats Stats
+
+	whiteouts  []string
+	opaque     []string
+	xattrs     map[string][]xattr
+	xattrBytes int
+	// listed maps each directory the archive lists to its times.
+	listed map[string][2]time.Time
+	// parents holds every ancestor directory of an entry.
+	parents map[string]bool
+	// rootUID, rootGID and rootMode are those of the archive's "./"
+	// entry, shifted, or the mapped root and 0755.
+	rootUID, rootGID int
+	rootMode         uint32
+}
+
+func newFilter(opts Options) *filter {
+	return &filter{
+		opts: opts, xattrs: map[string][]xattr{}, listed: map[string][2]time.Time{}, parents: map[string]bool{},
+		rootUID: int(opts.Shift.UID), rootGID: int(opts.Shift.GID), rootMode: 0o755,
+	}
+}
+
+// run copies the archive r to w entry by entry, rewriting headers.
+func (f *filter) run(ctx context.Context, r io.Reader, w io.Writer) error {
+	tr := tar.NewReader(r)
+	tw := tar.NewWriter(w)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%w: reading the layer's archive: %v", errdefs.ErrInvalidArgument, err)
+		}
+		if f.stats.Entries++; f.stats.Entries > f.opts.MaxEntries {
+			return fmt.Errorf("%w: the layer has more than %d entries", errdefs.ErrTooLarge, f.opts.MaxEntries)
+		}
+		keep, err := f.rewrite(h)
+		if err != nil {
+			return fmt.Errorf("layer entry %.200q: %w", h.Name, err)
+		}
+		if !keep {
+			continue
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return errPipe{err}
+		}
+		if h.Typeflag == tar.TypeReg {
+			if f.stats.Bytes += h.Size; f.stats.Bytes > f.opts.MaxBytes {
+				return fmt.Errorf("%w: the layer holds more than %d bytes of files", errdefs.ErrTooLarge, f.opts.MaxBytes)
+			}
+			if _, err := io.Copy(tw, tr); err != nil {
+				var pe errPipe
+				if errors.Is(err, io.ErrClosedPipe) || errors.As(err, &pe) {
+					return errPipe{err}
+				}
+				return fmt.Errorf("%w: layer entry %.200q: %v", errdefs.ErrInvalidArgument, h.Name, err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return errPipe{err}
+	}
+	return nil
+}
+
+// rewrite checks and rewrites one header in place; false drops the entry
+// from the stream (whiteouts are remembered for apply).
+func (f *filter) rewrite(h *tar.Header) (bool, error) {
+	switch h.Typeflag {
+	case tar.TypeXGlobalHeader:
+		return false, nil
+	case tar.TypeChar:
+		if h.Devmajor == 0 && h.Devminor == 0 {
+			// Already an overlay whiteout (layers diffed straight from
+			// an overlay upper directory): keep its meaning.
+			rel, err := cleanName(h.Name)
+			if err != nil || rel == "" {
+				return false, fmt.Errorf("%w: bad whiteout device name", errdefs.ErrInvalidArgument)
+			}
+			f.whiteouts = append(f.whiteouts, rel)
+			return false, nil
+		}
+		f.stats.SkippedDevices++
+		return false, nil
+	case tar.TypeBlock:
+		f.stats.SkippedDevices++
+		return false, nil
+	case tar.TypeGNUSparse, tar.TypeRegA:
+		h.Typeflag = tar.TypeReg // the reader has expanded sparse files
+	}
+	rel, err := cleanName(h.Name)
+	if err != nil {
+		return false, err
+	}
+	dir, base := path.Split(rel)
+	dir = strings.TrimSuffix(dir, "/")
+	if strings.HasPrefix(base, whPrefix) {
+		switch {
+		case base == whOpaque:
+			f.opaque = append(f.opaque, dir)
+		case strings.HasPrefix(base, whMeta):
+			// aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): no meaning here.
+		default:
+			target := base[len(whPrefix):]
+			if target == "." || target == ".." {
+				return false, fmt.Errorf("%w: whiteout of %q", errdefs.ErrInvalidArgument, target)
+			}
+			f.whiteouts = append(f.whiteouts, path.Join(dir, target))
+		}
+		return false, nil
+	}
+	if h.Uid < 0 || h.Gid < 0 || int64(h.Uid) >= int64(f.opts.Shift.Size) || int64(h.Gid) >= int64(f.opts.Shift.Size) {
+		return false, fmt.Errorf("%w: owned by %d:%d, outside the mapped id range 0-%d",
+			errdefs.ErrInvalidArgument, h.Uid, h.Gid, int64(f.opts.Shift.Size)-1)
+	}
+	h.Uid += int(f.opts.Shift.UID)
+	h.Gid += int(f.opts.Shift.GID)
+	if err := f.liftXattrs(rel, h); err != nil {
+		return false, err
+	}
+	h.Uname, h.Gname = "", ""
+	h.PAXRecords, h.Xattrs = nil, nil //nolint:staticcheck // Xattrs: clear the deprecated field too
+	h.Format = tar.FormatUnknown
+	if rel == "" {
+		if h.Typeflag == tar.TypeDir {
+			f.rootUID, f.rootGID, f.rootMode = h.Uid, h.Gid, uint32(h.Mode)&0o7777
+		}
+		return h.Typeflag != tar.TypeDir, nil // a non-directory root: safetar refuses it
+	}
+	if h.Typeflag == tar.TypeDir {
+		at := h.AccessTime
+		if at.IsZero() {
+			at = h.ModTime
+		}
+		f.listed[rel] = [2]time.Time{at, h.ModTime}
+	}
+	for d := dir; d != "" && !f.parents[d]; d = path.Dir(d) {
+		f.parents[d] = true
+		if !strings.Contains(d, "/") {
+			break
+		}
+	}
+	return true, nil
+}
+
+// liftXattrs moves the entry's kept extended attributes into f.xattrs.
+func (f *filter) liftXattrs(rel string, h *tar.Header) error {
+	var kept []xattr
+	for k, v := range h.PAXRecords {
+		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+		if !ok {
+			continue
+		}
+		value, keep := keepXattr(name, []byte(v), f.opts.Shift)
+		if !keep {
+			f.stats.DroppedXattrs++
+			continue
+		}
+		if len(kept) >= maxXattrsPerEntry || len(value) > maxXattrValue {
+			return fmt.Errorf("%w: too many or too large extended attributes", errdefs.ErrTooLarge)
+		}
+		if f.xattrBytes += len(name) + len(value); f.xattrBytes > maxXattrTotal {
+			return fmt.Errorf("%w: the layer carries more than %d bytes of extended attributes", errdefs.ErrTooLarge, maxXattrTotal)
+		}
+		kept = append(kept, xattr{name, value})
+	}
+	if len(kept) > 0 {
+		f.xattrs[rel] = append(f.xattrs[rel], kept...)
+	}
+	return nil
+}
+
+// cleanName validates an entry name and returns it as slash-separated
+// components without "." or empty parts; "" is the layer's root. It
+// refuses what safetar refuses, for the entries that never reach it.
+func cleanName(name string) (string, error) {
+	if len(name) > 4096 || strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("%w: bad entry name %.60q", errdefs.ErrInvalidArgument, name)
+	}
+	if strings.HasPrefix(name, "/") {
+		return "", fmt.Errorf("%w: absolute entry name %.60q", errdefs.ErrInvalidArgument, name)
+	}
+	parts := strings.Split(name, "/")
+	out := parts[:0]
+	for _, p := range parts {
+		switch p {
+		case "", ".":
+			continue
+		case "..":
+			return "", fmt.Errorf("%w: entry name %.60q contains \"..\"", errdefs.ErrInvalidArgument, name)
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, "/"), nil
+}
