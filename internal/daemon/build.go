@@ -1,0 +1,232 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	apisrv "github.com/agentkernel/agentkernel/internal/api"
+	"github.com/agentkernel/agentkernel/internal/debootstrap"
+	"github.com/agentkernel/agentkernel/internal/image"
+	"github.com/agentkernel/agentkernel/internal/paths"
+	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// maxBuildTime bounds one image build.
+const maxBuildTime = time.Hour
+
+// systemCacheDir is where root's daemons cache Debian package downloads,
+// shared by every home on the host.
+const systemCacheDir = "/var/cache/agentkernel"
+
+// service is what the API serves: the sandbox manager, plus image builds,
+// which need the image store the daemon owns.
+type service struct {
+	*sandbox.Manager
+	*builder
+}
+
+var _ apisrv.ImageBuilder = service{}
+
+// builder runs image builds, one at a time (sem), in directories under
+// the home's build/ directory; a build directory left by a daemon that
+// died is removed by the next build. It is safe for concurrent use.
+type builder struct {
+	images *image.Store
+	deb    *debootstrap.Builder
+	dir    string // <home>/build
+	log    *slog.Logger
+	sem    chan struct{}
+	// mgr runs the sandboxes of Dockerfile builds and commits; layout
+	// finds their state directories (see dockerbuild.go, commit.go).
+	mgr    *sandbox.Manager
+	layout paths.Layout
+}
+
+func newBuilder(l paths.Layout, images *image.Store, log *slog.Logger) *builder {
+	cache := filepath.Join(l.Home, "cache")
+	if os.Geteuid() == 0 {
+		cache = systemCacheDir
+	}
+	return &builder{
+		images: images,
+		deb:    debootstrap.New(debootstrap.Options{CacheDir: filepath.Join(cache, "debootstrap")}),
+		dir:    filepath.Join(l.Home, "build"),
+		log:    log,
+		sem:    make(chan struct{}, 1),
+		layout: l,
+	}
+}
+
+// BuildImage builds a Debian image with debootstrap and imports it into the
+// store. See api.ImageBuilder.
+func (b *builder) BuildImage(ctx context.Context, req api.BuildImageRequest, progress func(api.BuildProgress)) (api.ImageInfo, error) {
+	if progress == nil {
+		progress = func(api.BuildProgress) {}
+	}
+	if req.Dockerfile != nil && req.Debian == nil {
+		return b.buildDockerfile(ctx, req, progress)
+	}
+	if req.Debian == nil || req.Dockerfile != nil {
+		return api.ImageInfo{}, fmt.Errorf("%w: say what to build from: exactly one of debian or dockerfile", errdefs.ErrInvalidArgument)
+	}
+	if err := image.ValidateName(req.Name); err != nil {
+		return api.ImageInfo{}, err
+	}
+	if _, err := b.images.Get(req.Name); err == nil {
+		return api.ImageInfo{}, fmt.Errorf("%w: image %q (remove it first)", errdefs.ErrAlreadyExists, req.Name)
+	}
+	dreq, err := b.deb.Check(debootstrap.Request{Suite: req.Debian.Suite, Packages: req.Debian.Packages,
+		Mirror: req.Debian.Mirror, NoCache: req.NoCache})
+	if err != nil {
+		return api.ImageInfo{}, err
+	}
+	if err := b.deb.Preflight(); err != nil {
+		return api.ImageInfo{}, err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, maxBuildTime)
+	defer cancel()
+	select {
+	case b.sem <- struct{}{}:
+	default:
+		progress(api.BuildProgress{Stage: api.BuildStageWait, Message: "waiting for another build to finish"})
+		select {
+		case b.sem <- struct{}{}:
+		case <-ctx.Done():
+			return api.ImageInfo{}, ctx.Err()
+		}
+	}
+	defer func() { <-b.sem }()
+	if _, err := b.images.Get(req.Name); err == nil {
+		return api.ImageInfo{}, fmt.Errorf("%w: image %q was made while this build waited", errdefs.ErrAlreadyExists, req.Name)
+	}
+
+	b.sweep()
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		return api.ImageInfo{}, err
+	}
+	work, err := os.MkdirTemp(b.dir, "debian-")
+	if err != nil {
+		return api.ImageInfo{}, err
+	}
+	defer b.remove(work)
+	root := filepath.Join(work, "rootfs")
+	log := b.log.With("image", req.Name, "suite", dreq.Suite, "mirror", dreq.Mirror)
+	log.Info("building a Debian image", "packages", strings.Join(dreq.Packages, ","))
+	start := time.Now()
+	err = b.deb.Build(ctx, dreq, root, func(p debootstrap.Progress) {
+		progress(api.BuildProgress{Stage: p.Stage, Message: p.Message})
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return api.ImageInfo{}, ctx.Err()
+		}
+		return api.ImageInfo{}, err
+	}
+	progress(api.BuildProgress{Stage: api.BuildStageImport, Message: "adding the root filesystem to the image store"})
+	img, err := b.images.Import(ctx, req.Name, root)
+	if err != nil {
+		return api.ImageInfo{}, err
+	}
+	log.Info("built a Debian image", "duration", time.Since(start).Round(time.Millisecond), "size", img.Size)
+	info := toImageInfo(img)
+	info.Source = "debian:" + dreq.Suite
+	if len(dreq.Packages) > 0 {
+		info.Source += "+" + strings.Join(dreq.Packages, ",")
+	}
+	return info, nil
+}
+
+// sweep removes what builds of a dead daemon left. Only one daemon serves
+// a home and b.sem is held, so every entry of b.dir is stale.
+func (b *builder) sweep() {
+	entries, _ := os.ReadDir(b.dir)
+	for _, e := range entries {
+		b.remove(filepath.Join(b.dir, e.Name()))
+	}
+}
+
+// remove deletes a build directory. Anything still mounted below it (the
+// build runs in its own mount namespace, so nothing should be) is
+// unmounted first; if that fails the directory is left alone rather than
+// risk deleting through a mount into the host.
+func (b *builder) remove(dir string) {
+	if err := unmountBelow(dir); err != nil {
+		b.log.Error("build directory is still mounted on; leaving it", "dir", dir, "err", err)
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		b.log.Warn("removing a build directory", "dir", dir, "err", err)
+	}
+}
+
+// unmountBelow detaches every mount at or below dir in this mount
+// namespace, deepest first, and checks that none is left.
+func unmountBelow(dir string) error {
+	for attempt := 0; ; attempt++ {
+		mps, err := mountsBelow(dir)
+		if err != nil || len(mps) == 0 {
+			return err
+		}
+		if attempt == 3 {
+			return fmt.Errorf("still mounted: %s", strings.Join(mps, ", "))
+		}
+		for i := len(mps) - 1; i >= 0; i-- {
+			if err := unix.Unmount(mps[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("unmounting %s: %w", mps[i], err)
+			}
+		}
+	}
+}
+
+// mountsBelow lists the mount points at or below dir, in mountinfo order
+// (parents before children).
+func mountsBelow(dir string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	dir = filepath.Clean(dir)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out, nil
+}
+
+// unescapeMountinfo decodes the octal escapes (\040 for a space) of a
+// mountinfo path.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
