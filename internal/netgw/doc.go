@@ -41,13 +41,13 @@
 //
 //	gw, err := netgw.New(netgw.Config{Sandbox: id, Policy: p, Audit: sink, Logger: log})
 //	n := gw.Network() // configure the sandbox side from this
-//	fd, err := netgw.CreateTap("ak-" + id[:8]) // then move it into the sandbox's netns,
-//	// address it n.SandboxAddr/n.PrefixLen, MTU n.MTU, default via n.GatewayAddr,
-//	// and write "nameserver <n.GatewayAddr>" to the sandbox's resolv.conf
+//	ns, fd, err := netgw.NewNetns("eth0", n) // a namespace with lo and a tap
+//	// addressed n.SandboxAddr/n.PrefixLen, MTU n.MTU, default via n.GatewayAddr;
+//	// the sandbox joins ns and its resolv.conf says "nameserver <n.GatewayAddr>"
 //	err = gw.AttachTap(fd) // or gw.AttachStream(qemuConn) for a microVM
 //	addr, stop, err := gw.Publish(netip.MustParseAddrPort("127.0.0.1:8080"), 80)
 //	err = gw.SetPolicy(newPolicy) // live
-//	gw.Close()
+//	gw.Close() // then ns.Close()
 //
 // A larger MTU (Config.MTU, up to 65000, set on both sides) makes bulk
 // transfers several times faster: the link is virtual and every flow is

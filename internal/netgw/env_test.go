@@ -26,7 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/agentkernel/agentkernel/internal/netgw/internal/dnstest"
+	"github.com/agentkernel/agentkernel/internal/netgw/dnstest"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
 )
 

@@ -29,7 +29,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
-	"github.com/agentkernel/agentkernel/internal/netgw/internal/dnstest"
+	"github.com/agentkernel/agentkernel/internal/netgw/dnstest"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )

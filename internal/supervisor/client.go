@@ -98,6 +98,9 @@ type SpawnOptions struct {
 	// Env is the supervisor's entire environment. Pass only what it needs:
 	// nothing of the daemon's secrets.
 	Env []string
+	// Secrets are written to the supervisor's secrets pipe (fd SecretsFD)
+	// and never touch a file, argv or the environment.
+	Secrets []Secret
 }
 
 // Spawn starts a supervisor for the sandbox in dir and waits until it
@@ -115,18 +118,31 @@ func Spawn(ctx context.Context, dir string, opts SpawnOptions) (<-chan struct{},
 		return nil, err
 	}
 	defer pr.Close()
+	spr, spw, err := os.Pipe()
+	if err != nil {
+		pw.Close()
+		return nil, err
+	}
 	cmd := exec.Command(opts.Exe, opts.Args...)
 	cmd.Env = opts.Env
 	cmd.Dir = dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.ExtraFiles = []*os.File{pw}
+	cmd.ExtraFiles = []*os.File{pw, spr} // fds 3 and SecretsFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		pw.Close()
+		spr.Close()
+		spw.Close()
 		return nil, fmt.Errorf("starting supervisor: %w", err)
 	}
 	pw.Close()
+	spr.Close()
+	if err := writeSecrets(spw, opts.Secrets); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("handing the supervisor its secrets: %w", err)
+	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 
@@ -153,6 +169,27 @@ func Spawn(ctx context.Context, dir string, opts SpawnOptions) (<-chan struct{},
 		<-exited
 		return nil, fmt.Errorf("%w: sandbox did not start: %v", errdefs.ErrDeadlineExceeded, ctx.Err())
 	}
+}
+
+// writeSecrets writes secrets to the supervisor's pipe w in a goroutine
+// (the pipe's buffer may be smaller than them) and closes w; an empty list
+// is an empty pipe.
+func writeSecrets(w *os.File, secrets []Secret) error {
+	if len(secrets) == 0 {
+		return w.Close()
+	}
+	b, err := json.Marshal(secrets)
+	if err != nil {
+		return err
+	}
+	go func() {
+		// A supervisor that died early makes this fail with EPIPE;
+		// its start fails on its own.
+		w.Write(b)
+		w.Close()
+		clear(b)
+	}()
+	return nil
 }
 
 // logTail returns the last lines of the sandbox's console log, to explain a

@@ -45,8 +45,12 @@ type Config struct {
 	// Dir is the sandbox's state directory.
 	Dir string
 	// Start boots the sandbox (through its backend) and returns once its
-	// agent accepts connections.
-	Start func(ctx context.Context) (Instance, error)
+	// agent accepts connections. net is the sandbox's network (nil
+	// without Network), which Start must attach the sandbox to.
+	Start func(ctx context.Context, net *Network) (Instance, error)
+	// Network, if set, is the sandbox's network gateway: Run builds it
+	// before Start and closes it once the sandbox is released.
+	Network *NetworkSpec
 	// Ready, if set, receives one line when the sandbox is up ("ok") or
 	// failed to start (the error), and is then closed. The daemon passes
 	// the write end of a pipe here.
@@ -89,14 +93,14 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	}
 
 	startedAt := time.Now()
-	inst, err := cfg.Start(ctx)
+	netw, inst, err := startWithNetwork(ctx, cfg, log)
 	if err != nil {
 		writeExit(cfg.Dir, &Exit{At: time.Now(), Error: err.Error()})
 		return fmt.Errorf("starting sandbox: %w", err)
 	}
 	log.Info("sandbox started", "took", time.Since(startedAt))
 
-	s := &server{dir: cfg.Dir, inst: inst, log: log, startedAt: startedAt,
+	s := &server{dir: cfg.Dir, inst: inst, net: netw, log: log, startedAt: startedAt,
 		stopCh: make(chan struct{}), doneCh: make(chan struct{})}
 	ctlLn, err := listenUnix(filepath.Join(cfg.Dir, CtlSocket))
 	if err == nil {
@@ -149,6 +153,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 type server struct {
 	dir       string
 	inst      Instance
+	net       *Network // nil without a gateway
 	log       *slog.Logger
 	startedAt time.Time
 	agentLn   net.Listener
@@ -206,6 +211,9 @@ func (s *server) finish(requested bool, cause error) {
 		if e.Error == "" {
 			e.Error = "releasing sandbox: " + err.Error()
 		}
+	}
+	if s.net != nil {
+		s.net.Close()
 	}
 	if err := writeExit(s.dir, e); err != nil {
 		s.log.Error("recording exit", "err", err)
@@ -273,6 +281,7 @@ func (s *server) mux() *http.ServeMux {
 		case <-r.Context().Done():
 		}
 	})
+	s.networkRoutes(mux)
 	return mux
 }
 

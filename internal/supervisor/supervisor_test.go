@@ -73,7 +73,7 @@ func (p *procInstance) Stop(ctx context.Context) error {
 }
 
 // startSupervisor runs Run in the background and waits for its ready line.
-func startSupervisor(t *testing.T, start func(context.Context) (Instance, error)) (string, <-chan error, string) {
+func startSupervisor(t *testing.T, start func(context.Context, *Network) (Instance, error)) (string, <-chan error, string) {
 	t.Helper()
 	dir := t.TempDir()
 	pr, pw, err := os.Pipe()
@@ -89,7 +89,7 @@ func startSupervisor(t *testing.T, start func(context.Context) (Instance, error)
 
 func TestRunStopAndStatus(t *testing.T) {
 	var inst *procInstance
-	dir, done, ready := startSupervisor(t, func(ctx context.Context) (Instance, error) {
+	dir, done, ready := startSupervisor(t, func(ctx context.Context, _ *Network) (Instance, error) {
 		p, err := startProc(t.TempDir())
 		inst = p
 		return p, err
@@ -153,7 +153,7 @@ func TestRunStopAndStatus(t *testing.T) {
 
 func TestSandboxDiesOnItsOwn(t *testing.T) {
 	var inst *procInstance
-	dir, done, ready := startSupervisor(t, func(ctx context.Context) (Instance, error) {
+	dir, done, ready := startSupervisor(t, func(ctx context.Context, _ *Network) (Instance, error) {
 		p, err := startProc(t.TempDir())
 		inst = p
 		return p, err
@@ -186,7 +186,7 @@ func TestSandboxDiesOnItsOwn(t *testing.T) {
 }
 
 func TestStartFailureIsReported(t *testing.T) {
-	dir, done, ready := startSupervisor(t, func(ctx context.Context) (Instance, error) {
+	dir, done, ready := startSupervisor(t, func(ctx context.Context, _ *Network) (Instance, error) {
 		return nil, errors.New("kernel not found")
 	})
 	if !strings.Contains(ready, "kernel not found") || !strings.HasPrefix(ready, "error:") {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -130,10 +131,7 @@ func (s *suite) isolation(t *testing.T) {
 	if !strings.Contains(res.Stdout, "rc=1") {
 		t.Errorf("/etc/shadow readable: %q", res.Stdout)
 	}
-	res = s.run(t, api.ExecRequest{Command: []string{"sh", "-c", "ls /sys/class/net"}})
-	if strings.TrimSpace(res.Stdout) != "lo" && strings.TrimSpace(res.Stdout) != "" {
-		t.Errorf("network interfaces: %q (want only lo until the gateway lands)", res.Stdout)
-	}
+	s.networkIsolation(t)
 	// Its own pid namespace: the agent, this shell and ls, give or take.
 	res = s.run(t, api.ExecRequest{Command: []string{"sh", "-c", "ls /proc | grep -c '^[0-9]'"}})
 	if n, err := strconv.Atoi(strings.TrimSpace(res.Stdout)); err != nil || n > 10 {
@@ -142,6 +140,40 @@ func (s *suite) isolation(t *testing.T) {
 	res = s.run(t, api.ExecRequest{Command: []string{"hostname"}})
 	if strings.TrimSpace(res.Stdout) != s.name {
 		t.Errorf("hostname %q, want %q", res.Stdout, s.name)
+	}
+}
+
+// networkIsolation checks the sandbox's interfaces against the network
+// the daemon says it has: lo only ("none", "loopback"), or lo and one
+// interface whose only peer is the gateway, which is also the only
+// nameserver ("gateway"). What the gateway lets through is the network
+// suite's business (test/integration/network_test.go).
+func (s *suite) networkIsolation(t *testing.T) {
+	info, err := s.c.GetSandbox(context.Background(), s.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := s.run(t, api.ExecRequest{Command: []string{"sh", "-c", "ls /sys/class/net"}})
+	ifaces := strings.Fields(res.Stdout)
+	switch info.Network {
+	case "none", "loopback":
+		if len(ifaces) > 1 || (len(ifaces) == 1 && ifaces[0] != "lo") {
+			t.Errorf("network %q: interfaces %q, want only lo", info.Network, ifaces)
+		}
+	case "gateway":
+		if len(ifaces) != 2 || !slices.Contains(ifaces, "lo") {
+			t.Errorf("network gateway: interfaces %q, want lo and one link to the gateway", ifaces)
+		}
+		res = s.run(t, api.ExecRequest{Command: []string{"sh", "-c", "grep '^nameserver' /etc/resolv.conf"}})
+		if strings.TrimSpace(res.Stdout) != "nameserver 100.96.0.1" {
+			t.Errorf("resolv.conf nameservers %q, want only the gateway 100.96.0.1", res.Stdout)
+		}
+		res = s.run(t, api.ExecRequest{Command: []string{"sh", "-c", "getent hosts not-allowed.invalid; echo rc=$?"}})
+		if strings.Contains(res.Stdout, "rc=0") {
+			t.Errorf("a name outside the policy resolved: %q", res.Stdout)
+		}
+	default:
+		t.Errorf("sandbox network %q: want none, loopback or gateway", info.Network)
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/agentkernel/agentkernel/internal/netgw/internal/dnstest"
+	"github.com/agentkernel/agentkernel/internal/netgw/dnstest"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
 )
 

@@ -1,7 +1,9 @@
 // Package dnstest runs a tiny authoritative DNS server on loopback for the
-// gateway's tests: the "internet's" resolver. It answers A queries from a
-// fixed table over UDP and TCP, NXDOMAIN for names it does not know, and can
-// be told to truncate UDP replies to exercise the TCP fallback.
+// gateway's tests and the integration tests: the "internet's" resolver. It
+// answers A queries from a fixed table over UDP and TCP, NXDOMAIN for names it
+// does not know, and can be told to truncate UDP replies to exercise the TCP
+// fallback. It listens in the network namespace of the goroutine that calls
+// Start.
 package dnstest
 
 import (
