@@ -5,6 +5,7 @@
 //	agentkernel-agent --listen unix:/run/agent.sock
 //	agentkernel-agent --listen fd:3
 //	agentkernel-agent --listen file:/dev/vport0p1
+//	agentkernel-agent --init   (as a microVM's /init; see internal/guestinit)
 //
 // As PID 1 it reaps every zombie, forwards SIGTERM and SIGINT to all
 // processes and then exits 0 (after a grace period and SIGKILL); it never
@@ -31,6 +32,7 @@ func main() {
 	listen := flag.String("listen", "", "where to serve: unix:PATH, fd:N or file:PATH")
 	debug := flag.Bool("debug", false, "log debug messages")
 	showVersion := flag.Bool("version", false, "print the version and exit")
+	vmInit := flag.Bool("init", false, "boot a microVM first (internal/guestinit), then serve on its virtio-serial port")
 	flag.Parse()
 	if *showVersion {
 		fmt.Println(version.Version)
@@ -41,14 +43,18 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "agent")
+	if *vmInit {
+		runVM(log)
+	}
 	if *listen == "" {
 		log.Error("--listen is required")
 		os.Exit(2)
 	}
-	os.Exit(run(log, *listen))
+	os.Exit(run(log, func(ctx context.Context, srv *agent.Server) error { return srv.ServeAddr(ctx, *listen) }))
 }
 
-func run(log *slog.Logger, listen string) int {
+// run serves the agent with serve until it shuts down.
+func run(log *slog.Logger, serve func(context.Context, *agent.Server) error) int {
 	unix.Umask(0o022)
 	if os.Getpid() != 1 {
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -78,7 +84,7 @@ func run(log *slog.Logger, listen string) int {
 		done <- 0
 	}()
 	go func() {
-		if err := srv.ServeAddr(context.Background(), listen); err != nil {
+		if err := serve(context.Background(), srv); err != nil {
 			log.Error("serve failed", "err", err)
 			if os.Getpid() != 1 {
 				done <- 1

@@ -1,0 +1,44 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+// SetupFunc does the work of `agentkernel setup`. The CLI may not import
+// the backends, so cmd/agentkernel sets it (from internal/daemon.Setup).
+var SetupFunc func(ctx context.Context, skipDisk bool, logf func(format string, args ...any)) error
+
+func newSetupCmd(app *App) *cobra.Command {
+	var skipDisk bool
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Install what microVM sandboxes need (guest kernel, host disk)",
+		Long: `Setup prepares this host for the microvm backend, locally and without the
+daemon. It fetches Debian's linux-image-cloud-amd64 with apt-get download
+(never installing it into /boot), unpacks the kernel and the virtio modules
+into $AGENTKERNEL_HOME/kernel, builds the host image's disk (a copy of /usr;
+this takes a minute or more, once per host state; --skip-disk defers it to
+the first microVM start) and tells which accelerator microVMs will use: KVM
+when a test boot works, else TCG software emulation (slow).
+
+Downloaded kernels and the host disk are cached in /var/cache/agentkernel, so
+another home or a rerun copies instead of downloading. Run it again after a
+kernel update. Needs root.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if SetupFunc == nil {
+				return errors.New("setup is not available in this build")
+			}
+			w := cmd.OutOrStdout()
+			return SetupFunc(cmd.Context(), skipDisk, func(format string, a ...any) {
+				fmt.Fprintf(w, format+"\n", a...)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&skipDisk, "skip-disk", false, "do not build the host image's disk now")
+	return cmd
+}
