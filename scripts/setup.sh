@@ -9,7 +9,24 @@ command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v script >/dev/null || need+=(bsdutils)
+# The network gateway's tests: ip (namespaces, routes), nsenter, curl.
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v curl >/dev/null || need+=(curl)
 command -v hyperfine >/dev/null || need+=(hyperfine)
+# image build --debian: debootstrap, and what verifies the archive.
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v gpgv >/dev/null || need+=(gpgv)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+# microVMs: QEMU, mkfs.ext4 for the disks, apt's tools for the guest kernel
+# (`agentkernel setup`), cpio and lz4 for the tests' reference checks.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v cpio >/dev/null || need+=(cpio)
+command -v lz4 >/dev/null || need+=(lz4)
+# Dockerfile build tests: a static shell for the base image they assemble.
+[ -x /bin/busybox ] || need+=(busybox-static)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -19,5 +36,9 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# `agentkernel setup` finds the guest kernel through apt's package lists.
+if [ "$(id -u)" = 0 ] && ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+  apt-get update -qq
 fi
 runc --version | head -1

@@ -236,6 +236,23 @@ func TestEveryRouteThroughClient(t *testing.T) {
 		t.Fatalf("images %+v", ims)
 	}
 	must(c.RemoveImage(ctx, "docker.io/library/alpine:3.20"))
+	// Pull, inspect, tag, prune (more in images_test.go).
+	_, err = c.PullImage(ctx, api.PullImageRequest{Image: "alpine:3.20"}, nil)
+	must(err)
+	_, err = c.InspectImage(ctx, "alpine:3.20")
+	must(err)
+	_, err = c.TagImage(ctx, "alpine:3.20", "mine:1")
+	must(err)
+	_, err = c.PruneImages(ctx)
+	must(err)
+	// Builds (more in build_test.go): the fake service cannot build.
+	_, err = c.BuildImage(ctx, api.BuildImageRequest{Name: "deb", Debian: &api.DebianSource{Suite: "bookworm"}}, nil)
+	wantIs(err, errdefs.ErrNotImplemented)
+	// Nor commit sandboxes (the daemon does; test/integration/dockerfile_test.go).
+	_, err = c.CommitSandbox(ctx, "sb1", api.CommitSandboxRequest{Image: "snap:1"})
+	wantIs(err, errdefs.ErrNotImplemented)
+	_, err = c.ExportSandbox(ctx, "sb1")
+	wantIs(err, errdefs.ErrNotImplemented)
 	wantIs(c.RemoveImage(ctx, "docker.io/library/alpine:3.20"), errdefs.ErrNotFound)
 	checks, err := c.Doctor(ctx)
 	must(err)
@@ -261,6 +278,7 @@ func TestEveryRouteThroughClient(t *testing.T) {
 		}
 	}
 
+	exerciseNetworkRoutes(t, c, ctx, "sb1") // network_test.go
 	must(c.RemoveSandbox(ctx, "sb1"))
 	_, err = c.GetSandbox(ctx, "sb1")
 	wantIs(err, errdefs.ErrNotFound)

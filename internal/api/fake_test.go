@@ -37,6 +37,8 @@ type fakeService struct {
 	gate chan struct{}
 	// createErr, when set, fails CreateSandbox.
 	createErr error
+	// pullCancelled is set when a "slow" PullImage saw its ctx end.
+	pullCancelled bool
 }
 
 type fakeSandbox struct {
@@ -189,6 +191,9 @@ func (f *fakeService) Exec(_ context.Context, name string, opts ExecOptions) (Pr
 	}
 	if sb.info.Status != api.StatusRunning {
 		return nil, fmt.Errorf("sandbox %q is %s: %w", name, sb.info.Status, errdefs.ErrFailedPrecondition)
+	}
+	if len(opts.Argv) == 0 { // as the sandbox manager says for an image without Entrypoint or Cmd
+		return nil, fmt.Errorf("%w: no command given, and image %q has no Entrypoint or Cmd", errdefs.ErrInvalidArgument, sb.info.Image)
 	}
 	f.nextPID++
 	p := newFakeProc(f.nextPID, opts, f.gate)

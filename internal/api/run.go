@@ -37,6 +37,10 @@ func checkRun(req api.RunRequest) (ExecOptions, error) {
 	if req.VCPUs < 0 || req.MemoryMB < 0 {
 		return ExecOptions{}, invalidf("vcpus and memory_mb must not be negative")
 	}
+	if len(req.Command) == 0 {
+		// The image's Entrypoint and Cmd, filled in by the Service.
+		return execOptionsAnyArgv(runExecRequest(req), false)
+	}
 	return execOptions(runExecRequest(req), false)
 }
 

@@ -46,8 +46,27 @@ type Service interface {
 	ListImages(ctx context.Context) ([]api.ImageInfo, error)
 	ImportImage(ctx context.Context, req api.ImportImageRequest) (api.ImageInfo, error)
 	RemoveImage(ctx context.Context, name string) error
+	// PullImage pulls an image from its registry into the store, calling
+	// progress (if not nil) as it advances; progress calls are serialised.
+	PullImage(ctx context.Context, req api.PullImageRequest, progress func(api.PullProgress)) (api.ImageInfo, error)
+	InspectImage(ctx context.Context, name string) (api.ImageDetails, error)
+	TagImage(ctx context.Context, req api.TagImageRequest) (api.ImageInfo, error)
+	// PruneImages removes blobs and layers no image uses and no running
+	// sandbox has mounted.
+	PruneImages(ctx context.Context) (api.PruneImagesResponse, error)
 
 	Doctor(ctx context.Context) []api.DoctorCheck
+}
+
+// ImageBuilder is implemented by a Service that can build images
+// (POST /images/build); without it that route answers 501. It is separate
+// from Service so that builds stay in the daemon, which owns the image
+// store, and the sandbox manager need not know about them.
+type ImageBuilder interface {
+	// BuildImage builds req.Name, calling progress (if not nil) as the
+	// build advances; progress calls are serialised. Requests refused
+	// before the build starts return before the first progress call.
+	BuildImage(ctx context.Context, req api.BuildImageRequest, progress func(api.BuildProgress)) (api.ImageInfo, error)
 }
 
 // ExecOptions is a validated exec request.

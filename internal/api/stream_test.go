@@ -79,8 +79,14 @@ func TestRunStreamErrors(t *testing.T) {
 	e := newEnv(t, HandlerOptions{})
 	ctx := testCtx(t)
 	// A bad request is a JSON error with its status, before any event.
-	err := e.client.RunStream(ctx, api.RunRequest{}, func(string, json.RawMessage) error { return nil })
+	err := e.client.RunStream(ctx, api.RunRequest{Command: []string{"echo"}, VCPUs: -1}, func(string, json.RawMessage) error { return nil })
 	if !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("negative vcpus: %v", err)
+	}
+	// No command means the image's Entrypoint and Cmd; an image without
+	// them makes the run fail.
+	err = e.client.RunStream(ctx, api.RunRequest{}, func(string, json.RawMessage) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "no command given") {
 		t.Fatalf("empty command: %v", err)
 	}
 	// A failure once streaming is an "error" event.

@@ -134,6 +134,13 @@ func execOptions(req api.ExecRequest, streaming bool) (ExecOptions, error) {
 	if err := checkArgv(req.Command); err != nil {
 		return ExecOptions{}, err
 	}
+	return execOptionsAnyArgv(req, streaming)
+}
+
+// execOptionsAnyArgv is execOptions without the check of the command, for
+// a run without one (the sandbox manager then runs the image's Entrypoint
+// and Cmd).
+func execOptionsAnyArgv(req api.ExecRequest, streaming bool) (ExecOptions, error) {
 	env, err := checkEnv(req.Env)
 	if err != nil {
 		return ExecOptions{}, err

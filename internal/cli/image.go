@@ -15,9 +15,10 @@ func newImageCmd(app *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "image",
 		Aliases: []string{"images"},
-		Short:   "List, import and remove images",
+		Short:   "Pull, list, inspect, tag, import, remove and prune images",
 		Args:    cobra.NoArgs,
 	}
+	cmd.AddCommand(newImagePullCmd(app), newImageInspectCmd(app), newImageTagCmd(app), newImagePruneCmd(app))
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:     "list",

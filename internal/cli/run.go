@@ -65,6 +65,8 @@ type runOptions struct {
 	memoryMB int
 	vcpus    int
 	keep     bool
+	cfg      configFlags
+	net      netFlags
 }
 
 func newRunCmd(app *App) *cobra.Command {
@@ -84,6 +86,13 @@ Ctrl-C (SIGINT, SIGTERM) is forwarded to the command; run then removes the
 sandbox and exits 128+signal (130). A second Ctrl-C stops waiting for the
 command and removes the sandbox at once.
 
+The sandbox's image, profile and resources come from the flags, then from
+--config FILE or ./agentkernel.toml (unless --no-config), whose [[files]]
+are copied in and init_script run before CMD. Without --image or a config
+image, run uses the image detected from CMD or the project's files (python3
+→ python:3.12-alpine, …) if it is already in the store, else the daemon's
+default; --image auto uses the detected image and pulls it if needed.
+
 Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 		Example: `  agentkernel run -- python3 -c 'print(1 + 1)'
   agentkernel run --image python --memory-mb 1024 -e DEBUG=1 -- pytest -q
@@ -101,12 +110,14 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	o.execFlags.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&o.name, "name", "", "name the sandbox (default: run-<random>)")
-	fl.StringVar(&o.image, "image", "", "image to run (default: the daemon's)")
+	fl.StringVar(&o.image, "image", "", "image to run, or \"auto\" to detect and pull it (default: see above)")
 	fl.StringVar(&o.profile, "profile", "", "security profile: permissive, moderate or restrictive")
 	fl.StringVar(&o.backend, "backend", "", "sandbox backend (default: the daemon's)")
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVar(&o.keep, "keep", false, "keep the sandbox after the command")
+	o.net.register(cmd)
+	o.cfg.register(cmd, true)
 	return cmd
 }
 
@@ -117,6 +128,14 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	}
 	if o.memoryMB < 0 || o.vcpus < 0 {
 		return withCode(exitCLI, fmt.Errorf("--memory-mb and --vcpus must not be negative"))
+	}
+	cfg, err := o.cfg.load(true)
+	if err != nil {
+		return withCode(exitCLI, err)
+	}
+	setup, err := prepareSetup(cfg)
+	if err != nil {
+		return withCode(exitCLI, err)
 	}
 	name := o.name
 	if name == "" {
@@ -140,10 +159,19 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	if sig := r.interrupted(); sig != 0 {
 		return &ExitError{Code: 128 + int(sig)}
 	}
-	_, err = c.CreateSandbox(ctx, api.CreateSandboxRequest{
-		Name: name, Image: o.image, Profile: o.profile, Backend: o.backend,
+	image, err := runImage(cmd, c, o.image, cfg, command)
+	if err != nil {
+		return withCode(exitCLI, err)
+	}
+	create := api.CreateSandboxRequest{
+		Name: name, Image: image, Profile: o.profile, Backend: o.backend,
 		MemoryMB: o.memoryMB, VCPUs: o.vcpus, Ephemeral: !o.keep,
-	})
+	}
+	mergeConfig(&create, cfg)
+	if err := o.net.apply(&create); err != nil {
+		return withCode(exitCLI, err)
+	}
+	_, err = c.CreateSandbox(ctx, create)
 	if errors.Is(err, errdefs.ErrAlreadyExists) {
 		// Someone else's sandbox: not ours to remove.
 		return withCode(exitCLI, err)
@@ -159,6 +187,12 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	}
 	if sig := r.interrupted(); sig != 0 {
 		return &ExitError{Code: 128 + int(sig)}
+	}
+	if err := setup.apply(ctx, c, name, cmd.ErrOrStderr()); err != nil {
+		if sig := r.interrupted(); sig != 0 {
+			return &ExitError{Code: 128 + int(sig)}
+		}
+		return withCode(exitCLI, err)
 	}
 
 	s, err := c.ExecStream(ctx, name, req)

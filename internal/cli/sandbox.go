@@ -23,7 +23,8 @@ func newSandboxCmd(app *App) *cobra.Command {
 		Args:    cobra.NoArgs,
 	}
 	cmd.AddCommand(newCreateCmd(app), newStartCmd(app), newStopCmd(app), newRemoveCmd(app),
-		newListCmd(app), newInfoCmd(app), newExtendCmd(app), newLogsCmd(app))
+		newListCmd(app), newInfoCmd(app), newExtendCmd(app), newLogsCmd(app), newNetworkCmd(app),
+		newCommitCmd(app), newExportCmd(app))
 	return cmd
 }
 
@@ -37,26 +38,58 @@ type createOptions struct {
 	memoryMB int
 	vcpus    int
 	noStart  bool
+	cfg      configFlags
+	net      netFlags
 }
 
 func newCreateCmd(app *App) *cobra.Command {
 	var o createOptions
 	cmd := &cobra.Command{
-		Use:   "create NAME",
+		Use:   "create [NAME]",
 		Short: "Create a sandbox (and start it)",
 		Long: `Create makes a sandbox called NAME and starts it (unless --no-start), then
 prints its name. Names are 1-63 letters, digits, '_', '.' or '-'.
 
 --dir mounts a host directory: HOSTDIR[:SANDBOXPATH[:ro]], SANDBOXPATH
 defaulting to /workspace. --ttl removes the sandbox after that long
-(extend it with 'agentkernel sandbox extend').`,
+(extend it with 'agentkernel sandbox extend').
+
+--config FILE applies an agentkernel.toml, --template NAME a template: the
+image, profile and resources (flags win over them), then, once the sandbox
+runs, its [[files]] are copied in and its init_script is run as root; if
+that fails the sandbox is removed. NAME defaults to the file's
+[sandbox] name. Without --config, create does not read ./agentkernel.toml
+(as upstream).`,
 		Example: `  agentkernel create dev --image python --dir .:/workspace --ttl 2h
-  agentkernel create ci --profile restrictive --label team=infra`,
-		Args: cobra.ExactArgs(1),
+  agentkernel create ci --profile restrictive --label team=infra
+  agentkernel create --config agentkernel.toml
+  agentkernel create py --template python`,
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req, err := o.request(args[0])
+			cfg, err := o.cfg.load(false)
 			if err != nil {
 				return err
+			}
+			var name string
+			switch {
+			case len(args) == 1:
+				name = args[0]
+			case cfg != nil && cfg.Sandbox.Name != "":
+				name = cfg.Sandbox.Name
+			default:
+				return fmt.Errorf("missing the sandbox name (agentkernel create NAME)")
+			}
+			req, err := o.request(name)
+			if err != nil {
+				return err
+			}
+			mergeConfig(&req, cfg)
+			setup, err := prepareSetup(cfg)
+			if err != nil {
+				return err
+			}
+			if o.noStart && !setup.empty() {
+				return fmt.Errorf("--no-start cannot be used with a config that has [[files]] or an init_script: they need a running sandbox")
 			}
 			c, err := connect(cmd, app, exitFailure)
 			if err != nil {
@@ -64,6 +97,9 @@ defaulting to /workspace. --ttl removes the sandbox after that long
 			}
 			info, err := c.CreateSandbox(cmd.Context(), req)
 			if err != nil {
+				return err
+			}
+			if err := applySetup(cmd, c, name, setup); err != nil {
 				return err
 			}
 			return printSandbox(cmd.OutOrStdout(), app.JSON, info)
@@ -79,6 +115,8 @@ defaulting to /workspace. --ttl removes the sandbox after that long
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVar(&o.noStart, "no-start", false, "create the sandbox stopped")
+	o.net.register(cmd)
+	o.cfg.register(cmd, false)
 	return cmd
 }
 
@@ -105,6 +143,9 @@ func (o *createOptions) request(name string) (api.CreateSandboxRequest, error) {
 	if o.noStart {
 		f := false
 		req.Start = &f
+	}
+	if err := o.net.apply(&req); err != nil {
+		return api.CreateSandboxRequest{}, err
 	}
 	return req, nil
 }
@@ -178,6 +219,9 @@ func printSandboxInfo(w io.Writer, now time.Time, sb api.SandboxInfo) error {
 	line("Image", orDash(sb.Image))
 	line("Profile", orDash(sb.Profile))
 	line("Network", orDash(sb.Network))
+	if sb.Accelerator != "" {
+		line("Accel", sb.Accelerator)
+	}
 	line("VCPUs", zeroDash(sb.VCPUs))
 	line("Memory", zeroDash(sb.MemoryMB)+mbSuffix(sb.MemoryMB))
 	line("Created", sb.CreatedAt.Local().Format(time.RFC3339)+" ("+ago(now, sb.CreatedAt)+")")

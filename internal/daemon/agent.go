@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/agentkernel/agentkernel/internal/netgw"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -60,7 +61,23 @@ func agentCheck(path string) api.DoctorCheck {
 }
 
 // networkCheck says plainly what network a sandbox gets today.
-func networkCheck() api.DoctorCheck {
-	return api.DoctorCheck{Name: "network", OK: true,
-		Detail: "every sandbox gets its own network namespace with loopback only, whatever its profile: the network gateway (egress policy, DNS, secrets) is not built yet"}
+func networkCheck(home string) api.DoctorCheck {
+	c := api.DoctorCheck{Name: "network gateway", OK: true,
+		Detail: "moderate and permissive sandboxes reach the network only through their own gateway (egress policy, DNS, secrets, audit); restrictive ones have none"}
+	nc, err := loadNetworkConfig(home)
+	if err != nil {
+		c.OK, c.Detail, c.Fix = false, err.Error(), "fix "+DaemonConfigFile+" in "+home
+		return c
+	}
+	if nc.Resolvers == nil {
+		if _, err := netgw.HostResolvers(); err != nil {
+			c.OK, c.Detail = false, err.Error()
+			c.Fix = "give the gateways upstream DNS servers: resolvers = [\"IP:53\"] under [network] in " + filepath.Join(home, DaemonConfigFile)
+			return c
+		}
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		c.OK, c.Detail, c.Fix = false, "no /dev/net/tun: "+err.Error(), "load the tun module (modprobe tun)"
+	}
+	return c
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/agentkernel/agentkernel/internal/backend/container"
+	"github.com/agentkernel/agentkernel/internal/backend/microvm"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
@@ -18,6 +20,7 @@ import (
 type hostRuntime struct {
 	images    *image.Store
 	container *container.Backend
+	microvm   *microvm.Backend
 }
 
 func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
@@ -32,18 +35,28 @@ func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
 			Images:      imgs,
 			Logger:      log,
 		}),
+		microvm: microvm.New(microvm.Options{
+			KernelDir: KernelDir(l),
+			Images:    imgs,
+			Accel:     os.Getenv("AGENTKERNEL_MICROVM_ACCEL"), // "kvm", "tcg" or "" (probe)
+			Debug:     os.Getenv("AGENTKERNEL_MICROVM_DEBUG") != "",
+			Logger:    log,
+		}),
 	}, nil
 }
 
 // backends returns the backends by name.
 func (h *hostRuntime) backends() map[string]sandbox.Backend {
-	return map[string]sandbox.Backend{h.container.Name(): h.container}
+	return map[string]sandbox.Backend{h.container.Name(): h.container, h.microvm.Name(): h.microvm}
 }
 
 // doctor reports on every backend.
 func (h *hostRuntime) doctor(ctx context.Context) []api.DoctorCheck {
-	return h.container.Probe(ctx)
+	return append(h.container.Probe(ctx), h.microvm.Probe(ctx)...)
 }
+
+// KernelDir is where `agentkernel setup` installs the microVM guest kernel.
+func KernelDir(l paths.Layout) string { return filepath.Join(l.Home, "kernel") }
 
 // Supervise is the hidden `agentkernel supervise DIR` role: it runs one
 // sandbox's supervisor until the sandbox ends. ready is the pipe the daemon
@@ -70,7 +83,5 @@ func Supervise(ctx context.Context, dir string, ready supervisorReady, log *slog
 	if !ok {
 		return fmt.Errorf("sandbox %s: unknown backend %q", spec.Name, spec.Backend)
 	}
-	return runSupervisor(ctx, dir, ready, log, func(ctx context.Context) (supervisorInstance, error) {
-		return b.Start(ctx, spec)
-	})
+	return runSupervisor(ctx, l, dir, spec, b, ready, log)
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/api"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
 )
@@ -72,12 +74,20 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return err
 	}
+	// Supervisors read it at each start; a broken one stops us now.
+	if _, err := loadNetworkConfig(l.Home); err != nil {
+		return err
+	}
+	vault, err := secrets.Open(filepath.Join(l.Home, "secrets"))
+	if err != nil {
+		return err
+	}
 	mgr := sandbox.NewManager(sandbox.Config{
 		Layout: l, Store: st, Images: imageService{host.images}, Backends: host.backends(), DefaultBackend: "container",
 		AgentPath: agentPath, SupervisorExe: cfg.Exe, SupervisorArgs: []string{"supervise"},
-		SupervisorEnv: supervisorEnv(l),
+		SupervisorEnv: supervisorEnv(l), Secrets: vault,
 		Doctor: func(ctx context.Context) []pkgapi.DoctorCheck {
-			return append(host.doctor(ctx), agentCheck(agentPath), networkCheck())
+			return append(host.doctor(ctx), agentCheck(agentPath), networkCheck(l.Home))
 		},
 		Logger: log,
 	})
@@ -85,6 +95,10 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err := mgr.Recover(ctx); err != nil {
 		return fmt.Errorf("recovering sandboxes: %w", err)
 	}
+
+	bld := newBuilder(l, host.images, log)
+	bld.mgr = mgr
+	svc := service{Manager: mgr, builder: bld}
 
 	os.Remove(l.Socket())
 	unixLn, err := net.Listen("unix", l.Socket())
@@ -96,7 +110,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return err
 	}
 	defer os.Remove(l.Socket())
-	servers := []*http.Server{{Handler: api.NewHandler(mgr, api.HandlerOptions{Logger: log}), ReadHeaderTimeout: 30 * time.Second}}
+	servers := []*http.Server{{Handler: api.NewHandler(svc, api.HandlerOptions{Logger: log}), ReadHeaderTimeout: 30 * time.Second}}
 	listeners := []net.Listener{unixLn}
 	if cfg.TCPAddr != "" {
 		tok, err := loadOrCreateToken(l.TokenFile())
@@ -109,7 +123,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 			unixLn.Close()
 			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
 		}
-		servers = append(servers, &http.Server{Handler: api.NewHandler(mgr, api.HandlerOptions{Token: tok, Logger: log}), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, &http.Server{Handler: api.NewHandler(svc, api.HandlerOptions{Token: tok, Logger: log}), ReadHeaderTimeout: 30 * time.Second})
 		listeners = append(listeners, tcpLn)
 		log.Info("serving on TCP (bearer token required)", "addr", tcpLn.Addr().String(), "token_file", l.TokenFile())
 	}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/agentkernel/agentkernel/internal/paths"
 )
 
@@ -59,6 +61,7 @@ func EnsureRunning(ctx context.Context, layout paths.Layout, exe string) error {
 
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
+	var exitErr error
 	for {
 		if Alive(layout) {
 			return nil
@@ -66,12 +69,17 @@ func EnsureRunning(ctx context.Context, layout paths.Layout, exe string) error {
 		select {
 		case err := <-exited:
 			// Another CLI may have started a daemon at the same moment;
-			// ours then exits because the lock is taken.
-			if Alive(layout) {
-				return nil
+			// ours then exits because the lock is taken, and the other
+			// one may still be starting: keep waiting for the socket.
+			exitErr = err
+			exited = nil
+			if !daemonHoldsLock(layout) {
+				return fmt.Errorf("the daemon exited at start (%v); see %s", exitErr, layout.DaemonLog())
 			}
-			return fmt.Errorf("the daemon exited at start (%v); see %s", err, layout.DaemonLog())
 		case <-ctx.Done():
+			if exitErr != nil {
+				return fmt.Errorf("the daemon exited at start (%v); see %s", exitErr, layout.DaemonLog())
+			}
 			return errors.New("the daemon did not answer within " + startTimeout.String() + "; see " + layout.DaemonLog())
 		case <-time.After(10 * time.Millisecond):
 		}
@@ -92,4 +100,19 @@ func scrubbedEnv() []string {
 		}
 	}
 	return env
+}
+
+// daemonHoldsLock reports whether some daemon holds the home's lock (the
+// flock on its pid file), that is, is running or starting.
+func daemonHoldsLock(layout paths.Layout) bool {
+	f, err := os.Open(layout.PIDFile())
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return true
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
 }

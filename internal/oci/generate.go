@@ -77,6 +77,9 @@ type Config struct {
 	// persistent /root and /home); they are mounted after the system mounts
 	// and before Spec.Mounts.
 	ImageMounts []specs.Mount
+	// Network is required in network mode "gateway" and ignored in the
+	// others.
+	Network *Network
 	// NoFile is RLIMIT_NOFILE (soft and hard). Zero means DefaultNoFile,
 	// lowered to the calling process's hard limit, which a process in a
 	// user namespace cannot raise.
@@ -108,8 +111,7 @@ func CgroupsPath(parent, id string) string {
 }
 
 // Generate builds the runtime spec for s. It validates s; errors are
-// ErrInvalidArgument (or ErrNotImplemented for a network mode that is not
-// built yet) and name the offending field.
+// ErrInvalidArgument and name the offending field.
 func Generate(s *sandbox.Spec, c Config) (*specs.Spec, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%w: nil spec", errdefs.ErrInvalidArgument)
@@ -142,11 +144,18 @@ func Generate(s *sandbox.Spec, c Config) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	netns := specs.LinuxNamespace{Type: specs.NetworkNamespace}
 	switch s.Security.Network {
 	case "", "none", "loopback":
 		// Both get a new network namespace holding only lo.
 	case "gateway":
-		return nil, fmt.Errorf("%w: network mode %q", errdefs.ErrNotImplemented, s.Security.Network)
+		if c.Network == nil {
+			return nil, fmt.Errorf("%w: network mode gateway needs the backend's network attachment", errdefs.ErrInvalidArgument)
+		}
+		if err := c.Network.validate(); err != nil {
+			return nil, err
+		}
+		netns.Path = c.Network.Netns
 	default:
 		return nil, fmt.Errorf("%w: unknown network mode %q", errdefs.ErrInvalidArgument, s.Security.Network)
 	}
@@ -165,11 +174,19 @@ func Generate(s *sandbox.Spec, c Config) (*specs.Spec, error) {
 	}
 
 	mounts := systemMounts(*res.Memory.Limit)
+	if netns.Path != "" {
+		mounts = withSysfs(mounts, c.Network.Sysfs)
+	}
 	mounts = append(mounts,
 		BindMount(s.AgentPath, AgentBinary, true),
 		BindMount(c.AgentRunDir, AgentRunDir, false),
 	)
 	mounts = append(mounts, c.ImageMounts...)
+	if netns.Path != "" {
+		// Before the user's mounts: one over /etc hides these rather
+		// than making runc create mount points in a host directory.
+		mounts = append(mounts, c.Network.mounts()...)
+	}
 	mounts = append(mounts, umounts...)
 
 	spec := &specs.Spec{
@@ -204,7 +221,7 @@ func Generate(s *sandbox.Spec, c Config) (*specs.Spec, error) {
 				{Type: specs.IPCNamespace},
 				{Type: specs.UTSNamespace},
 				{Type: specs.CgroupNamespace},
-				{Type: specs.NetworkNamespace},
+				netns,
 			},
 			Resources:     res,
 			CgroupsPath:   CgroupsPath(c.CgroupParent, s.ID),

@@ -3,6 +3,9 @@ package sandbox
 import (
 	"context"
 	"net"
+	"net/netip"
+
+	"github.com/agentkernel/agentkernel/internal/netgw/policy"
 )
 
 // Backend is what a sandbox runtime must provide. Implementations live under
@@ -44,6 +47,11 @@ type Capabilities struct {
 	Checkpoint bool `json:"checkpoint"`
 	// Isolation names the boundary ("container", "gvisor", "microvm").
 	Isolation string `json:"isolation"`
+	// NetworkGateway says Start attaches Spec.Gateway (see
+	// NetworkAttachment). Without it the daemon gives the backend's
+	// sandboxes no network beyond loopback, and refuses requests that
+	// need one.
+	NetworkGateway bool `json:"network_gateway"`
 }
 
 // Spec is everything a backend needs to run one sandbox. The daemon writes it
@@ -66,12 +74,18 @@ type Spec struct {
 	Env     []string `json:"env,omitempty"`
 	Workdir string   `json:"workdir,omitempty"`
 	User    string   `json:"user,omitempty"`
+	// Cmd is the image's Entrypoint followed by its Cmd, run when a
+	// request names no command.
+	Cmd []string `json:"cmd,omitempty"`
 	// Hostname inside the sandbox; the sandbox name by default.
 	Hostname string `json:"hostname,omitempty"`
 
 	Resources Resources `json:"resources"`
 	Security  Security  `json:"security"`
 	Mounts    []Mount   `json:"mounts,omitempty"`
+	// Gateway configures the sandbox's network gateway; set exactly when
+	// Security.Network is "gateway".
+	Gateway *GatewaySpec `json:"gateway,omitempty"`
 }
 
 // RootfsSpec says what the sandbox's root filesystem is made of.
@@ -95,8 +109,9 @@ type Resources struct {
 // sandbox does not start.
 type Security struct {
 	Profile string `json:"profile"`
-	// Network: "none" (no interface at all) or "loopback" (own namespace
-	// with lo only). The gateway adds "gateway" later.
+	// Network: "none" or "loopback" (own network namespace or VM with lo
+	// only; both mean no way out), or "gateway" (lo and one interface
+	// whose only peer is the sandbox's network gateway; see Spec.Gateway).
 	Network string `json:"network"`
 	// ReadOnlyRoot makes the root filesystem read-only (writable /tmp stays).
 	ReadOnlyRoot bool `json:"read_only_root,omitempty"`
@@ -112,4 +127,103 @@ type Mount struct {
 	HostPath string `json:"host_path"`
 	Path     string `json:"path"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// GatewaySpec is the network gateway's configuration, resolved by the
+// daemon. The supervisor builds the gateway from it (package supervisor)
+// before Backend.Start and hands the backend the Attach point.
+type GatewaySpec struct {
+	// Policy is the egress policy the sandbox starts with. A later change
+	// (PUT /sandboxes/{name}/network) is kept beside the spec, in
+	// supervisor.PolicyFile, by the daemon.
+	Policy policy.Policy `json:"policy"`
+	// Secrets are the sandbox's secret bindings, by name: the values stay
+	// in the daemon's vault and reach the supervisor over a pipe.
+	Secrets []SecretRef `json:"secrets,omitempty"`
+	// Publish lists loopback ports of the host forwarded to the sandbox.
+	Publish []PortMapping `json:"publish,omitempty"`
+
+	// Attach is set by the supervisor for Backend.Start and never
+	// stored.
+	Attach *NetworkAttachment `json:"-"`
+}
+
+// SecretRef binds the vault entry VaultName to Host. The sandbox's variable
+// Name holds a placeholder; the gateway adds the value, in Header, to HTTPS
+// requests to Host.
+type SecretRef struct {
+	Name      string `json:"name"`
+	VaultName string `json:"vault_name"`
+	Host      string `json:"host"`
+	Header    string `json:"header"`
+}
+
+// PortMapping publishes SandboxPort on 127.0.0.1:HostPort of the host
+// (HostPort 0: a free port, chosen at each start).
+type PortMapping struct {
+	HostPort    uint16 `json:"host_port"`
+	SandboxPort uint16 `json:"sandbox_port"`
+}
+
+// Paths inside a sandbox with a gateway. The backend makes NetFilesDir
+// hold the files below (read-only), binds ResolvConfFile's content over
+// /etc/resolv.conf and, when the sandbox has a CA, CABundleFile's over the
+// image's system CA bundles. Spec.Env names them (SSL_CERT_FILE,
+// REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS) when secrets are bound.
+const (
+	NetFilesDir    = "/.agentkernel/net"
+	ResolvConfFile = NetFilesDir + "/resolv.conf"
+	// CACertFile is the sandbox's interception CA alone; CABundleFile is
+	// the image's CA bundle with the sandbox's CA appended.
+	CACertFile   = NetFilesDir + "/ca.pem"
+	CABundleFile = NetFilesDir + "/ca-bundle.pem"
+)
+
+// CABundlePaths are where images keep their system CA bundle; the backend
+// covers each one the image has with CABundleFile's content.
+var CABundlePaths = []string{
+	"/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Alpine, Arch
+	"/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+	"/etc/ssl/ca-bundle.pem",             // openSUSE
+	"/etc/ssl/cert.pem",                  // Alpine, macOS-style
+}
+
+// NetworkAttachment is how a backend connects its sandbox to the gateway
+// the supervisor runs for it. The supervisor creates it and passes it in
+// Spec.Gateway.Attach; a backend whose Capabilities say NetworkGateway
+// must use exactly one of Netns (a kernel network namespace: container,
+// gVisor) and AttachStream (a VM's virtio-net over QEMU's -netdev stream)
+// during Start, or Start fails.
+//
+// The sandbox side must be configured from Link: one interface with
+// SandboxAddr/PrefixLen and MTU, a default route via GatewayAddr, and
+// "nameserver GatewayAddr" in /etc/resolv.conf. IPv6 is not served.
+type NetworkAttachment struct {
+	Link Link
+	// Netns returns the path of a network namespace prepared for the
+	// sandbox (lo up, a tap named eth0 configured from Link, default
+	// route), owned by the host's user namespace so that root in the
+	// sandbox cannot reconfigure it. It stays valid while the supervisor
+	// runs; a second call returns the same path.
+	Netns func(ctx context.Context) (string, error)
+	// AttachStream connects the gateway to the host end of a VM's
+	// "-netdev stream" connection: ethernet frames each preceded by a
+	// 4-byte big-endian length. The gateway owns conn from then on, even
+	// on error. Call it at most once.
+	AttachStream func(conn net.Conn) error
+	// CACert is the PEM certificate of the sandbox's interception CA, to
+	// be trusted inside the sandbox (see CACertFile); nil when no secret
+	// is bound.
+	CACert []byte
+}
+
+// Link is the sandbox's side of its link to the gateway.
+type Link struct {
+	SandboxAddr netip.Addr
+	GatewayAddr netip.Addr
+	PrefixLen   int
+	MTU         uint32
+	// GatewayMAC is the gateway's ethernet address; a VM's interface
+	// needs another one (e.g. 02:61:6b:00:00:02).
+	GatewayMAC net.HardwareAddr
 }

@@ -34,6 +34,9 @@ func (m *Manager) Exec(ctx context.Context, name string, req apisrv.ExecOptions)
 	if err != nil {
 		return nil, err
 	}
+	if req, err = m.withImageDefaults(ctx, name, req); err != nil {
+		return nil, err
+	}
 	p, err := c.Exec(ctx, toAgentExec(req))
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %s: exec: %w", name, err)
@@ -61,6 +64,9 @@ func (p process) Wait() (apisrv.ExitStatus, error) {
 func (m *Manager) StartDetached(ctx context.Context, name string, req apisrv.ExecOptions) (api.DetachedCommand, error) {
 	c, uuid, err := m.agentFor(ctx, name)
 	if err != nil {
+		return api.DetachedCommand{}, err
+	}
+	if req, err = m.withImageDefaults(ctx, name, req); err != nil {
 		return api.DetachedCommand{}, err
 	}
 	req.Stdin, req.TTY = false, false

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/pkg/api"
@@ -20,7 +21,7 @@ import (
 // false, starts it. A sandbox that fails to start stays, marked failed, so
 // its console log can be read; an ephemeral one is removed.
 func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (api.SandboxInfo, error) {
-	spec, rec, err := m.buildSpec(ctx, req)
+	spec, rec, inline, err := m.buildSpec(ctx, req)
 	if err != nil {
 		return api.SandboxInfo{}, err
 	}
@@ -33,8 +34,12 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 	if err := mkStateDir(dir); err == nil {
 		err = WriteSpec(dir, spec)
 	}
+	if err == nil {
+		err = m.storeInlineSecrets(spec.ID, inline)
+	}
 	if err != nil {
 		m.cfg.Store.DeleteSandbox(context.WithoutCancel(ctx), spec.ID)
+		m.deleteSandboxSecrets(spec.ID)
 		os.RemoveAll(dir)
 		return api.SandboxInfo{}, fmt.Errorf("sandbox %q: preparing its state: %w", req.Name, err)
 	}
@@ -51,15 +56,31 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 }
 
 // buildSpec turns a request into a Spec and its store row, refusing what it
-// cannot honour.
-func (m *Manager) buildSpec(ctx context.Context, req api.CreateSandboxRequest) (*Spec, store.Sandbox, error) {
+// cannot honour. It also returns the secret values given inline, for the
+// vault.
+func (m *Manager) buildSpec(ctx context.Context, req api.CreateSandboxRequest) (*Spec, store.Sandbox, []secrets.Binding, error) {
+	spec, rec, err := m.buildSpecOnly(ctx, req)
+	if err != nil {
+		return nil, rec, nil, err
+	}
+	inline, err := m.resolveNetwork(req, spec)
+	if err != nil {
+		return nil, rec, nil, err
+	}
+	if rec.Spec, err = json.Marshal(spec); err != nil {
+		return nil, rec, nil, err
+	}
+	return spec, rec, inline, nil
+}
+
+func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxRequest) (*Spec, store.Sandbox, error) {
 	var zero store.Sandbox
 	if err := ValidateName(req.Name); err != nil {
 		return nil, zero, err
 	}
 	switch {
-	case len(req.Secrets) > 0 || len(req.SecretFiles) > 0:
-		return nil, zero, fmt.Errorf("%w: secrets need the network gateway, which this agentkernel does not have yet; nothing was created", errdefs.ErrNotImplemented)
+	case len(req.SecretFiles) > 0:
+		return nil, zero, fmt.Errorf("%w: secret_files are not supported; bind secrets to hosts with secrets (--secret KEY:HOST); nothing was created", errdefs.ErrNotImplemented)
 	case req.SourceURL != "" || req.SourceRef != "":
 		return nil, zero, fmt.Errorf("%w: source_url needs network access from the sandbox, which this agentkernel does not have yet; copy the code in with `agentkernel cp`", errdefs.ErrNotImplemented)
 	case len(req.Volumes) > 0:
@@ -104,7 +125,7 @@ func (m *Manager) buildSpec(ctx context.Context, req api.CreateSandboxRequest) (
 	spec := &Spec{
 		ID: id, Name: req.Name, Backend: backend,
 		StateDir: m.stateDir(id), AgentPath: m.cfg.AgentPath,
-		Rootfs: img.Rootfs, Env: img.Env, Workdir: img.Workdir, User: img.User,
+		Rootfs: img.Rootfs, Env: img.Env, Workdir: img.Workdir, User: img.User, Cmd: img.Cmd,
 		Hostname: req.Name, Resources: res, Security: sec, Mounts: mounts,
 	}
 	specJSON, err := json.Marshal(spec)
@@ -160,8 +181,14 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 	defer cancel()
 	args := append(append([]string{}, m.cfg.SupervisorArgs...), dir)
 	started := time.Now()
+	secretValues, err := m.sandboxSecrets(dir)
+	if err != nil {
+		err = fmt.Errorf("sandbox %s failed to start: %w", name, err)
+		m.cfg.Store.UpdateSandboxStatus(context.WithoutCancel(ctx), uuid, api.StatusFailed, err.Error())
+		return err
+	}
 	exited, err := supervisor.Spawn(ctx, dir, supervisor.SpawnOptions{
-		Exe: m.cfg.SupervisorExe, Args: args, Env: m.cfg.SupervisorEnv,
+		Exe: m.cfg.SupervisorExe, Args: args, Env: m.cfg.SupervisorEnv, Secrets: secretValues,
 	})
 	if err != nil {
 		// A supervisor killed mid-start cannot undo what it began.
@@ -325,6 +352,7 @@ func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
 			l.sup.Stop(ctx)
 		}
 		m.cleanup(ctx, uuid)
+		m.deleteSandboxSecrets(uuid)
 		if err := os.RemoveAll(m.stateDir(uuid)); err != nil {
 			m.log.Error("removing sandbox files", "sandbox", name, "err", err)
 		}

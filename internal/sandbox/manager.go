@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
 	"github.com/agentkernel/agentkernel/internal/paths"
+	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/pkg/api"
@@ -39,6 +40,10 @@ type Images interface {
 	List(ctx context.Context) ([]api.ImageInfo, error)
 	Import(ctx context.Context, name, path string) (api.ImageInfo, error)
 	Remove(ctx context.Context, name string) error
+	Pull(ctx context.Context, req api.PullImageRequest, progress func(api.PullProgress)) (api.ImageInfo, error)
+	Inspect(ctx context.Context, name string) (api.ImageDetails, error)
+	Tag(ctx context.Context, source, target string) (api.ImageInfo, error)
+	Prune(ctx context.Context) (api.PruneImagesResponse, error)
 }
 
 // ResolvedImage is what a sandbox is made from.
@@ -48,6 +53,9 @@ type ResolvedImage struct {
 	Env     []string
 	Workdir string
 	User    string
+	// Cmd is the image's Entrypoint followed by its Cmd: what runs when a
+	// request names no command.
+	Cmd []string
 }
 
 // Config configures a Manager. Fields are read once by NewManager.
@@ -67,6 +75,9 @@ type Config struct {
 	SupervisorArgs []string
 	// SupervisorEnv is the supervisors' whole environment.
 	SupervisorEnv []string
+	// Secrets is the vault of secrets sandboxes may bind; nil refuses
+	// every binding.
+	Secrets *secrets.Vault
 	// Doctor adds host checks to the report of Doctor.
 	Doctor func(ctx context.Context) []api.DoctorCheck
 	Logger *slog.Logger

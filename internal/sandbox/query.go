@@ -38,9 +38,12 @@ func (m *Manager) toInfo(rec store.Sandbox) api.SandboxInfo {
 		Labels: rec.Labels, CreatedAt: rec.CreatedAt, ExpiresAt: rec.ExpiresAt,
 		Error: rec.Error, Ephemeral: rec.Ephemeral,
 	}
-	if sec, err := ResolveProfile(rec.Profile); err == nil {
+	if spec, err := specOf(rec.Spec); err == nil {
+		info.Network = spec.Security.Network
+	} else if sec, err := ResolveProfile(rec.Profile); err == nil {
 		info.Network = sec.Network
 	}
+	info.Accelerator = runtimeAccelerator(m.stateDir(rec.UUID))
 	return info
 }
 
@@ -112,6 +115,24 @@ func (m *Manager) ImportImage(ctx context.Context, req api.ImportImageRequest) (
 // RemoveImage deletes an image from the store.
 func (m *Manager) RemoveImage(ctx context.Context, name string) error {
 	return m.cfg.Images.Remove(ctx, name)
+}
+
+// PullImage, InspectImage, TagImage and PruneImages delegate to the image
+// store too.
+func (m *Manager) PullImage(ctx context.Context, req api.PullImageRequest, progress func(api.PullProgress)) (api.ImageInfo, error) {
+	return m.cfg.Images.Pull(ctx, req, progress)
+}
+
+func (m *Manager) InspectImage(ctx context.Context, name string) (api.ImageDetails, error) {
+	return m.cfg.Images.Inspect(ctx, name)
+}
+
+func (m *Manager) TagImage(ctx context.Context, req api.TagImageRequest) (api.ImageInfo, error) {
+	return m.cfg.Images.Tag(ctx, req.Source, req.Target)
+}
+
+func (m *Manager) PruneImages(ctx context.Context) (api.PruneImagesResponse, error) {
+	return m.cfg.Images.Prune(ctx)
 }
 
 // Doctor reports what works on this host.

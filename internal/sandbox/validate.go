@@ -64,14 +64,19 @@ func ResolveResources(memoryMB, vcpus int) (Resources, error) {
 }
 
 // Profiles. The table follows upstream agentkernel's names; each setting is
-// enforced by the backend or the sandbox does not start. Until the network
-// gateway lands, no profile gets a route out: "loopback" means the sandbox
-// has its own network namespace with only lo.
+// enforced by the backend or the sandbox does not start. "gateway" means
+// the sandbox's only network peer is its own network gateway (package
+// netgw), whose egress policy the profile also picks: moderate allows the
+// package registries and git hosts, permissive any public address; neither
+// ever reaches the host, the LAN or cloud metadata. "none" is a network
+// namespace (or VM) with lo only. On a backend that cannot attach a gateway
+// (Capabilities.NetworkGateway) the gateway profiles get "loopback": no
+// network, as on "none".
 //
-//	profile      network    root fs     seccomp  capabilities
-//	permissive   loopback   writable    default  default set
-//	moderate     loopback   writable    default  default set
-//	restrictive  none       read-only   strict   minimal set
+//	profile      network    egress              root fs    seccomp  capabilities
+//	permissive   gateway    any public address  writable   default  default set
+//	moderate     gateway    registries, git     writable   default  default set
+//	restrictive  none       nothing             read-only  strict   minimal set
 //
 // Upstream's permissive also mounts the current and home directories and
 // passes the caller's environment; we never mount or pass anything the
@@ -86,9 +91,9 @@ var minimalCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_K
 func ResolveProfile(name string) (Security, error) {
 	switch name {
 	case "", DefaultProfile:
-		return Security{Profile: DefaultProfile, Network: "loopback", Seccomp: "default"}, nil
+		return Security{Profile: DefaultProfile, Network: "gateway", Seccomp: "default"}, nil
 	case "permissive":
-		return Security{Profile: name, Network: "loopback", Seccomp: "default"}, nil
+		return Security{Profile: name, Network: "gateway", Seccomp: "default"}, nil
 	case "restrictive":
 		return Security{Profile: name, Network: "none", Seccomp: "strict", ReadOnlyRoot: true, Capabilities: minimalCaps}, nil
 	}

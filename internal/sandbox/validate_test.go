@@ -38,7 +38,7 @@ func TestResolveResources(t *testing.T) {
 
 func TestResolveProfile(t *testing.T) {
 	def, err := ResolveProfile("")
-	if err != nil || def.Profile != "moderate" || def.Seccomp != "default" || def.ReadOnlyRoot {
+	if err != nil || def.Profile != "moderate" || def.Seccomp != "default" || def.ReadOnlyRoot || def.Network != "gateway" {
 		t.Errorf("default: %+v %v", def, err)
 	}
 	r, err := ResolveProfile("restrictive")

@@ -44,8 +44,13 @@ type SandboxInfo struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
 	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
-	// Network says what network the sandbox has ("none", "loopback").
+	// Network says what network the sandbox has: "gateway" (its own
+	// network gateway, see GET /sandboxes/{name}/network), "none" or
+	// "loopback" (lo only).
 	Network string `json:"network,omitempty"`
+	// Accelerator is how a microVM sandbox's CPU is virtualised while it
+	// runs: "kvm" (hardware) or "tcg" (software emulation, much slower).
+	Accelerator string `json:"accelerator,omitempty"`
 	// Error is why the sandbox failed, when Status is "failed".
 	Error string `json:"error,omitempty"`
 	// Ephemeral sandboxes belong to one run and are removed with it.
@@ -58,6 +63,13 @@ type SandboxInfo struct {
 // upstream's clients; they are accepted so those clients decode, and a
 // non-empty value that this server cannot honour is refused with a clear
 // error rather than ignored.
+//
+// Secrets bind vault secrets to hosts (upstream's syntax): "KEY:host",
+// "KEY:host:header", or "KEY=value:host" with the value inline. The
+// sandbox's variable KEY then holds a placeholder and the network gateway
+// adds the real value to HTTPS requests to host (Authorization: Bearer by
+// default, x-api-key for api.anthropic.com). Network and Publish are
+// additions (see NetworkPolicy).
 type CreateSandboxRequest struct {
 	Name     string            `json:"name"`
 	Image    string            `json:"image,omitempty"`
@@ -74,6 +86,12 @@ type CreateSandboxRequest struct {
 	Start *bool `json:"start,omitempty"`
 	// Ephemeral marks a sandbox owned by a single run.
 	Ephemeral bool `json:"ephemeral,omitempty"`
+
+	// Network adjusts the egress policy the profile gives; nil keeps it.
+	Network *NetworkPolicy `json:"network,omitempty"`
+	// Publish forwards ports of the host's loopback to the sandbox:
+	// "HOSTPORT:SANDBOXPORT" (HOSTPORT 0 picks a free port).
+	Publish []string `json:"publish,omitempty"`
 
 	SourceURL   string   `json:"source_url,omitempty"`
 	SourceRef   string   `json:"source_ref,omitempty"`

@@ -104,9 +104,10 @@ func New(opts Options) *Backend {
 // Name returns "container".
 func (b *Backend) Name() string { return "container" }
 
-// Capabilities reports no pause or checkpoint support yet.
+// Capabilities reports no pause or checkpoint support yet; sandboxes
+// attach to their network gateway through a network namespace.
 func (b *Backend) Capabilities() sandbox.Capabilities {
-	return sandbox.Capabilities{Isolation: "container"}
+	return sandbox.Capabilities{Isolation: "container", NetworkGateway: true}
 }
 
 // check verifies, until it once succeeds, that we are root, that the
@@ -216,6 +217,7 @@ func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Inst
 		return nil, err
 	}
 	var cfg oci.Config
+	etcRoot := ""
 	if s.Rootfs.Host {
 		if b.opts.Images == nil {
 			return nil, fmt.Errorf("%w: the host image needs Options.Images", errdefs.ErrFailedPrecondition)
@@ -227,6 +229,7 @@ func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Inst
 		if cfg.ImageMounts, err = prepareHostRootfs(l, hv, b.opts.IDMap, s.Security.ReadOnlyRoot, userTargets(&s)); err != nil {
 			return nil, fmt.Errorf("preparing the rootfs: %w", err)
 		}
+		etcRoot = hv.Etc
 	} else if err := mountOverlay(l, s.Rootfs.Layers, b.opts.IDMap); err != nil {
 		return nil, err
 	}
@@ -236,6 +239,11 @@ func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Inst
 	if err := mkdirOwned(l.agentRun, int(b.opts.IDMap.HostUID), int(b.opts.IDMap.HostGID), 0o700); err != nil {
 		return nil, err
 	}
+	netCfg, err := b.prepareNetwork(ctx, &s, l, etcRoot)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Network = netCfg
 	cfg.Rootfs, cfg.AgentRunDir = l.rootfs, l.agentRun
 	cfg.IDMap, cfg.CgroupParent = b.opts.IDMap, b.opts.CgroupParent
 	gen, err := oci.Generate(&s, cfg)
@@ -312,6 +320,9 @@ func (b *Backend) teardown(ctx context.Context, s *sandbox.Spec) error {
 	}
 	l := b.layout(s)
 	if err := removeRootfs(l.rootfs); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeRootfs(l.sysfs); err != nil { // a gateway sandbox's /sys
 		errs = append(errs, err)
 	}
 	if err := os.Remove(filepath.Join(l.agentRun, oci.AgentSocketName)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -14,8 +14,11 @@
 //	agent-run/          bound at /.agentkernel/run; holds agent.sock
 //	console.log         the container's stdout and stderr (and runc's errors)
 //	init.pid            written by runc
+//	net/                a gateway sandbox's resolv.conf and CA files
 //	<RootfsDir>/<id>    host image: a fresh skeleton owned by host root;
 //	                    imported image: the overlayfs mount point
+//	<RootfsDir>/../sysfs/<id>  a gateway sandbox's sysfs, mounted from
+//	                    inside its network namespace (see network.go)
 //
 // Both kinds of root keep their writable parts across Stop and a later Start
 // with the same Spec: the overlay's upper layer and persist/ stay in

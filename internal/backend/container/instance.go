@@ -204,7 +204,9 @@ func (in *instance) waitAgent(ctx context.Context, timeout time.Duration) error 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	sock := filepath.Join(in.l.agentRun, oci.AgentSocketName)
-	delay := time.Millisecond
+	// A short fixed interval: the agent is usually up within tens of
+	// milliseconds, and a backoff would add its last step to every start.
+	const delay = 2 * time.Millisecond
 	for {
 		if c, err := dialAgentSocket(ctx, sock); err == nil {
 			c.Close()
@@ -219,7 +221,6 @@ func (in *instance) waitAgent(ctx context.Context, timeout time.Duration) error 
 				errdefs.ErrDeadlineExceeded, in.spec.ID, sock, ctx.Err())
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 20*time.Millisecond)
 	}
 }
 

@@ -31,6 +31,8 @@ type layout struct {
 	work     string // overlay/work: overlayfs's scratch directory
 	pidFile  string // init.pid, written by runc
 	console  string // console.log: the container's stdout and stderr
+	sysfs    string // <RootfsDir>/../sysfs/<id>: a gateway sandbox's /sys (see network.go)
+	netFiles string // net/: resolv.conf and CA files, bound at sandbox.NetFilesDir
 }
 
 func layoutOf(stateDir, rootfsDir, id string) layout {
@@ -43,6 +45,8 @@ func layoutOf(stateDir, rootfsDir, id string) layout {
 		work:     filepath.Join(stateDir, "overlay", "work"),
 		pidFile:  filepath.Join(stateDir, "init.pid"),
 		console:  filepath.Join(stateDir, "console.log"),
+		sysfs:    filepath.Join(filepath.Dir(rootfsDir), "sysfs", id),
+		netFiles: filepath.Join(stateDir, "net"),
 	}
 }
 
@@ -93,7 +97,7 @@ func prepareHostRootfs(l layout, hv *image.HostView, idm oci.IDMap, readOnly boo
 	}
 	var mounts []specs.Mount
 	covered := []string{"/proc", "/sys", "/dev", "/tmp", "/run", "/etc"}
-	dirs := []string{"proc", "sys", "dev", "tmp", "run", "etc", "var", ".agentkernel", ".agentkernel/run"}
+	dirs := []string{"proc", "sys", "dev", "tmp", "run", "etc", "var", ".agentkernel", ".agentkernel/run", ".agentkernel/net"}
 	for _, b := range hv.Binds {
 		dirs = append(dirs, strings.TrimPrefix(b, "/"))
 		mounts = append(mounts, oci.BindMount(b, b, true))
