@@ -135,7 +135,9 @@ func readStreamRequest(ctx context.Context, c *websocket.Conn, attach bool) (Exe
 			req.Command = []string{"/bin/sh", "-l"}
 		}
 	}
-	return execOptions(req, true)
+	// No command means the image's Entrypoint and Cmd; the sandbox
+	// manager fills them in, or refuses when the image has none.
+	return execOptionsAnyArgv(req, true)
 }
 
 // wsInput reads the client's messages until the connection ends: stdin

@@ -99,8 +99,11 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
   tar c . | agentkernel run -- tar tv`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return &ExitError{Code: exitCLI, Err: fmt.Errorf("missing the command (agentkernel run -- CMD…)")}
+			// Without a command, the image's Entrypoint and Cmd run (the
+			// daemon refuses clearly when the image has neither); that
+			// needs a named image.
+			if len(args) == 0 && o.image == "" {
+				return &ExitError{Code: exitCLI, Err: fmt.Errorf("missing the command (agentkernel run -- CMD…, or --image IMAGE to run its Entrypoint/Cmd)")}
 			}
 			return runRun(cmd, app, &o, args)
 		},

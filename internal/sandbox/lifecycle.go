@@ -342,8 +342,10 @@ func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
 	}
 	m.event(uuid, name, "sandbox_removed", nil)
 	m.wg.Add(1)
+	m.teardowns.Add(1)
 	go func() {
 		defer m.wg.Done()
+		defer m.teardowns.Done()
 		unlock := m.locks.Lock(uuid)
 		defer unlock()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), stopTimeout)

@@ -29,6 +29,9 @@ const (
 	stopTimeout = 60 * time.Second
 	// probeTimeout bounds one status probe of a supervisor.
 	probeTimeout = 2 * time.Second
+	// teardownWait bounds how long image removal waits for sandbox
+	// teardowns still running.
+	teardownWait = 30 * time.Second
 	// reapInterval is how often expired sandboxes are looked for.
 	reapInterval = time.Second
 )
@@ -94,6 +97,10 @@ type Manager struct {
 	ctx    context.Context // the Manager's lifetime; cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // watchers, the reaper and teardowns
+	// teardowns counts removals still finishing in the background; image
+	// removal waits for them, since a sandbox being torn down may still
+	// have its image's layers mounted.
+	teardowns sync.WaitGroup
 
 	locks keyedMutex // per-sandbox lifecycle lock, by UUID
 

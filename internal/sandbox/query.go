@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/pkg/api"
@@ -114,7 +115,21 @@ func (m *Manager) ImportImage(ctx context.Context, req api.ImportImageRequest) (
 
 // RemoveImage deletes an image from the store.
 func (m *Manager) RemoveImage(ctx context.Context, name string) error {
+	m.waitTeardowns(ctx)
 	return m.cfg.Images.Remove(ctx, name)
+}
+
+// waitTeardowns waits (bounded by ctx and teardownWait) for sandbox
+// removals still running in the background, so that an image removed
+// right after its last sandbox is not refused as still mounted.
+func (m *Manager) waitTeardowns(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { m.teardowns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-time.After(teardownWait):
+	}
 }
 
 // PullImage, InspectImage, TagImage and PruneImages delegate to the image
@@ -132,6 +147,7 @@ func (m *Manager) TagImage(ctx context.Context, req api.TagImageRequest) (api.Im
 }
 
 func (m *Manager) PruneImages(ctx context.Context) (api.PruneImagesResponse, error) {
+	m.waitTeardowns(ctx)
 	return m.cfg.Images.Prune(ctx)
 }
 

@@ -231,6 +231,11 @@ func TestImagePullAndRun(t *testing.T) {
 	if want := "args=default-arg cwd=/work uid=1000 gid=1000 foo=bar removed=true\n"; status != 200 || env.Data.Stdout != want {
 		t.Errorf("POST /run without a command: %d %s", status, body)
 	}
+	// So does the CLI's run with an image and no command.
+	r = shared.ak(t, "run", "--image", ref)
+	if want := "args=default-arg cwd=/work uid=1000 gid=1000 foo=bar removed=true\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("run --image without a command: want %q\n%v", want, r)
+	}
 
 	// Pulling again is instant and shares everything; rm and prune empty
 	// the store.
