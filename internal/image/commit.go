@@ -85,7 +85,7 @@ func (s *Store) AddLayer(ctx context.Context, write func(io.Writer) error) (NewL
 			release()
 		}
 	}()
-	unlock := s.layerLocks.lock(d.Hex)
+	unlock := s.layerLocks.Lock(d.Hex)
 	defer unlock()
 	if _, have := s.blobs.Has(d); !have {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {

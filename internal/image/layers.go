@@ -74,7 +74,7 @@ func (p *pull) layer(ctx context.Context, img v1.Image, d v1.Descriptor, diffID 
 	if diffID.Algorithm != "sha256" || !validLayerID(diffID.Hex) || len(diffID.Hex) != 64 {
 		return 0, fmt.Errorf("%w: bad diff-id %q", errdefs.ErrInvalidArgument, diffID)
 	}
-	unlock := p.s.layerLocks.lock(diffID.Hex)
+	unlock := p.s.layerLocks.Lock(diffID.Hex)
 	defer unlock()
 	id := d.Digest.String()
 	_, haveBlob := p.s.blobs.Has(d.Digest)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/image/content"
+	"github.com/agentkernel/agentkernel/internal/keyedmutex"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -109,7 +110,7 @@ type Store struct {
 	leases  map[string]int
 	staging map[string]bool
 	// layerLocks serialise the download and unpacking of one layer.
-	layerLocks keyedMutex
+	layerLocks keyedmutex.Mutex
 	// etcMu serialises building the host /etc copy.
 	etcMu sync.Mutex
 }

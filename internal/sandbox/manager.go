@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
+	"github.com/agentkernel/agentkernel/internal/keyedmutex"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
@@ -102,7 +103,7 @@ type Manager struct {
 	// have its image's layers mounted.
 	teardowns sync.WaitGroup
 
-	locks keyedMutex // per-sandbox lifecycle lock, by UUID
+	locks keyedmutex.Mutex // per-sandbox lifecycle lock, by UUID
 
 	// mu guards live.
 	mu   sync.Mutex
@@ -218,41 +219,6 @@ func (m *Manager) event(uuid, name, ev string, details map[string]any) {
 		SandboxUUID: uuid, SandboxName: name, Event: ev, Details: raw,
 	}); err != nil {
 		m.log.Warn("recording event", "sandbox", name, "event", ev, "err", err)
-	}
-}
-
-// keyedMutex is a set of mutexes by key, created on demand.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-// Lock locks key and returns its unlock function.
-func (k *keyedMutex) Lock(key string) func() {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
 	}
 }
 

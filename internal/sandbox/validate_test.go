@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,38 +78,6 @@ func TestParseTTL(t *testing.T) {
 		if _, err := ParseTTL(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%q: %v", bad, err)
 		}
-	}
-}
-
-// TestKeyedMutex checks that one key is exclusive, other keys are not, and
-// entries are freed.
-func TestKeyedMutex(t *testing.T) {
-	var k keyedMutex
-	var mu sync.Mutex
-	inside := map[string]int{}
-	var wg sync.WaitGroup
-	for i := 0; i < 50; i++ {
-		key := []string{"a", "b"}[i%2]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			unlock := k.Lock(key)
-			mu.Lock()
-			inside[key]++
-			if inside[key] > 1 {
-				t.Errorf("two holders of %q", key)
-			}
-			mu.Unlock()
-			time.Sleep(time.Millisecond)
-			mu.Lock()
-			inside[key]--
-			mu.Unlock()
-			unlock()
-		}()
-	}
-	wg.Wait()
-	if len(k.m) != 0 {
-		t.Errorf("entries left: %d", len(k.m))
 	}
 }
 
