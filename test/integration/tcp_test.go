@@ -58,7 +58,7 @@ func TestTCP(t *testing.T) {
 		t.Fatalf("serve --port %d did not answer on TCP and on its socket", port)
 	}
 
-	if addrs := listenAddrs(t, port); len(addrs) != 1 || addrs[0] != "127.0.0.1" {
+	if addrs := listenAddrs(t, cmd.Process.Pid, port); len(addrs) != 1 || addrs[0] != "127.0.0.1" {
 		t.Errorf("port %d is bound on %v, want 127.0.0.1 only", port, addrs)
 	}
 	tokBytes, err := os.ReadFile(filepath.Join(e.home, "token"))
@@ -151,10 +151,14 @@ func freePort(t *testing.T) int {
 
 // listenAddrs returns the local addresses listening on port, from
 // /proc/net/tcp and tcp6.
-func listenAddrs(t *testing.T, port int) []string {
+//
+// It reads the daemon's own view (/proc/PID/net): /proc/net follows the
+// test process's main thread, whose network namespace another test may
+// have changed.
+func listenAddrs(t *testing.T, pid, port int) []string {
 	t.Helper()
 	var out []string
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+	for _, f := range []string{fmt.Sprintf("/proc/%d/net/tcp", pid), fmt.Sprintf("/proc/%d/net/tcp6", pid)} {
 		fh, err := os.Open(f)
 		if err != nil {
 			continue
