@@ -25,53 +25,7 @@ func (c *Client) PullImage(ctx context.Context, req api.PullImageRequest, progre
 		err := c.call(ctx, "POST", "/images/pull", nil, req, &out)
 		return out, err
 	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return out, fmt.Errorf("client: encoding the request: %w", err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	resp, err := c.send(ctx, request{method: "POST", path: "/images/pull", body: bytes.NewReader(b),
-		contentType: "application/json", accept: "text/event-stream"})
-	if err != nil {
-		return out, err
-	}
-	defer resp.Body.Close()
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
-		return out, fmt.Errorf("agentkernel: /images/pull answered %q, not an event stream", resp.Header.Get("Content-Type"))
-	}
-	end := errors.New("end")
-	var result error
-	err = readSSE(resp.Body, func(event string, data []byte) error {
-		switch event {
-		case api.EventPullProgress:
-			var p api.PullProgress
-			if err := json.Unmarshal(data, &p); err != nil {
-				return fmt.Errorf("agentkernel: bad progress event: %w", err)
-			}
-			return progress(p)
-		case api.EventPullDone:
-			if err := json.Unmarshal(data, &out); err != nil {
-				return fmt.Errorf("agentkernel: bad done event: %w", err)
-			}
-			return end
-		case api.EventPullError:
-			var e api.ImageErrorEvent
-			if json.Unmarshal(data, &e) != nil || e.Message == "" {
-				e.Message = "pull failed: " + string(data)
-			}
-			result = &errdefs.Remote{Class: errdefs.FromCode(e.Code), Message: e.Message}
-			return end
-		}
-		return nil
-	})
-	switch {
-	case errors.Is(err, end):
-		return out, result
-	case err != nil:
-		return out, err
-	}
-	return out, fmt.Errorf("agentkernel: the pull stream ended before its done event: %w", io.ErrUnexpectedEOF)
+	return imageStream(ctx, c, "/images/pull", "pull", req, progress)
 }
 
 // InspectImage describes an image: its layers and config.
@@ -97,4 +51,64 @@ func (c *Client) PruneImages(ctx context.Context) (api.PruneImagesResponse, erro
 	var out api.PruneImagesResponse
 	err := c.call(ctx, "POST", "/images/prune", nil, nil, &out)
 	return out, err
+}
+
+// imageStream runs a daemon operation that produces an image and can
+// stream its progress as Server-Sent Events (pull, build): progress events
+// go to progress in order, then "done" carries the image or "error" the
+// failure with its class. A JSON answer is a refusal (or a result) given
+// before any progress.
+func imageStream[P any](ctx context.Context, c *Client, path, what string, req any, progress func(P) error) (api.ImageInfo, error) {
+	var out api.ImageInfo
+	b, err := json.Marshal(req)
+	if err != nil {
+		return out, fmt.Errorf("client: encoding the request: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := c.send(ctx, request{method: "POST", path: path, body: bytes.NewReader(b),
+		contentType: "application/json", accept: "text/event-stream"})
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	switch mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt {
+	case "application/json":
+		return out, decodeEnvelope(resp, &out)
+	case "text/event-stream":
+	default:
+		return out, fmt.Errorf("agentkernel: %s answered %q, not an event stream", path, resp.Header.Get("Content-Type"))
+	}
+	end := errors.New("end")
+	var result error
+	err = readSSE(resp.Body, func(event string, data []byte) error {
+		switch event {
+		case api.EventProgress:
+			var p P
+			if err := json.Unmarshal(data, &p); err != nil {
+				return fmt.Errorf("agentkernel: bad progress event: %w", err)
+			}
+			return progress(p)
+		case api.EventDone:
+			if err := json.Unmarshal(data, &out); err != nil {
+				return fmt.Errorf("agentkernel: bad done event: %w", err)
+			}
+			return end
+		case api.EventError:
+			var e api.ImageErrorEvent
+			if json.Unmarshal(data, &e) != nil || e.Message == "" {
+				e.Message = what + " failed: " + string(data)
+			}
+			result = &errdefs.Remote{Class: errdefs.FromCode(e.Code), Message: e.Message}
+			return end
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, end):
+		return out, result
+	case err != nil:
+		return out, err
+	}
+	return out, fmt.Errorf("agentkernel: the %s stream ended before its done event: %w", what, io.ErrUnexpectedEOF)
 }
