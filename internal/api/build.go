@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -97,6 +98,10 @@ func (s *server) buildImage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, invalidf("say what to build from: exactly one of debian or dockerfile"))
 		return
 	}
+	if err := s.checkBuildSources(&req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if mediaType(r.Header.Get("Accept")) != "text/event-stream" {
 		info, err := builder.BuildImage(r.Context(), req, nil)
 		if r.Context().Err() != nil {
@@ -135,4 +140,35 @@ func (s *server) buildImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bs.send(api.EventDone, info)
+}
+
+// checkBuildSources applies the host-path rules to a Dockerfile build's
+// context and Dockerfile (see hostpath.go), replacing them with their
+// resolved paths, and keeps remote callers to the host's own Debian mirror:
+// a mirror URL would have the daemon fetch from any address it can reach.
+func (s *server) checkBuildSources(req *api.BuildImageRequest) error {
+	if d := req.Debian; d != nil && d.Mirror != "" && s.remoteCaller() {
+		return &classError{class: errdefs.ErrPermissionDenied,
+			msg: "debian.mirror is accepted only over the daemon's Unix socket; over TCP builds use the host's own mirror"}
+	}
+	d := req.Dockerfile
+	if d == nil {
+		return nil
+	}
+	ctxDir, err := s.checkHostPath("build context", d.Context)
+	if err != nil {
+		return err
+	}
+	file := d.Dockerfile
+	if file == "" {
+		file = "Dockerfile"
+	}
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(d.Context, file)
+	}
+	if file, err = s.checkHostPath("dockerfile", file); err != nil {
+		return err
+	}
+	d.Context, d.Dockerfile = ctxDir, file
+	return nil
 }

@@ -23,7 +23,16 @@ import (
 // TestEveryRouteThroughClient drives every route of the table through the
 // Go SDK against the fake, and fails if one was not reached.
 func TestEveryRouteThroughClient(t *testing.T) {
-	e := newEnv(t, HandlerOptions{Token: "s3cret"})
+	// Over TCP a host path must lie under HostPaths (hostpath_test.go).
+	hostDir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	alpineTar := filepath.Join(hostDir, "alpine.tar")
+	if err := os.WriteFile(alpineTar, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, HandlerOptions{Token: "s3cret", HostPaths: []string{hostDir}})
 	c, ctx := e.client, testCtx(t)
 	must := func(err error) {
 		t.Helper()
@@ -228,7 +237,7 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	}
 
 	// Images and doctor.
-	im, err := c.ImportImage(ctx, api.ImportImageRequest{Name: "docker.io/library/alpine:3.20", Path: "/tmp/alpine.tar"})
+	im, err := c.ImportImage(ctx, api.ImportImageRequest{Name: "docker.io/library/alpine:3.20", Path: alpineTar})
 	must(err)
 	ims, err := c.ListImages(ctx)
 	must(err)

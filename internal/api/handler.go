@@ -33,6 +33,12 @@ type HandlerOptions struct {
 	// as "Authorization: Bearer <token>" or upstream's "X-API-Key: <token>".
 	// Empty means no authentication (the Unix socket, protected by its mode).
 	Token string
+	// HostPaths are the host directories that requests over a handler with
+	// a token may name (mounts, image imports, build contexts), each
+	// absolute, clean and with its symlinks resolved; everything else is
+	// refused with 403 (see hostpath.go). Without a token any path may be
+	// named.
+	HostPaths []string
 	// Logger receives one debug line per request (method, path, status,
 	// duration; never bodies or headers) and errors. Nil discards.
 	Logger *slog.Logger

@@ -46,9 +46,23 @@ type testEnv struct {
 
 func newEnv(t *testing.T, opts HandlerOptions, copts ...client.Option) *testEnv {
 	t.Helper()
-	e := &testEnv{fake: newFake(), logs: &lockedBuffer{}, patterns: map[string]bool{}}
+	f := newFake()
+	return newEnvWith(t, f, opts, copts...)
+}
+
+// newEnvWith is newEnv serving svc, which wraps the returned env's fake
+// (or is it).
+func newEnvWith(t *testing.T, svc Service, opts HandlerOptions, copts ...client.Option) *testEnv {
+	t.Helper()
+	e := &testEnv{logs: &lockedBuffer{}, patterns: map[string]bool{}}
+	switch v := svc.(type) {
+	case *fakeService:
+		e.fake = v
+	case *recordingService:
+		e.fake = v.fakeService
+	}
 	opts.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h := NewHandler(e.fake, opts)
+	h := NewHandler(svc, opts)
 	s := h.(*server)
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, pat := s.first.Handler(r)

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"path/filepath"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
@@ -56,6 +55,12 @@ func (s *server) createSandbox(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	dirs, err := s.checkDirMounts(req.Dirs)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req.Dirs = dirs
 	info, err := s.svc.CreateSandbox(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -181,10 +186,12 @@ func (s *server) importImage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !filepath.IsAbs(req.Path) || len(req.Path) > maxPathLen || hasNUL(req.Path) {
-		s.writeError(w, r, invalidf("invalid import path %q: must be an absolute host path", req.Path))
+	p, err := s.checkHostPath("import path", req.Path)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
+	req.Path = p
 	info, err := s.svc.ImportImage(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)

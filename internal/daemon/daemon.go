@@ -78,6 +78,10 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if _, err := loadNetworkConfig(l.Home); err != nil {
 		return err
 	}
+	hostPaths, err := loadAPIHostPaths(l.Home)
+	if err != nil {
+		return err
+	}
 	vault, err := secrets.Open(filepath.Join(l.Home, "secrets"))
 	if err != nil {
 		return err
@@ -123,7 +127,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 			unixLn.Close()
 			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
 		}
-		servers = append(servers, &http.Server{Handler: api.NewHandler(svc, api.HandlerOptions{Token: tok, Logger: log}), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, &http.Server{Handler: api.NewHandler(svc, api.HandlerOptions{Token: tok, HostPaths: hostPaths, Logger: log}), ReadHeaderTimeout: 30 * time.Second})
 		listeners = append(listeners, tcpLn)
 		log.Info("serving on TCP (bearer token required)", "addr", tcpLn.Addr().String(), "token_file", l.TokenFile())
 	}

@@ -19,7 +19,13 @@ import (
 
 // DaemonConfigFile is the host-wide configuration of a home's daemon and
 // supervisors, $AGENTKERNEL_HOME/daemon.toml. It is optional; today it has
-// one section:
+// two sections:
+//
+//	[api]
+//	# Host directories that requests over TCP (token holders) may name as
+//	# --dir mounts, image imports and build contexts. Default: none; the
+//	# Unix socket may always name any path.
+//	host_paths = ["/srv/projects"]
 //
 //	[network]
 //	# Upstream DNS servers of every sandbox's gateway (default: the
@@ -44,6 +50,9 @@ const DaemonConfigFile = "daemon.toml"
 const maxDaemonConfig = 1 << 20
 
 type daemonFile struct {
+	API struct {
+		HostPaths []string `toml:"host_paths"`
+	} `toml:"api"`
 	Network struct {
 		Resolvers       []string `toml:"resolvers"`
 		MTU             int      `toml:"mtu"`
@@ -70,9 +79,42 @@ func loadNetworkConfig(home string) (supervisor.NetworkConfig, error) {
 	return cfg, nil
 }
 
-// parseNetworkConfig decodes and checks daemon.toml's contents.
-func parseNetworkConfig(b []byte) (supervisor.NetworkConfig, error) {
-	var cfg supervisor.NetworkConfig
+// loadAPIHostPaths reads [api] host_paths of home's daemon.toml and returns
+// them resolved (absolute, clean, symlinks followed); each must be an
+// existing directory. A missing file is no paths.
+func loadAPIHostPaths(home string) ([]string, error) {
+	p := filepath.Join(home, DaemonConfigFile)
+	b, err := readBounded(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := decodeDaemonFile(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	var out []string
+	for _, hp := range f.API.HostPaths {
+		if !filepath.IsAbs(hp) {
+			return nil, fmt.Errorf("%s: %w: api.host_paths: %q is not an absolute path", p, errdefs.ErrInvalidArgument, hp)
+		}
+		r, err := filepath.EvalSymlinks(filepath.Clean(hp))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: api.host_paths: %v", p, errdefs.ErrInvalidArgument, err)
+		}
+		if fi, err := os.Stat(r); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%s: %w: api.host_paths: %s is not a directory", p, errdefs.ErrInvalidArgument, hp)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// decodeDaemonFile decodes daemon.toml strictly: an unknown key is an error
+// naming it and its line.
+func decodeDaemonFile(b []byte) (daemonFile, error) {
 	var f daemonFile
 	dec := toml.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -80,9 +122,19 @@ func parseNetworkConfig(b []byte) (supervisor.NetworkConfig, error) {
 		var strict *toml.StrictMissingError
 		if errors.As(err, &strict) && len(strict.Errors) > 0 {
 			row, _ := strict.Errors[0].Position()
-			return cfg, fmt.Errorf("%w: line %d: unknown key %v", errdefs.ErrInvalidArgument, row, strict.Errors[0].Key())
+			return f, fmt.Errorf("%w: line %d: unknown key %v", errdefs.ErrInvalidArgument, row, strict.Errors[0].Key())
 		}
-		return cfg, fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
+		return f, fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
+	}
+	return f, nil
+}
+
+// parseNetworkConfig decodes and checks daemon.toml's contents.
+func parseNetworkConfig(b []byte) (supervisor.NetworkConfig, error) {
+	var cfg supervisor.NetworkConfig
+	f, err := decodeDaemonFile(b)
+	if err != nil {
+		return cfg, err
 	}
 	n := f.Network
 	for _, r := range n.Resolvers {

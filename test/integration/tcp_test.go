@@ -23,6 +23,14 @@ func TestTCP(t *testing.T) {
 	requireEnv(t)
 	e := newEnv(t)
 	port := freePort(t)
+	// One host directory that token holders may name (daemon.toml [api]).
+	shared := filepath.Join(e.home, "shared-root")
+	if err := os.MkdirAll(filepath.Join(shared, "usr", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.home, "daemon.toml"), []byte(fmt.Sprintf("[api]\nhost_paths = [%q]\n", shared)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	logf, err := os.OpenFile(filepath.Join(e.home, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +134,48 @@ func TestTCP(t *testing.T) {
 	// The Unix socket needs no token.
 	if st, body, _ := apiCall(t, e, "GET", "/sandboxes", "", nil); st != http.StatusOK {
 		t.Errorf("GET /sandboxes on the socket: %d %s", st, body)
+	}
+	checkTCPHostPaths(t, e, base, tok, shared)
+}
+
+// checkTCPHostPaths: a token holder cannot have the daemon read host paths
+// (the finding: POST /images/import {"path":"/etc"} over TCP, then the
+// files API, served the host's /etc/shadow), except under daemon.toml's
+// [api] host_paths.
+func checkTCPHostPaths(t *testing.T, e *env, base, tok, shared string) {
+	t.Helper()
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, c := range []struct{ path, body string }{
+		{"/images/import", `{"name":"stolen-etc","path":"/etc"}`},
+		{"/images/import", `{"name":"stolen-etc","path":"` + shared + `/../../../etc"}`},
+		{"/sandboxes", `{"name":"hostetc","dirs":["/etc:/hostetc:ro"]}`},
+		{"/images/build", `{"name":"b","dockerfile":{"context":"/etc"}}`},
+	} {
+		if st, body := post(c.path, c.body); st != http.StatusForbidden || !strings.Contains(body, "host_paths") {
+			t.Errorf("POST %s %s over TCP: %d %s; want 403 naming host_paths", c.path, c.body, st, body)
+		}
+	}
+	if st, body, _ := apiCall(t, e, "GET", "/images/stolen-etc", "", nil); st != http.StatusNotFound {
+		t.Errorf("the refused import left an image: %d %s", st, body)
+	}
+	if st, body, _ := apiCall(t, e, "GET", "/sandboxes/hostetc", "", nil); st != http.StatusNotFound {
+		t.Errorf("the refused create left a sandbox: %d %s", st, body)
+	}
+	// Under the configured directory it works.
+	if st, body := post("/images/import", `{"name":"shared-root","path":"`+shared+`"}`); st != http.StatusCreated {
+		t.Errorf("import of an allowed host directory over TCP: %d %s", st, body)
 	}
 }
 
