@@ -4,8 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strconv"
 
 	"github.com/agentkernel/agentkernel/internal/agent"
+	"github.com/agentkernel/agentkernel/internal/agentproto"
 	"github.com/agentkernel/agentkernel/internal/guestinit"
 )
 
@@ -23,6 +25,11 @@ func runVM(log *slog.Logger) {
 		}
 		if debug {
 			log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "agent")
+		}
+		// As the host does for a container's agent (agentproto.AgentOOMScoreAdj):
+		// here the agent is root of the VM and sets it itself.
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(agentproto.AgentOOMScoreAdj)), 0); err != nil {
+			log.Warn("cannot protect the agent from the OOM killer", "err", err)
 		}
 		l := guestinit.NewListener(port, log)
 		os.Exit(run(log, func(ctx context.Context, srv *agent.Server) error { return srv.Serve(ctx, l) }))

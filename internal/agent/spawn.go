@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -258,9 +260,35 @@ func start(p *plan) (c *child, retErr error) {
 	if err != nil {
 		return nil, &forkErr{err}
 	}
+	boostOOMScore(pid)
 	c.pid, c.status = pid, status
 	return c, nil
 }
+
+// boostOOMScore raises the oom_score_adj of a process the agent started to
+// agentproto.ChildOOMScoreBoost above the agent's own (at most 1000), so
+// that the OOM killer takes it before the agent. Raising needs no
+// privilege. It runs just after exec, so a child that forks at once may
+// pass the agent's value on to a grandchild; neither can go below the
+// agent's floor. A failure (the child already exited) changes nothing.
+func boostOOMScore(pid int) {
+	v := min(agentOOMScore()+agentproto.ChildOOMScoreBoost, 1000)
+	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(v)), 0)
+}
+
+// agentOOMScore is the agent's own oom_score_adj, read once the host has
+// set it (the first exec comes after the host connected).
+var agentOOMScore = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return n
+})
 
 // forkErr is a failure of fork or exec itself (as opposed to preparing
 // pipes), which the protocol reports as exit status 126 or 127.

@@ -43,3 +43,19 @@
 // call is bounded by its context or a named timeout, and unexpected frames
 // are errors, never panics.
 package agentproto
+
+// OOM killer order. Memory pressure inside a sandbox must kill what caused
+// it, never the guest agent that every exec goes through. So the agent
+// starts each process with an oom_score_adj ChildOOMScoreBoost above its
+// own (raising a value needs no privilege), which makes any of them the
+// OOM killer's choice before the agent; a process may lower itself back to
+// the agent's level but never below it (the kernel keeps the floor that
+// was set from outside). Where the host may lower values (CAP_SYS_RESOURCE)
+// the backend also sets the agent itself to AgentOOMScoreAdj; not -1000
+// (never killed), since the floor is inherited and no sandbox process may
+// make itself unkillable. In a microVM the agent, root of the guest, sets
+// its own.
+const (
+	AgentOOMScoreAdj   = -999
+	ChildOOMScoreBoost = 500
+)

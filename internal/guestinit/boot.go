@@ -235,8 +235,24 @@ func prepareRoot(cfg *Config) error {
 		}
 	}
 	tmpFlags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
-	if err := mount("tmpfs", newRoot+"/tmp", "tmpfs", tmpFlags, "mode=1777"); err != nil {
-		return err
+	// /tmp on the writable disk, emptied at each boot: a tmpfs would hold
+	// its files in guest RAM, so filling it would starve the VM.
+	tmpDir := rwMnt + "/tmp"
+	if err := os.RemoveAll(tmpDir); err != nil {
+		return fmt.Errorf("guestinit: emptying /tmp: %w", err)
+	}
+	if err := os.Mkdir(tmpDir, 0o777); err != nil {
+		return fmt.Errorf("guestinit: %w", err)
+	}
+	if err := os.Chmod(tmpDir, 0o777|os.ModeSticky); err != nil {
+		return fmt.Errorf("guestinit: %w", err)
+	}
+	os.MkdirAll(newRoot+"/tmp", 0o755)
+	if err := unix.Mount(tmpDir, newRoot+"/tmp", "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("guestinit: binding /tmp: %w", err)
+	}
+	if err := unix.Mount("", newRoot+"/tmp", "", unix.MS_BIND|unix.MS_REMOUNT|tmpFlags, ""); err != nil {
+		return fmt.Errorf("guestinit: /tmp options: %w", err)
 	}
 	if err := mount("devpts", newRoot+"/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
 		return err

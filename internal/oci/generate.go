@@ -77,6 +77,13 @@ type Config struct {
 	// persistent /root and /home); they are mounted after the system mounts
 	// and before Spec.Mounts.
 	ImageMounts []specs.Mount
+	// TmpDir, when set, is the host directory bound at /tmp (empty, mode
+	// 1777, owned by the mapped root; the backend makes it afresh at each
+	// start). It keeps /tmp on disk: a tmpfs's pages count against the
+	// sandbox's memory limit and cannot be reclaimed, so filling it would
+	// starve (or get OOM-killed) everything in the sandbox. Empty means a
+	// tmpfs of at most a quarter of the memory limit.
+	TmpDir string
 	// Network is required in network mode "gateway" and ignored in the
 	// others.
 	Network *Network
@@ -173,7 +180,7 @@ func Generate(s *sandbox.Spec, c Config) (*specs.Spec, error) {
 		}
 	}
 
-	mounts := systemMounts(*res.Memory.Limit)
+	mounts := systemMounts(c.TmpDir, *res.Memory.Limit/4)
 	if netns.Path != "" {
 		mounts = withSysfs(mounts, c.Network.Sysfs)
 	}

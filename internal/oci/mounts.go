@@ -62,7 +62,11 @@ func ReadonlyPaths() []string { return append([]string(nil), readonlyPaths...) }
 // systemMounts are the kernel filesystems every sandbox gets. /dev is a
 // fresh tmpfs; runc fills it with the default device nodes only (null, zero,
 // full, random, urandom, tty, ptmx) since the spec lists no devices.
-func systemMounts(tmpBytes int64) []specs.Mount {
+func systemMounts(tmpDir string, tmpBytes int64) []specs.Mount {
+	tmp := specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%d", tmpBytes)}}
+	if tmpDir != "" {
+		tmp = specs.Mount{Destination: "/tmp", Type: "bind", Source: tmpDir, Options: []string{"rbind", "nosuid", "nodev"}}
+	}
 	return []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -72,9 +76,8 @@ func systemMounts(tmpBytes int64) []specs.Mount {
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 		// A fresh /tmp for every start, writable even with a read-only
-		// root. Its pages are charged to the sandbox's memory cgroup;
-		// the size caps it at the memory limit as well.
-		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%d", tmpBytes)}},
+		// root (see Config.TmpDir).
+		tmp,
 	}
 }
 

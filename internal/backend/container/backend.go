@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/agentproto"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/oci"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
@@ -239,12 +240,19 @@ func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Inst
 	if err := mkdirOwned(l.agentRun, int(b.opts.IDMap.HostUID), int(b.opts.IDMap.HostGID), 0o700); err != nil {
 		return nil, err
 	}
+	// A fresh, disk-backed /tmp at every start (see oci.Config.TmpDir).
+	if err := os.RemoveAll(l.tmp); err != nil {
+		return nil, err
+	}
+	if err := mkdirOwned(l.tmp, int(b.opts.IDMap.HostUID), int(b.opts.IDMap.HostGID), 0o777|os.ModeSticky); err != nil {
+		return nil, err
+	}
 	netCfg, err := b.prepareNetwork(ctx, &s, l, etcRoot)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Network = netCfg
-	cfg.Rootfs, cfg.AgentRunDir = l.rootfs, l.agentRun
+	cfg.Rootfs, cfg.AgentRunDir, cfg.TmpDir = l.rootfs, l.agentRun, l.tmp
 	cfg.IDMap, cfg.CgroupParent = b.opts.IDMap, b.opts.CgroupParent
 	gen, err := oci.Generate(&s, cfg)
 	if err != nil {
@@ -269,6 +277,13 @@ func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Inst
 	pid, err := readPid(l.pidFile)
 	if err != nil {
 		return nil, err
+	}
+	// Before the agent starts anything: the sandbox's own memory pressure
+	// must not kill its agent (see agentproto.AgentOOMScoreAdj). A host
+	// without CAP_SYS_RESOURCE (a container itself) may not lower it; the
+	// agent's boost of its processes still puts them first.
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(agentproto.AgentOOMScoreAdj)), 0); err != nil {
+		b.log.Debug("cannot lower the agent's oom_score_adj; relying on its processes' boost", "id", s.ID, "err", err)
 	}
 	inst, err := newInstance(b, &s, l, pid)
 	if err != nil {

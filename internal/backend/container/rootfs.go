@@ -26,6 +26,7 @@ type layout struct {
 	bundle   string // bundle/: config.json
 	rootfs   string // <RootfsDir>/<id>: skeleton (host image) or overlay mount
 	agentRun string // agent-run/: bound at /.agentkernel/run
+	tmp      string // tmp/: bound at /tmp, made afresh at each start
 	persist  string // persist/: /root, /home, /var/tmp of the host image
 	upper    string // overlay/upper: the copy-on-write layer of an imported image
 	work     string // overlay/work: overlayfs's scratch directory
@@ -40,6 +41,7 @@ func layoutOf(stateDir, rootfsDir, id string) layout {
 		bundle:   filepath.Join(stateDir, "bundle"),
 		rootfs:   filepath.Join(rootfsDir, id),
 		agentRun: filepath.Join(stateDir, "agent-run"),
+		tmp:      filepath.Join(stateDir, "tmp"),
 		persist:  filepath.Join(stateDir, "persist"),
 		upper:    filepath.Join(stateDir, "overlay", "upper"),
 		work:     filepath.Join(stateDir, "overlay", "work"),

@@ -1,0 +1,86 @@
+package integration
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentkernel/agentkernel/pkg/api"
+)
+
+// TestMemoryPressureSparesAgent: the sandbox's own memory pressure must not
+// kill its guest agent (the finding: writing 2 GiB to /tmp, or a memory hog
+// in a small sandbox, killed the agent, failed the sandbox and lost /tmp).
+// The agent runs with a low oom_score_adj set from outside, the processes it
+// starts get the default again, and /tmp is on disk, not in the memory the
+// limit counts.
+func TestMemoryPressureSparesAgent(t *testing.T) {
+	requireEnv(t)
+	e := shared
+	e.create(t, "it-oom", "--memory-mb", "128")
+	t.Cleanup(func() { e.ak(t, "sandbox", "remove", "it-oom") })
+
+	r := e.ok(t, "exec", "it-oom", "--", "sh", "-c", "cat /proc/1/oom_score_adj /proc/self/oom_score_adj")
+	f := strings.Fields(r.stdout)
+	if len(f) != 2 {
+		t.Fatalf("oom_score_adj: %q", r.stdout)
+	}
+	agentAdj, _ := strconv.Atoi(f[0])
+	childAdj, _ := strconv.Atoi(f[1])
+	// -999 where the host may lower it (CAP_SYS_RESOURCE), else the host's.
+	if agentAdj > 0 || childAdj != min(agentAdj+500, 1000) {
+		t.Fatalf("oom_score_adj of the agent %d and of an exec'd process %d; want the process 500 above", agentAdj, childAdj)
+	}
+	// No sandbox process may go below the agent, nor make itself unkillable.
+	r = e.ak(t, "exec", "it-oom", "--", "sh", "-c", fmt.Sprintf("echo %d > /proc/self/oom_score_adj", agentAdj-1))
+	if r.code == 0 {
+		t.Errorf("a sandbox process set its oom_score_adj below the agent's")
+	}
+	// 3x the memory limit written to /tmp: on disk, so nothing is killed.
+	r = e.ak(t, "exec", "it-oom", "--", "sh", "-c", "dd if=/dev/zero of=/tmp/big bs=1M count=384 2>/dev/null && ls -l /tmp/big | awk '{print $5}'")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "402653184" {
+		t.Fatalf("writing 384 MiB to /tmp in a 128 MiB sandbox: %v", r)
+	}
+	// A memory hog past the limit is killed; the agent is not.
+	r = e.ak(t, "exec", "it-oom", "--", "python3", "-c", "b = []\nwhile True: b.append(bytearray(16 << 20))")
+	if r.code != 137 {
+		t.Errorf("memory hog: exit %d, want 137 (killed); %v", r.code, r)
+	}
+	if info := e.info(t, "it-oom"); info.Status != api.StatusRunning {
+		t.Fatalf("after the hog the sandbox is %s (%s)", info.Status, info.Error)
+	}
+	r = e.ok(t, "exec", "it-oom", "--", "sh", "-c", "ls -l /tmp/big | awk '{print $5}'")
+	if strings.TrimSpace(r.stdout) != "402653184" {
+		t.Errorf("/tmp after the hog: %q", r.stdout)
+	}
+	// /tmp is fresh at each start.
+	e.ok(t, "sandbox", "stop", "it-oom")
+	e.ok(t, "sandbox", "start", "it-oom")
+	if r := e.ok(t, "exec", "it-oom", "--", "ls", "-A", "/tmp"); r.stdout != "" {
+		t.Errorf("/tmp after a restart: %q", r.stdout)
+	}
+}
+
+// TestForkBombSparesAgent: a fork bomb hits the sandbox's pids limit; while
+// it lasts execs may fail, and afterwards the agent still serves (the
+// finding: its accept loop gave up and every later exec failed).
+func TestForkBombSparesAgent(t *testing.T) {
+	requireEnv(t)
+	e := shared
+	e.create(t, "it-bomb")
+	t.Cleanup(func() { e.ak(t, "sandbox", "remove", "it-bomb") })
+	// Bounded: each process sleeps 3 s and exits, so the bomb ends alone.
+	r := e.ak(t, "exec", "it-bomb", "--", "sh", "-c", "i=0; while [ $i -lt 3000 ]; do sleep 3 & i=$((i+1)); done 2>/dev/null; wait; echo done")
+	t.Logf("fork bomb exec: %v", r)
+	ok := waitFor(30*time.Second, func() bool {
+		return e.ak(t, "exec", "it-bomb", "--", "echo", "alive").stdout == "alive\n"
+	})
+	if !ok {
+		t.Fatalf("the sandbox does not exec after the fork bomb: %v", e.ak(t, "exec", "it-bomb", "--", "echo", "alive"))
+	}
+	if info := e.info(t, "it-bomb"); info.Status != api.StatusRunning {
+		t.Fatalf("after the bomb the sandbox is %s (%s)", info.Status, info.Error)
+	}
+}
