@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,5 +209,71 @@ func TestHostileHost(t *testing.T) {
 	agentproto.WriteJSON(s, agentproto.FrameRequest, agentproto.Request{Op: agentproto.OpPing})
 	if f, err := agentproto.ReadFrame(s); err != nil || f.Type != agentproto.FrameResult {
 		t.Errorf("ping after hostile streams: %v %v", f.Type, err)
+	}
+}
+
+// flakyListener fails its first n accepts with err, as a listener does in a
+// sandbox out of descriptors or memory.
+type flakyListener struct {
+	net.Listener
+	mu   sync.Mutex
+	n    int
+	err  error
+	seen int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.n > 0 {
+		l.n--
+		l.seen++
+		l.mu.Unlock()
+		return nil, l.err
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+// TestServeSurvivesAcceptErrors: after a fork bomb the agent's accept loop
+// gave up on EMFILE/ENOMEM, and the sandbox looked running while every exec
+// failed. Temporary errors are now retried with backoff; only a closed
+// listener ends Serve.
+func TestServeSurvivesAcceptErrors(t *testing.T) {
+	for _, errno := range []error{unix.EMFILE, unix.ENFILE, unix.ENOMEM, unix.ENOBUFS} {
+		sock := filepath.Join(t.TempDir(), "a.sock")
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl := &flakyListener{Listener: ln, n: 5, err: &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", errno)}}
+		srv := New(Config{})
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ctx, fl) }()
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := agentproto.NewClient(conn)
+		if err != nil {
+			t.Fatalf("%v: handshake after accept errors: %v", errno, err)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := c.Ping(pctx); err != nil {
+			t.Fatalf("%v: ping: %v", errno, err)
+		}
+		pcancel()
+		fl.mu.Lock()
+		seen := fl.seen
+		fl.mu.Unlock()
+		if seen != 5 {
+			t.Fatalf("%v: %d failed accepts, want 5", errno, seen)
+		}
+		c.Close()
+		cancel()
+		if err := <-served; err != nil {
+			t.Fatalf("%v: Serve after cancel: %v", errno, err)
+		}
+		srv.Close()
 	}
 }

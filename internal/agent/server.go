@@ -135,23 +135,57 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	defer stop2()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var backoff time.Duration
 	for {
 		conn, err := l.Accept()
 		if err != nil {
 			if ctx.Err() != nil || s.ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("agent: accept: %w", err)
 			}
-			return fmt.Errorf("agent: accept: %w", err)
+			// Anything else is the sandbox's own doing (EMFILE, ENFILE,
+			// ENOMEM after a fork bomb or a descriptor leak) and passes:
+			// giving up would leave a running sandbox whose every exec
+			// fails. Wait, as net/http does, and try again.
+			backoff = acceptBackoff(backoff)
+			s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			if !sleepCtx(ctx, s.ctx, backoff) {
+				return nil
+			}
+			continue
 		}
+		backoff = 0
 		wg.Go(func() {
 			if err := s.ServeConn(ctx, conn); err != nil {
 				s.log.Warn("session failed", "err", err)
 			}
 		})
+	}
+}
+
+// acceptBackoff is the wait after a failed accept that followed a wait of
+// prev: 5 ms, doubling to at most a second.
+func acceptBackoff(prev time.Duration) time.Duration {
+	const first, max = 5 * time.Millisecond, time.Second
+	if prev == 0 {
+		return first
+	}
+	return min(2*prev, max)
+}
+
+// sleepCtx waits d and reports true, or false as soon as a or b ends.
+func sleepCtx(a, b context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.Done():
+		return false
+	case <-b.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

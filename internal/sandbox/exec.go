@@ -2,13 +2,16 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
 	apisrv "github.com/agentkernel/agentkernel/internal/api"
+	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -25,7 +28,32 @@ func (m *Manager) agentFor(ctx context.Context, name string) (*agentproto.Client
 		return nil, rec.UUID, fmt.Errorf("%w: sandbox %q is %s; start it with `agentkernel sandbox start %s`", errdefs.ErrFailedPrecondition, name, rec.Status, name)
 	}
 	c, err := l.agentClient(ctx)
-	return c, rec.UUID, err
+	if err != nil {
+		return nil, rec.UUID, m.explainAgentFailure(ctx, rec.UUID, name, err)
+	}
+	return c, rec.UUID, nil
+}
+
+// explainAgentFailure adds what the sandbox's supervisor knows to err, a
+// failure to reach a running sandbox's agent: when its probes found the
+// agent unresponsive, the error says since when and what to do, instead of
+// a bare "stream ended early".
+func (m *Manager) explainAgentFailure(ctx context.Context, uuid, name string, err error) error {
+	if !errors.Is(err, errdefs.ErrUnavailable) {
+		return err
+	}
+	l := m.getLive(uuid)
+	if l == nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	st, serr := l.sup.Status(sctx)
+	if serr != nil || st.Agent == nil || st.Agent.State != supervisor.AgentUnresponsive {
+		return err
+	}
+	return fmt.Errorf("%w: sandbox %s: its guest agent has not answered since %s (%s); processes in the sandbox may have used up its memory, process or file limits: stop and start it (agentkernel sandbox stop %s)",
+		errdefs.ErrUnavailable, name, st.Agent.Since.UTC().Format(time.RFC3339), st.Agent.Error, name)
 }
 
 // Exec starts a process in a running sandbox.
@@ -39,7 +67,7 @@ func (m *Manager) Exec(ctx context.Context, name string, req apisrv.ExecOptions)
 	}
 	p, err := c.Exec(ctx, toAgentExec(req))
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: exec: %w", name, err)
+		return nil, m.explainAgentFailure(ctx, uuid, name, fmt.Errorf("sandbox %s: exec: %w", name, err))
 	}
 	m.event(uuid, name, "command_executed", map[string]any{"command": req.Argv, "pid": p.PID(), "tty": req.TTY})
 	return process{p}, nil

@@ -101,7 +101,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	log.Info("sandbox started", "took", time.Since(startedAt))
 
 	s := &server{dir: cfg.Dir, inst: inst, net: netw, log: log, startedAt: startedAt,
-		stopCh: make(chan struct{}), doneCh: make(chan struct{})}
+		stopCh: make(chan struct{}), doneCh: make(chan struct{}),
+		agent: newAgentMonitor(inst, agentProbeInterval)}
 	ctlLn, err := listenUnix(filepath.Join(cfg.Dir, CtlSocket))
 	if err == nil {
 		var agentLn net.Listener
@@ -118,9 +119,19 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	}
 	httpSrv := &http.Server{Handler: s.mux(), ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); httpSrv.Serve(ctlLn) }()
 	go func() { defer wg.Done(); s.serveAgent() }()
+	go func() {
+		defer wg.Done()
+		s.agent.run(s.doneCh, func(h AgentHealth) {
+			if h.State == AgentOK {
+				log.Info("the guest agent answers again")
+			} else {
+				log.Warn("the guest agent does not answer", "since", h.Since, "err", h.Error)
+			}
+		})
+	}()
 	ready("ok")
 
 	requested := false
@@ -157,6 +168,7 @@ type server struct {
 	log       *slog.Logger
 	startedAt time.Time
 	agentLn   net.Listener
+	agent     *agentMonitor
 
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when a stop is requested
@@ -254,7 +266,8 @@ func (s *server) spliceAgent(conn net.Conn) {
 }
 
 func (s *server) status() Status {
-	st := Status{State: "running", PID: os.Getpid(), StartedAt: s.startedAt}
+	h := s.agent.current()
+	st := Status{State: "running", PID: os.Getpid(), StartedAt: s.startedAt, Agent: &h}
 	select {
 	case <-s.doneCh:
 		st.State = "exited"

@@ -15,6 +15,8 @@ type Status struct {
 	PID       int       `json:"pid"` // the supervisor's pid
 	StartedAt time.Time `json:"started_at"`
 	Exit      *Exit     `json:"exit,omitempty"`
+	// Agent is the last probe of the guest agent (see health.go).
+	Agent *AgentHealth `json:"agent,omitempty"`
 }
 
 // Exit records how a sandbox ended.
