@@ -237,7 +237,8 @@ func prepareRoot(cfg *Config) error {
 	tmpFlags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
 	// /tmp on the writable disk, emptied at each boot: a tmpfs would hold
 	// its files in guest RAM, so filling it would starve the VM.
-	tmpDir := rwMnt + "/tmp"
+	// (/run, and the writable disk under it, moved into the new root above.)
+	tmpDir := newRoot + rwMnt + "/tmp"
 	if err := os.RemoveAll(tmpDir); err != nil {
 		return fmt.Errorf("guestinit: emptying /tmp: %w", err)
 	}
