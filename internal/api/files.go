@@ -126,7 +126,12 @@ func (s *server) writeFile(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		cr := &countingReader{r: http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)}
+		limited, err := limitBody(w, r, s.opts.MaxBodyBytes)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		cr := &countingReader{r: limited}
 		body, size = cr, func() int64 { return cr.n }
 	} else {
 		var req api.FileWriteRequest
@@ -272,7 +277,11 @@ func (s *server) tarIn(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, invalidf("Content-Type must be %s, not %q", ctTar, r.Header.Get("Content-Type")))
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxArchiveBytes)
+	body, err := limitBody(w, r, s.opts.MaxArchiveBytes)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if err := s.svc.TarIn(r.Context(), name, p, body); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -101,12 +101,6 @@ func (s *server) checkDirMounts(dirs []string) ([]string, error) {
 	return out, nil
 }
 
-// quoteBounded quotes s for an error message, cutting it when long so that
-// an oversized input is not echoed whole.
-func quoteBounded(s string) string {
-	const max = 256
-	if len(s) <= max {
-		return fmt.Sprintf("%q", s)
-	}
-	return fmt.Sprintf("%q… (%d bytes)", s[:max], len(s))
-}
+// quoteBounded quotes s for an error message, cut as invalidf cuts its
+// arguments.
+func quoteBounded(s string) string { return fmt.Sprintf("%q", boundArgs([]any{s})...) }

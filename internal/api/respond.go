@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -25,9 +26,40 @@ func (e *classError) Error() string { return e.msg }
 func (e *classError) Unwrap() error { return e.class }
 
 // invalidf returns an errdefs.ErrInvalidArgument error with the formatted
-// message.
+// message. String arguments are cut at maxEchoBytes: a hostile 10 MB name
+// is not echoed whole.
 func invalidf(format string, args ...any) error {
-	return &classError{class: errdefs.ErrInvalidArgument, msg: fmt.Sprintf(format, args...)}
+	return &classError{class: errdefs.ErrInvalidArgument, msg: fmt.Sprintf(format, boundArgs(args)...)}
+}
+
+// maxEchoBytes bounds what an error message repeats of one input;
+// maxErrorBytes bounds a whole error message in a response.
+const (
+	maxEchoBytes  = 256
+	maxErrorBytes = 4096
+)
+
+// boundArgs returns args with every string longer than maxEchoBytes cut,
+// saying how long it was.
+func boundArgs(args []any) []any {
+	out := args
+	for i, a := range args {
+		if s, ok := a.(string); ok && len(s) > maxEchoBytes {
+			if &out[0] == &args[0] {
+				out = append([]any(nil), args...)
+			}
+			out[i] = fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(s[:maxEchoBytes], ""), len(s))
+		}
+	}
+	return out
+}
+
+// boundMessage cuts an error message at maxErrorBytes.
+func boundMessage(msg string) string {
+	if len(msg) <= maxErrorBytes {
+		return msg
+	}
+	return fmt.Sprintf("%s… (%d bytes cut)", strings.ToValidUTF8(msg[:maxErrorBytes], ""), len(msg)-maxErrorBytes)
 }
 
 // tooLargef returns an errdefs.ErrTooLarge error with the formatted message.
@@ -65,7 +97,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	writeJSON(w, status, api.Envelope{Success: false, Error: err.Error(), Code: code})
+	writeJSON(w, status, api.Envelope{Success: false, Error: boundMessage(err.Error()), Code: code})
 }
 
 // writeData answers status with a success envelope around data.
@@ -100,7 +132,22 @@ func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, requi
 	if !isJSON(r.Header.Get("Content-Type")) {
 		return invalidf("Content-Type must be application/json, not %q", r.Header.Get("Content-Type"))
 	}
-	return decodeStrict(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), v, required)
+	body, err := limitBody(w, r, s.opts.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(body, v, required)
+}
+
+// limitBody returns r's body bounded to limit bytes. A body declared larger
+// (Content-Length) is refused before a byte is read, so that a client that
+// sent "Expect: 100-continue" gets 413 instead of 100 Continue and then a
+// dropped connection.
+func limitBody(w http.ResponseWriter, r *http.Request, limit int64) (io.Reader, error) {
+	if r.ContentLength > limit {
+		return nil, tooLargef("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit)
+	}
+	return http.MaxBytesReader(w, r.Body, limit), nil
 }
 
 // decodeStrict decodes one JSON value from rd into v, refusing unknown

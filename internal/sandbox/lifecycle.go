@@ -337,7 +337,13 @@ func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
 		l.stopWatch()
 		l.closeAgent()
 	}
-	if err := m.cfg.Store.DeleteSandbox(ctx, uuid); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if err := m.cfg.Store.DeleteSandbox(ctx, uuid); err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			// Another remove got here first (it looked the name up before
+			// this one took the lock) and has scheduled the teardown: one
+			// caller is told "removed", the others that it is gone.
+			return fmt.Errorf("%w: no sandbox named %q (it was just removed)", errdefs.ErrNotFound, name)
+		}
 		return err
 	}
 	m.event(uuid, name, "sandbox_removed", nil)

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 // TestMemoryPressureSparesAgent: the sandbox's own memory pressure must not
@@ -82,5 +85,39 @@ func TestForkBombSparesAgent(t *testing.T) {
 	}
 	if info := e.info(t, "it-bomb"); info.Status != api.StatusRunning {
 		t.Fatalf("after the bomb the sandbox is %s (%s)", info.Status, info.Error)
+	}
+}
+
+// TestConcurrentRemove: of several concurrent removes of one sandbox,
+// exactly one is told "removed" and the others "not found" (the finding:
+// all reported removed).
+func TestConcurrentRemove(t *testing.T) {
+	requireEnv(t)
+	e := shared
+	e.create(t, "it-rm-race")
+	c := e.client(t)
+	const n = 6
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			errs <- c.RemoveSandbox(context.Background(), "it-rm-race")
+		}()
+	}
+	close(start)
+	removed, notFound := 0, 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			removed++
+		case errors.Is(err, errdefs.ErrNotFound):
+			notFound++
+		default:
+			t.Errorf("remove: %v", err)
+		}
+	}
+	if removed != 1 || notFound != n-1 {
+		t.Errorf("%d removed, %d not found; want 1 and %d", removed, notFound, n-1)
 	}
 }
