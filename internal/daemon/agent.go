@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/agentkernel/agentkernel/internal/daemonconf"
 	"github.com/agentkernel/agentkernel/internal/netgw"
+	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -64,15 +66,15 @@ func agentCheck(path string) api.DoctorCheck {
 func networkCheck(home string) api.DoctorCheck {
 	c := api.DoctorCheck{Name: "network gateway", OK: true,
 		Detail: "moderate and permissive sandboxes reach the network only through their own gateway (egress policy, DNS, secrets, audit); restrictive ones have none"}
-	nc, err := loadNetworkConfig(home)
+	nc, err := supervisor.LoadNetworkConfig(home)
 	if err != nil {
-		c.OK, c.Detail, c.Fix = false, err.Error(), "fix "+DaemonConfigFile+" in "+home
+		c.OK, c.Detail, c.Fix = false, err.Error(), "fix "+daemonconf.FileName+" in "+home
 		return c
 	}
 	if nc.Resolvers == nil {
 		if _, err := netgw.HostResolvers(); err != nil {
 			c.OK, c.Detail = false, err.Error()
-			c.Fix = "give the gateways upstream DNS servers: resolvers = [\"IP:53\"] under [network] in " + filepath.Join(home, DaemonConfigFile)
+			c.Fix = "give the gateways upstream DNS servers: resolvers = [\"IP:53\"] under [network] in " + filepath.Join(home, daemonconf.FileName)
 			return c
 		}
 	}

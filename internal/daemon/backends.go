@@ -3,15 +3,17 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/backend/container"
 	"github.com/agentkernel/agentkernel/internal/backend/microvm"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/paths"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -46,8 +48,8 @@ func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
 }
 
 // backends returns the backends by name.
-func (h *hostRuntime) backends() map[string]sandbox.Backend {
-	return map[string]sandbox.Backend{h.container.Name(): h.container, h.microvm.Name(): h.microvm}
+func (h *hostRuntime) backends() map[string]backend.Backend {
+	return map[string]backend.Backend{h.container.Name(): h.container, h.microvm.Name(): h.microvm}
 }
 
 // doctor reports on every backend.
@@ -61,12 +63,12 @@ func KernelDir(l paths.Layout) string { return filepath.Join(l.Home, "kernel") }
 // Supervise is the hidden `agentkernel supervise DIR` role: it runs one
 // sandbox's supervisor until the sandbox ends. ready is the pipe the daemon
 // reads the start result from (fd 3).
-func Supervise(ctx context.Context, dir string, ready supervisorReady, log *slog.Logger) error {
+func Supervise(ctx context.Context, dir string, ready io.WriteCloser, log *slog.Logger) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	spec, err := sandbox.ReadSpec(dir)
+	spec, err := backend.ReadSpec(dir)
 	if err != nil {
 		return err
 	}
@@ -83,5 +85,5 @@ func Supervise(ctx context.Context, dir string, ready supervisorReady, log *slog
 	if !ok {
 		return fmt.Errorf("sandbox %s: unknown backend %q", spec.Name, spec.Backend)
 	}
-	return runSupervisor(ctx, l, dir, spec, b, ready, log)
+	return supervisor.RunRole(ctx, l.Home, dir, spec, b, ready, log)
 }

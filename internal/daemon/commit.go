@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	apisrv "github.com/agentkernel/agentkernel/internal/api"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/image"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -67,7 +67,7 @@ func (b *builder) sandboxLayers(info api.SandboxInfo) (*image.Image, string, err
 		return nil, "", fmt.Errorf("%w: sandbox %s runs on the %s backend; only container sandboxes can be committed or exported", errdefs.ErrNotImplemented, info.Name, info.Backend)
 	}
 	dir := b.layout.SandboxDir(strings.ReplaceAll(info.UUID, "-", ""))
-	spec, err := sandbox.ReadSpec(dir)
+	spec, err := backend.ReadSpec(dir)
 	if err != nil {
 		return nil, "", fmt.Errorf("reading the spec of sandbox %s: %w", info.Name, err)
 	}

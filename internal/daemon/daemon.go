@@ -21,10 +21,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/api"
+	"github.com/agentkernel/agentkernel/internal/daemonconf"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
+	"github.com/agentkernel/agentkernel/internal/supervisor"
 	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -75,12 +77,16 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return err
 	}
 	// Supervisors read it at each start; a broken one stops us now.
-	if _, err := loadNetworkConfig(l.Home); err != nil {
+	if _, err := supervisor.LoadNetworkConfig(l.Home); err != nil {
 		return err
 	}
-	hostPaths, err := loadAPIHostPaths(l.Home)
+	dconf, err := daemonconf.Load(l.Home)
 	if err != nil {
 		return err
+	}
+	hostPaths, err := dconf.API.ResolvedHostPaths()
+	if err != nil {
+		return fmt.Errorf("%s: %w", daemonconf.Path(l.Home), err)
 	}
 	vault, err := secrets.Open(filepath.Join(l.Home, "secrets"))
 	if err != nil {

@@ -9,11 +9,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
-// Defaults for the zero values of Config and sandbox.Resources.
+// Defaults for the zero values of Config and backend.Resources.
 const (
 	DefaultHostID       = 100000
 	DefaultIDMapSize    = 65536
@@ -25,7 +25,7 @@ const (
 	cpuPeriod           = 100000
 )
 
-// Bounds on sandbox.Resources.
+// Bounds on backend.Resources.
 const (
 	minMemoryMB  = 32
 	maxMemoryMB  = 1 << 20 // 1 TiB
@@ -59,7 +59,7 @@ func (m IDMap) WithDefaults() IDMap {
 	return m
 }
 
-// Config is what Generate needs beyond the sandbox.Spec: host paths the
+// Config is what Generate needs beyond the backend.Spec: host paths the
 // backend prepared, and host-wide settings. Zero values take the documented
 // defaults.
 type Config struct {
@@ -94,19 +94,13 @@ type Config struct {
 }
 
 var (
-	idRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	hostnameRE = backend.HostnameRE
 	envKeyRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,255}$`)
 )
 
 // ValidateID checks that id is usable as a runc container id and a cgroup
-// and path name.
-func ValidateID(id string) error {
-	if !idRE.MatchString(id) {
-		return fmt.Errorf("%w: sandbox id %q must be 1-128 characters of [A-Za-z0-9_.-]", errdefs.ErrInvalidArgument, id)
-	}
-	return nil
-}
+// and path name (see backend.ValidateID).
+func ValidateID(id string) error { return backend.ValidateID(id) }
 
 // CgroupsPath returns the cgroup of sandbox id under parent ("" means the
 // default parent).
@@ -119,7 +113,7 @@ func CgroupsPath(parent, id string) string {
 
 // Generate builds the runtime spec for s. It validates s; errors are
 // ErrInvalidArgument and name the offending field.
-func Generate(s *sandbox.Spec, c Config) (*specs.Spec, error) {
+func Generate(s *backend.Spec, c Config) (*specs.Spec, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%w: nil spec", errdefs.ErrInvalidArgument)
 	}
@@ -245,7 +239,7 @@ func Generate(s *sandbox.Spec, c Config) (*specs.Spec, error) {
 }
 
 // resources converts and bounds the sandbox's limits.
-func resources(r sandbox.Resources) (*specs.LinuxResources, error) {
+func resources(r backend.Resources) (*specs.LinuxResources, error) {
 	mem, cpus, pids := r.MemoryMB, r.VCPUs, r.PidsLimit
 	if mem == 0 {
 		mem = DefaultMemoryMB
@@ -314,7 +308,7 @@ func environment(in []string) ([]string, error) {
 
 // hostnameFor picks and checks the sandbox's hostname: Spec.Hostname, else
 // the sandbox name if it is a valid hostname, else "sandbox".
-func hostnameFor(s *sandbox.Spec) (string, error) {
+func hostnameFor(s *backend.Spec) (string, error) {
 	if s.Hostname != "" {
 		if !hostnameRE.MatchString(s.Hostname) {
 			return "", fmt.Errorf("%w: hostname %q is not a valid host name label", errdefs.ErrInvalidArgument, s.Hostname)

@@ -2,20 +2,18 @@ package oci
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 // Paths inside every sandbox where agentkernel puts its own files.
 const (
 	// AgentDir holds the agent binary and its run directory.
-	AgentDir = "/.agentkernel"
+	AgentDir = backend.AgentDir
 	// AgentBinary is where the guest agent is bind-mounted (read-only).
 	AgentBinary = "/.agentkernel/agent"
 	// AgentRunDir is where the host's per-sandbox agent-run directory is
@@ -81,57 +79,11 @@ func systemMounts(tmpDir string, tmpBytes int64) []specs.Mount {
 	}
 }
 
-// reservedTargets may not be the target of a user mount, nor contain one.
-var reservedTargets = []string{"/proc", "/sys", "/dev", AgentDir}
-
-// reservedSources may not be shared into a sandbox, nor anything under them.
-var reservedSources = []string{"/proc", "/sys", "/dev", "/boot"}
-
-// maxMounts bounds Spec.Mounts.
-const maxMounts = 64
-
-// ValidateMount checks one user mount: Path must be absolute, clean, not "/"
-// and outside /proc, /sys, /dev and /.agentkernel; HostPath must be an
-// absolute, clean path to an existing directory reached without symlinks, and
-// not a kernel filesystem or "/".
-func ValidateMount(m sandbox.Mount) error {
-	if err := checkTarget(m.Path); err != nil {
-		return err
-	}
-	hp := m.HostPath
-	if hp == "" || !filepath.IsAbs(hp) || filepath.Clean(hp) != hp || len(hp) > 4096 || strings.ContainsRune(hp, 0) {
-		return fmt.Errorf("%w: mount source %q must be an absolute, clean path", errdefs.ErrInvalidArgument, hp)
-	}
-	if hp == "/" || underAny(hp, reservedSources) {
-		return fmt.Errorf("%w: mount source %q may not be shared into a sandbox", errdefs.ErrPermissionDenied, hp)
-	}
-	fi, err := os.Lstat(hp)
-	if err != nil {
-		return fmt.Errorf("%w: mount source %q: %v", errdefs.ErrInvalidArgument, hp, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%w: mount source %q is not a directory", errdefs.ErrInvalidArgument, hp)
-	}
-	resolved, err := filepath.EvalSymlinks(hp)
-	if err != nil {
-		return fmt.Errorf("%w: mount source %q: %v", errdefs.ErrInvalidArgument, hp, err)
-	}
-	if resolved != hp {
-		return fmt.Errorf("%w: mount source %q goes through a symlink (it is %q)", errdefs.ErrInvalidArgument, hp, resolved)
-	}
-	return nil
-}
+// ValidateMount checks one user mount (see backend.ValidateMount).
+func ValidateMount(m backend.Mount) error { return backend.ValidateMount(m) }
 
 // checkTarget validates a path inside the sandbox that a mount will cover.
-func checkTarget(p string) error {
-	if p == "" || !filepath.IsAbs(p) || filepath.Clean(p) != p || len(p) > 4096 || strings.ContainsRune(p, 0) {
-		return fmt.Errorf("%w: mount path %q must be an absolute, clean path", errdefs.ErrInvalidArgument, p)
-	}
-	if p == "/" || underAny(p, reservedTargets) {
-		return fmt.Errorf("%w: mount path %q is reserved", errdefs.ErrInvalidArgument, p)
-	}
-	return nil
-}
+func checkTarget(p string) error { return backend.CheckMountTarget(p) }
 
 // underAny reports whether p is one of dirs or below one of them.
 func underAny(p string, dirs []string) bool {
@@ -155,9 +107,9 @@ func BindMount(source, target string, readOnly bool) specs.Mount {
 }
 
 // userMounts validates and converts Spec.Mounts.
-func userMounts(ms []sandbox.Mount) ([]specs.Mount, error) {
-	if len(ms) > maxMounts {
-		return nil, fmt.Errorf("%w: %d mounts (at most %d)", errdefs.ErrInvalidArgument, len(ms), maxMounts)
+func userMounts(ms []backend.Mount) ([]specs.Mount, error) {
+	if len(ms) > backend.MaxMounts {
+		return nil, fmt.Errorf("%w: %d mounts (at most %d)", errdefs.ErrInvalidArgument, len(ms), backend.MaxMounts)
 	}
 	seen := map[string]bool{}
 	out := make([]specs.Mount, 0, len(ms))

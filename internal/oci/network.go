@@ -6,7 +6,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -21,7 +21,7 @@ type Network struct {
 	// mount a sysfs for a network namespace it does not own, and the
 	// host's would show the host's interfaces. Required.
 	Sysfs string
-	// FilesDir is bound read-only at sandbox.NetFilesDir. Required.
+	// FilesDir is bound read-only at backend.NetFilesDir. Required.
 	FilesDir string
 	// ResolvConf is bound read-only at /etc/resolv.conf. Required.
 	ResolvConf string
@@ -52,7 +52,7 @@ func (n *Network) validate() error {
 // image's: its files, resolv.conf and the CA bundle.
 func (n *Network) mounts() []specs.Mount {
 	out := []specs.Mount{
-		BindMount(n.FilesDir, sandbox.NetFilesDir, true),
+		BindMount(n.FilesDir, backend.NetFilesDir, true),
 		BindMount(n.ResolvConf, "/etc/resolv.conf", true),
 	}
 	if n.CABundle != "" {

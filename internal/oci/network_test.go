@@ -5,14 +5,14 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 func TestGenerateGateway(t *testing.T) {
 	s := testSpec(t)
 	s.Security.Network = "gateway"
-	s.Mounts = []sandbox.Mount{{HostPath: t.TempDir(), Path: "/etc/ssl"}}
+	s.Mounts = []backend.Mount{{HostPath: t.TempDir(), Path: "/etc/ssl"}}
 	c := testConfig(s)
 	c.Network = &Network{
 		Netns: "/proc/42/fd/7", Sysfs: "/state/sysfs", FilesDir: "/state/net", ResolvConf: "/state/net/resolv.conf",
@@ -42,13 +42,13 @@ func TestGenerateGateway(t *testing.T) {
 			if m.Type != "bind" || m.Source != "/state/sysfs" || !slices.Contains(m.Options, "ro") || !slices.Contains(m.Options, "rro") {
 				t.Errorf("/sys: %+v", m)
 			}
-		case "/etc/resolv.conf", sandbox.NetFilesDir, "/etc/ssl/certs/ca-certificates.crt":
+		case "/etc/resolv.conf", backend.NetFilesDir, "/etc/ssl/certs/ca-certificates.crt":
 			if !slices.Contains(m.Options, "ro") || !slices.Contains(m.Options, "nosuid") {
 				t.Errorf("%s not read-only: %+v", m.Destination, m)
 			}
 		}
 	}
-	for _, d := range []string{"/sys", "/etc/resolv.conf", sandbox.NetFilesDir, "/etc/ssl/certs/ca-certificates.crt", "/etc/ssl"} {
+	for _, d := range []string{"/sys", "/etc/resolv.conf", backend.NetFilesDir, "/etc/ssl/certs/ca-certificates.crt", "/etc/ssl"} {
 		if _, ok := idx[d]; !ok {
 			t.Errorf("no mount at %s", d)
 		}

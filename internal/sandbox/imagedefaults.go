@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/agentkernel/agentkernel/internal/backend"
 
 	apisrv "github.com/agentkernel/agentkernel/internal/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -21,7 +22,7 @@ func (m *Manager) withImageDefaults(ctx context.Context, name string, req apisrv
 	if err != nil {
 		return req, err
 	}
-	var spec Spec
+	var spec backend.Spec
 	if err := json.Unmarshal(rec.Spec, &spec); err != nil {
 		return req, fmt.Errorf("sandbox %s: reading its spec: %w", name, err)
 	}

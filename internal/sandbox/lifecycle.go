@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"os"
 	"sort"
 	"strings"
@@ -32,7 +33,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 	}
 	dir := spec.StateDir
 	if err := mkStateDir(dir); err == nil {
-		err = WriteSpec(dir, spec)
+		err = backend.WriteSpec(dir, spec)
 	}
 	if err == nil {
 		err = m.storeInlineSecrets(spec.ID, inline)
@@ -58,7 +59,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 // buildSpec turns a request into a Spec and its store row, refusing what it
 // cannot honour. It also returns the secret values given inline, for the
 // vault.
-func (m *Manager) buildSpec(ctx context.Context, req api.CreateSandboxRequest) (*Spec, store.Sandbox, []secrets.Binding, error) {
+func (m *Manager) buildSpec(ctx context.Context, req api.CreateSandboxRequest) (*backend.Spec, store.Sandbox, []secrets.Binding, error) {
 	spec, rec, err := m.buildSpecOnly(ctx, req)
 	if err != nil {
 		return nil, rec, nil, err
@@ -73,7 +74,7 @@ func (m *Manager) buildSpec(ctx context.Context, req api.CreateSandboxRequest) (
 	return spec, rec, inline, nil
 }
 
-func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxRequest) (*Spec, store.Sandbox, error) {
+func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxRequest) (*backend.Spec, store.Sandbox, error) {
 	var zero store.Sandbox
 	if err := ValidateName(req.Name); err != nil {
 		return nil, zero, err
@@ -86,12 +87,12 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 	case len(req.Volumes) > 0:
 		return nil, zero, fmt.Errorf("%w: named volumes are not supported; mount a host directory with dirs (--dir)", errdefs.ErrNotImplemented)
 	}
-	backend := req.Backend
-	if backend == "" {
-		backend = m.cfg.DefaultBackend
+	backendName := req.Backend
+	if backendName == "" {
+		backendName = m.cfg.DefaultBackend
 	}
-	if _, ok := m.cfg.Backends[backend]; !ok {
-		return nil, zero, fmt.Errorf("%w: unknown backend %q (available: %s)", errdefs.ErrInvalidArgument, backend, strings.Join(m.backendNames(), ", "))
+	if _, ok := m.cfg.Backends[backendName]; !ok {
+		return nil, zero, fmt.Errorf("%w: unknown backend %q (available: %s)", errdefs.ErrInvalidArgument, backendName, strings.Join(m.backendNames(), ", "))
 	}
 	res, err := ResolveResources(req.MemoryMB, req.VCPUs)
 	if err != nil {
@@ -105,7 +106,7 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 	if err != nil {
 		return nil, zero, err
 	}
-	var mounts []Mount
+	var mounts []backend.Mount
 	for _, d := range req.Dirs {
 		mnt, err := ParseDirMount(d)
 		if err != nil {
@@ -122,8 +123,8 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 		return nil, zero, err
 	}
 	id := newUUID()
-	spec := &Spec{
-		ID: id, Name: req.Name, Backend: backend,
+	spec := &backend.Spec{
+		ID: id, Name: req.Name, Backend: backendName,
 		StateDir: m.stateDir(id), AgentPath: m.cfg.AgentPath,
 		Rootfs: img.Rootfs, Env: img.Env, Workdir: img.Workdir, User: img.User, Cmd: img.Cmd,
 		Hostname: req.Name, Resources: res, Security: sec, Mounts: mounts,
@@ -133,7 +134,7 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 		return nil, zero, err
 	}
 	rec := store.Sandbox{
-		UUID: id, Name: req.Name, Status: api.StatusCreated, Backend: backend,
+		UUID: id, Name: req.Name, Status: api.StatusCreated, Backend: backendName,
 		Image: img.Name, Profile: sec.Profile, Spec: specJSON,
 		VCPUs: res.VCPUs, MemoryMB: res.MemoryMB, Labels: req.Labels, Ephemeral: req.Ephemeral,
 	}
@@ -269,7 +270,7 @@ func (m *Manager) onUnexpectedExit(l *liveSandbox, reason string) {
 // its spec on disk. Safe on a sandbox that holds nothing.
 func (m *Manager) cleanup(ctx context.Context, uuid string) {
 	dir := m.stateDir(uuid)
-	spec, err := ReadSpec(dir)
+	spec, err := backend.ReadSpec(dir)
 	if err != nil {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ type Images interface {
 // ResolvedImage is what a sandbox is made from.
 type ResolvedImage struct {
 	Name    string
-	Rootfs  RootfsSpec
+	Rootfs  backend.RootfsSpec
 	Env     []string
 	Workdir string
 	User    string
@@ -69,7 +70,7 @@ type Config struct {
 	Images Images
 	// Backends are the runtimes this host offers, by name. The daemon
 	// calls only their Cleanup; supervisors call Start.
-	Backends       map[string]Backend
+	Backends       map[string]backend.Backend
 	DefaultBackend string
 	// AgentPath is the static guest agent binary given to every sandbox.
 	AgentPath string

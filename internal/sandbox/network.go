@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"io"
 	"io/fs"
 	"net/netip"
@@ -38,7 +39,7 @@ const (
 // caller must put in the vault once the sandbox is recorded. spec.Security
 // is already resolved; a backend that cannot attach a gateway gets
 // "loopback", and a request that needs a network is then refused.
-func (m *Manager) resolveNetwork(req api.CreateSandboxRequest, spec *Spec) ([]secrets.Binding, error) {
+func (m *Manager) resolveNetwork(req api.CreateSandboxRequest, spec *backend.Spec) ([]secrets.Binding, error) {
 	wants := req.Network != nil || len(req.Publish) > 0 || len(req.Secrets) > 0
 	if spec.Security.Network != "gateway" {
 		if wants {
@@ -67,7 +68,7 @@ func (m *Manager) resolveNetwork(req api.CreateSandboxRequest, spec *Spec) ([]se
 	if err != nil {
 		return nil, err
 	}
-	g := &GatewaySpec{}
+	g := &backend.GatewaySpec{}
 	if len(req.Publish) > maxPublish {
 		return nil, fmt.Errorf("%w: %d published ports (at most %d)", errdefs.ErrInvalidArgument, len(req.Publish), maxPublish)
 	}
@@ -97,7 +98,7 @@ func (m *Manager) resolveNetwork(req api.CreateSandboxRequest, spec *Spec) ([]se
 // withSecretHosts adds to p's Allow each secret's host it does not allow
 // yet (a secret bound to a host is a wish to reach it), and compiles the
 // result to check it.
-func withSecretHosts(p policy.Policy, refs []SecretRef) (policy.Policy, error) {
+func withSecretHosts(p policy.Policy, refs []backend.SecretRef) (policy.Policy, error) {
 	c, err := policy.Compile(p)
 	if err != nil {
 		return p, err
@@ -181,18 +182,18 @@ func ParseCIDRRule(s string) (policy.Rule, error) {
 }
 
 // ParsePublish parses a --publish value, "HOSTPORT:SANDBOXPORT".
-func ParsePublish(s string) (PortMapping, error) {
+func ParsePublish(s string) (backend.PortMapping, error) {
 	bad := fmt.Errorf("%w: --publish %q: want HOSTPORT:SANDBOXPORT (HOSTPORT 0 picks a free port)", errdefs.ErrInvalidArgument, s)
 	h, sb, ok := strings.Cut(s, ":")
 	if !ok {
-		return PortMapping{}, bad
+		return backend.PortMapping{}, bad
 	}
 	hp, err1 := strconv.ParseUint(h, 10, 16)
 	sp, err2 := strconv.ParseUint(sb, 10, 16)
 	if err1 != nil || err2 != nil || sp == 0 {
-		return PortMapping{}, bad
+		return backend.PortMapping{}, bad
 	}
-	return PortMapping{HostPort: uint16(hp), SandboxPort: uint16(sp)}, nil
+	return backend.PortMapping{HostPort: uint16(hp), SandboxPort: uint16(sp)}, nil
 }
 
 // SandboxNetwork describes a sandbox's network: the policy in force (the
@@ -209,7 +210,7 @@ func (m *Manager) SandboxNetwork(ctx context.Context, name string) (api.NetworkI
 	return m.networkInfo(ctx, rec.UUID, rec.Name, spec)
 }
 
-func (m *Manager) networkInfo(ctx context.Context, uuid, name string, spec *Spec) (api.NetworkInfo, error) {
+func (m *Manager) networkInfo(ctx context.Context, uuid, name string, spec *backend.Spec) (api.NetworkInfo, error) {
 	info := api.NetworkInfo{Sandbox: name, Mode: spec.Security.Network}
 	g := spec.Gateway
 	if g == nil {
@@ -382,8 +383,8 @@ func tailLines(p string, n int) ([][]byte, error) {
 }
 
 // specOf decodes a sandbox's stored spec.
-func specOf(raw []byte) (*Spec, error) {
-	var s Spec
+func specOf(raw []byte) (*backend.Spec, error) {
+	var s backend.Spec
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("decoding the sandbox's spec: %w", err)
 	}

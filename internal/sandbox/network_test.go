@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,26 +20,28 @@ import (
 
 // capBackend is a Backend that only reports capabilities.
 type capBackend struct {
-	Backend
+	backend.Backend
 	gateway bool
 }
 
-func (b capBackend) Capabilities() Capabilities { return Capabilities{NetworkGateway: b.gateway} }
+func (b capBackend) Capabilities() backend.Capabilities {
+	return backend.Capabilities{NetworkGateway: b.gateway}
+}
 
 func netManager(t *testing.T) *Manager {
 	v, err := secrets.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewManager(Config{Secrets: v, Backends: map[string]Backend{"gw": capBackend{gateway: true}, "nogw": capBackend{}}})
+	return NewManager(Config{Secrets: v, Backends: map[string]backend.Backend{"gw": capBackend{gateway: true}, "nogw": capBackend{}}})
 }
 
-func netSpec(t *testing.T, backend, profile string) *Spec {
+func netSpec(t *testing.T, backendName, profile string) *backend.Spec {
 	sec, err := ResolveProfile(profile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Spec{ID: "0b8f2c1e-5d7a-4c8e-9f00-123456789abc", Backend: backend, Security: sec, Env: []string{"PATH=/bin", "OPENAI_API_KEY=real-from-image"}}
+	return &backend.Spec{ID: "0b8f2c1e-5d7a-4c8e-9f00-123456789abc", Backend: backendName, Security: sec, Env: []string{"PATH=/bin", "OPENAI_API_KEY=real-from-image"}}
 }
 
 func TestResolveNetwork(t *testing.T) {
@@ -62,7 +65,7 @@ func TestResolveNetwork(t *testing.T) {
 		g.Secrets[0].Header != "X-Key" {
 		t.Errorf("allow %v presets %v secrets %+v", g.Policy.Allow, g.Policy.Presets, g.Secrets)
 	}
-	if len(g.Publish) != 2 || g.Publish[0] != (PortMapping{8080, 80}) || g.Publish[1] != (PortMapping{0, 3000}) {
+	if len(g.Publish) != 2 || g.Publish[0] != (backend.PortMapping{HostPort: 8080, SandboxPort: 80}) || g.Publish[1] != (backend.PortMapping{HostPort: 0, SandboxPort: 3000}) {
 		t.Errorf("publish %+v", g.Publish)
 	}
 }
@@ -78,7 +81,7 @@ func TestResolveNetworkSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := spec.Gateway
-	want := []SecretRef{
+	want := []backend.SecretRef{
 		{Name: "OPENAI_API_KEY", VaultName: "OPENAI_API_KEY", Host: "api.openai.com", Header: "Authorization"},
 		{Name: "GH", VaultName: "sandbox.0b8f2c1e5d7a4c8e9f00123456789abc.GH", Host: "github.com", Header: "Authorization"},
 		{Name: "ANTHROPIC_API_KEY", VaultName: "sandbox.0b8f2c1e5d7a4c8e9f00123456789abc.ANTHROPIC_API_KEY", Host: "api.anthropic.com", Header: "x-api-key"},
@@ -96,7 +99,7 @@ func TestResolveNetworkSecrets(t *testing.T) {
 	}
 	env := strings.Join(spec.Env, "\n")
 	for _, want := range []string{"OPENAI_API_KEY=agentkernel-placeholder-OPENAI_API_KEY", "GH=agentkernel-placeholder-GH",
-		"SSL_CERT_FILE=" + CABundleFile, "REQUESTS_CA_BUNDLE=" + CABundleFile, "NODE_EXTRA_CA_CERTS=" + CACertFile} {
+		"SSL_CERT_FILE=" + backend.CABundleFile, "REQUESTS_CA_BUNDLE=" + backend.CABundleFile, "NODE_EXTRA_CA_CERTS=" + backend.CACertFile} {
 		if !strings.Contains(env, want) {
 			t.Errorf("env lacks %s:\n%s", want, env)
 		}

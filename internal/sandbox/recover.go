@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +81,7 @@ func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 			continue
 		}
 		dir := filepath.Join(m.cfg.Layout.SandboxesDir(), e.Name())
-		if spec, err := ReadSpec(dir); err == nil {
+		if spec, err := backend.ReadSpec(dir); err == nil {
 			m.cleanup(ctx, spec.ID)
 		}
 		m.log.Info("sweeping leftover sandbox directory", "dir", dir)

@@ -2,20 +2,15 @@ package sandbox
 
 import (
 	"encoding/json"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"io"
 	"os"
 	"path/filepath"
 )
 
-// RuntimeFile is an optional file a backend writes to a sandbox's state
-// directory while the sandbox runs (and removes when it stops), to tell the
-// daemon facts only the running sandbox knows. Today: the microvm
-// backend's accelerator.
-const RuntimeFile = "runtime.json"
-
 // runtimeAccelerator returns "accelerator" from dir/runtime.json, or "".
 func runtimeAccelerator(dir string) string {
-	f, err := os.Open(filepath.Join(dir, RuntimeFile))
+	f, err := os.Open(filepath.Join(dir, backend.RuntimeFile))
 	if err != nil {
 		return ""
 	}

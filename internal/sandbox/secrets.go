@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"slices"
 	"strings"
 
@@ -37,7 +38,7 @@ func (m *Manager) vault() (*secrets.Vault, error) {
 // resolveSecrets parses a create request's bindings into g.Secrets and adds
 // their placeholders, and the CA variables, to spec.Env. Named secrets must
 // be in the vault; inline ones are returned for storeInlineSecrets.
-func (m *Manager) resolveSecrets(entries []string, spec *Spec, g *GatewaySpec) ([]secrets.Binding, error) {
+func (m *Manager) resolveSecrets(entries []string, spec *backend.Spec, g *backend.GatewaySpec) ([]secrets.Binding, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
@@ -59,7 +60,7 @@ func (m *Manager) resolveSecrets(entries []string, spec *Spec, g *GatewaySpec) (
 			return nil, fmt.Errorf("%w: two secrets bound to %s", errdefs.ErrInvalidArgument, b.Host)
 		}
 		hosts[b.Host] = true
-		ref := SecretRef{Name: b.Name, VaultName: b.Name, Host: b.Host, Header: b.HeaderName()}
+		ref := backend.SecretRef{Name: b.Name, VaultName: b.Name, Host: b.Host, Header: b.HeaderName()}
 		if b.Value != "" {
 			ref.VaultName = scopedName(spec.ID, b.Name)
 			inline = append(inline, b)
@@ -73,7 +74,7 @@ func (m *Manager) resolveSecrets(entries []string, spec *Spec, g *GatewaySpec) (
 		spec.Env = setEnv(spec.Env, b.Name+"="+secrets.Placeholder(b.Name))
 	}
 	spec.Env = setEnv(spec.Env,
-		"SSL_CERT_FILE="+CABundleFile, "REQUESTS_CA_BUNDLE="+CABundleFile, "NODE_EXTRA_CA_CERTS="+CACertFile)
+		"SSL_CERT_FILE="+backend.CABundleFile, "REQUESTS_CA_BUNDLE="+backend.CABundleFile, "NODE_EXTRA_CA_CERTS="+backend.CACertFile)
 	return inline, nil
 }
 
@@ -128,7 +129,7 @@ func (m *Manager) deleteSandboxSecrets(id string) {
 
 // secretValues fetches the values a sandbox's supervisor needs, keyed by
 // vault name.
-func (m *Manager) secretValues(spec *Spec) ([]supervisor.Secret, error) {
+func (m *Manager) secretValues(spec *backend.Spec) ([]supervisor.Secret, error) {
 	if spec.Gateway == nil || len(spec.Gateway.Secrets) == 0 {
 		return nil, nil
 	}
@@ -153,7 +154,7 @@ func (m *Manager) secretValues(spec *Spec) ([]supervisor.Secret, error) {
 // sandboxSecrets returns the secret values for the sandbox whose state
 // directory is dir.
 func (m *Manager) sandboxSecrets(dir string) ([]supervisor.Secret, error) {
-	spec, err := ReadSpec(dir)
+	spec, err := backend.ReadSpec(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,8 +37,8 @@ const (
 )
 
 // ResolveResources applies defaults and refuses limits the host cannot give.
-func ResolveResources(memoryMB, vcpus int) (Resources, error) {
-	r := Resources{MemoryMB: memoryMB, VCPUs: vcpus, PidsLimit: DefaultPidsLimit}
+func ResolveResources(memoryMB, vcpus int) (backend.Resources, error) {
+	r := backend.Resources{MemoryMB: memoryMB, VCPUs: vcpus, PidsLimit: DefaultPidsLimit}
 	if r.MemoryMB == 0 {
 		r.MemoryMB = DefaultMemoryMB
 	}
@@ -88,47 +89,47 @@ const DefaultProfile = "moderate"
 var minimalCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL"}
 
 // ResolveProfile turns a profile name into enforced settings.
-func ResolveProfile(name string) (Security, error) {
+func ResolveProfile(name string) (backend.Security, error) {
 	switch name {
 	case "", DefaultProfile:
-		return Security{Profile: DefaultProfile, Network: "gateway", Seccomp: "default"}, nil
+		return backend.Security{Profile: DefaultProfile, Network: "gateway", Seccomp: "default"}, nil
 	case "permissive":
-		return Security{Profile: name, Network: "gateway", Seccomp: "default"}, nil
+		return backend.Security{Profile: name, Network: "gateway", Seccomp: "default"}, nil
 	case "restrictive":
-		return Security{Profile: name, Network: "none", Seccomp: "strict", ReadOnlyRoot: true, Capabilities: minimalCaps}, nil
+		return backend.Security{Profile: name, Network: "none", Seccomp: "strict", ReadOnlyRoot: true, Capabilities: minimalCaps}, nil
 	}
-	return Security{}, fmt.Errorf("%w: unknown profile %q: use permissive, moderate or restrictive", errdefs.ErrInvalidArgument, name)
+	return backend.Security{}, fmt.Errorf("%w: unknown profile %q: use permissive, moderate or restrictive", errdefs.ErrInvalidArgument, name)
 }
 
 // ParseDirMount parses "HOST[:SANDBOX[:ro]]" into a Mount. HOST must be an
 // existing directory; SANDBOX defaults to /workspace.
-func ParseDirMount(s string) (Mount, error) {
+func ParseDirMount(s string) (backend.Mount, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) > 3 || parts[0] == "" {
-		return Mount{}, fmt.Errorf("%w: --dir %q: want HOSTDIR[:SANDBOXPATH[:ro]]", errdefs.ErrInvalidArgument, s)
+		return backend.Mount{}, fmt.Errorf("%w: --dir %q: want HOSTDIR[:SANDBOXPATH[:ro]]", errdefs.ErrInvalidArgument, s)
 	}
-	m := Mount{HostPath: parts[0], Path: "/workspace"}
+	m := backend.Mount{HostPath: parts[0], Path: "/workspace"}
 	if len(parts) > 1 && parts[1] != "" {
 		m.Path = parts[1]
 	}
 	if len(parts) == 3 {
 		if parts[2] != "ro" && parts[2] != "rw" {
-			return Mount{}, fmt.Errorf("%w: --dir %q: the third field must be ro or rw", errdefs.ErrInvalidArgument, s)
+			return backend.Mount{}, fmt.Errorf("%w: --dir %q: the third field must be ro or rw", errdefs.ErrInvalidArgument, s)
 		}
 		m.ReadOnly = parts[2] == "ro"
 	}
 	if !filepath.IsAbs(m.HostPath) {
-		return Mount{}, fmt.Errorf("%w: --dir %q: the host path must be absolute", errdefs.ErrInvalidArgument, s)
+		return backend.Mount{}, fmt.Errorf("%w: --dir %q: the host path must be absolute", errdefs.ErrInvalidArgument, s)
 	}
 	if !filepath.IsAbs(m.Path) || filepath.Clean(m.Path) != m.Path || m.Path == "/" {
-		return Mount{}, fmt.Errorf("%w: --dir %q: the sandbox path must be absolute, clean and not /", errdefs.ErrInvalidArgument, s)
+		return backend.Mount{}, fmt.Errorf("%w: --dir %q: the sandbox path must be absolute, clean and not /", errdefs.ErrInvalidArgument, s)
 	}
 	st, err := os.Stat(m.HostPath)
 	if err != nil {
-		return Mount{}, fmt.Errorf("%w: --dir %q: %v", errdefs.ErrInvalidArgument, s, err)
+		return backend.Mount{}, fmt.Errorf("%w: --dir %q: %v", errdefs.ErrInvalidArgument, s, err)
 	}
 	if !st.IsDir() {
-		return Mount{}, fmt.Errorf("%w: --dir %q: not a directory", errdefs.ErrInvalidArgument, s)
+		return backend.Mount{}, fmt.Errorf("%w: --dir %q: not a directory", errdefs.ErrInvalidArgument, s)
 	}
 	return m, nil
 }

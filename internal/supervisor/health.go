@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
+	"github.com/agentkernel/agentkernel/internal/backend"
 )
 
 // Agent health. A sandbox whose init still runs may have an agent that no
@@ -58,7 +59,7 @@ type agentConn interface {
 	Close() error
 }
 
-func newAgentMonitor(inst Instance, interval time.Duration) *agentMonitor {
+func newAgentMonitor(inst backend.Instance, interval time.Duration) *agentMonitor {
 	return &agentMonitor{
 		interval: interval,
 		health:   AgentHealth{State: AgentOK},

@@ -23,6 +23,8 @@ import (
 	"github.com/agentkernel/agentkernel/internal/netgw/mitm"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
+
+	"github.com/agentkernel/agentkernel/internal/backend"
 )
 
 // DefaultMTU is the MTU of the link between a sandbox and its gateway: the
@@ -283,7 +285,10 @@ func ReadSecrets(r io.Reader) ([]Secret, error) {
 
 // startWithNetwork builds the sandbox's network (if any) and starts the
 // sandbox attached to it. On error nothing is left running.
-func startWithNetwork(ctx context.Context, cfg Config, log *slog.Logger) (*Network, Instance, error) {
+func startWithNetwork(ctx context.Context, cfg Config, log *slog.Logger) (*Network, backend.Instance, error) {
+	if cfg.Backend == nil || cfg.Spec == nil {
+		return nil, nil, fmt.Errorf("%w: supervisor without a backend or spec", errdefs.ErrInvalidArgument)
+	}
 	var netw *Network
 	if cfg.Network != nil {
 		var err error
@@ -293,7 +298,16 @@ func startWithNetwork(ctx context.Context, cfg Config, log *slog.Logger) (*Netwo
 		}
 		log.Info("network gateway ready", "took", time.Since(t0))
 	}
-	inst, err := cfg.Start(ctx, netw)
+	spec := *cfg.Spec
+	if netw != nil {
+		if spec.Gateway == nil {
+			spec.Gateway = &backend.GatewaySpec{}
+		}
+		g := *spec.Gateway
+		g.Attach = netw.attachment()
+		spec.Gateway = &g
+	}
+	inst, err := cfg.Backend.Start(ctx, &spec)
 	if err == nil && netw != nil && !netw.isAttached() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backendStopTimeout)
 		inst.Stop(sctx)
@@ -307,6 +321,20 @@ func startWithNetwork(ctx context.Context, cfg Config, log *slog.Logger) (*Netwo
 		return nil, nil, err
 	}
 	return netw, inst, nil
+}
+
+// attachment is the backend's view of the network.
+func (n *Network) attachment() *backend.NetworkAttachment {
+	link := n.Link()
+	return &backend.NetworkAttachment{
+		Link: backend.Link{
+			SandboxAddr: link.SandboxAddr, GatewayAddr: link.GatewayAddr, PrefixLen: link.PrefixLen, MTU: link.MTU,
+			GatewayMAC: n.GatewayMAC(),
+		},
+		Netns:        n.Netns,
+		AttachStream: n.AttachStream,
+		CACert:       n.CACert(),
+	}
 }
 
 // maxPolicyBody bounds PUT /network/policy.

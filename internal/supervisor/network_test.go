@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -34,7 +35,7 @@ func requireNetAdmin(t *testing.T) {
 }
 
 // startNetSupervisor runs Run with a gateway; start is the backend.
-func startNetSupervisor(t *testing.T, spec NetworkSpec, start func(context.Context, *Network) (Instance, error)) (string, <-chan error, string) {
+func startNetSupervisor(t *testing.T, spec NetworkSpec, start startFunc) (string, <-chan error, string) {
 	t.Helper()
 	dir := t.TempDir()
 	pr, pw, err := os.Pipe()
@@ -42,7 +43,9 @@ func startNetSupervisor(t *testing.T, spec NetworkSpec, start func(context.Conte
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- Run(context.Background(), Config{Dir: dir, Ready: pw, Start: start, Network: &spec}) }()
+	go func() {
+		done <- Run(context.Background(), Config{Dir: dir, Ready: pw, Backend: start, Spec: &backend.Spec{Name: spec.Sandbox}, Network: &spec})
+	}()
 	line, _ := bufio.NewReader(pr).ReadString('\n')
 	pr.Close()
 	return dir, done, strings.TrimSpace(line)
@@ -61,7 +64,7 @@ func TestRunWithNetwork(t *testing.T) {
 		Config:  NetworkConfig{Resolvers: []netip.AddrPort{up.Addr}},
 	}
 	var nsPath string
-	dir, done, ready := startNetSupervisor(t, spec, func(ctx context.Context, n *Network) (Instance, error) {
+	dir, done, ready := startNetSupervisor(t, spec, startFunc(func(ctx context.Context, n *backend.NetworkAttachment) (backend.Instance, error) {
 		if n == nil {
 			return nil, errors.New("no network")
 		}
@@ -73,14 +76,14 @@ func TestRunWithNetwork(t *testing.T) {
 			return nil, errors.New("a second Netns call gave another path")
 		}
 		nsPath = p
-		if l := n.Link(); l.MTU != DefaultMTU || l.SandboxAddr != netgw.DefaultSandboxAddr {
+		if l := n.Link; l.MTU != DefaultMTU || l.SandboxAddr != netgw.DefaultSandboxAddr {
 			return nil, errors.New("unexpected link")
 		}
-		if n.CACert() != nil {
+		if n.CACert != nil {
 			return nil, errors.New("a CA without secrets")
 		}
 		return startProc(t.TempDir())
-	})
+	}))
 	if ready != "ok" {
 		t.Fatalf("ready line %q", ready)
 	}
@@ -144,11 +147,11 @@ func TestRunNetworkNotAttached(t *testing.T) {
 	up := dnstest.Start(t, nil)
 	var inst *procInstance
 	dir, done, ready := startNetSupervisor(t, NetworkSpec{Config: NetworkConfig{Resolvers: []netip.AddrPort{up.Addr}}},
-		func(ctx context.Context, n *Network) (Instance, error) {
+		startFunc(func(ctx context.Context, n *backend.NetworkAttachment) (backend.Instance, error) {
 			p, err := startProc(t.TempDir())
 			inst = p
 			return p, err
-		})
+		}))
 	if !strings.Contains(ready, "did not attach") {
 		t.Fatalf("ready line %q", ready)
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
+	"github.com/agentkernel/agentkernel/internal/backend"
 )
 
 // Named timeouts of the stop sequence.
@@ -31,23 +32,15 @@ const (
 	backendStopTimeout = 30 * time.Second
 )
 
-// Instance is a running sandbox as the supervisor sees it; a
-// sandbox.Instance satisfies it.
-type Instance interface {
-	DialAgent(ctx context.Context) (net.Conn, error)
-	Exited() <-chan struct{}
-	ExitError() error
-	Stop(ctx context.Context) error
-}
-
 // Config configures Run.
 type Config struct {
 	// Dir is the sandbox's state directory.
 	Dir string
-	// Start boots the sandbox (through its backend) and returns once its
-	// agent accepts connections. net is the sandbox's network (nil
-	// without Network), which Start must attach the sandbox to.
-	Start func(ctx context.Context, net *Network) (Instance, error)
+	// Backend starts Spec; Run hands it a copy whose Gateway.Attach is the
+	// sandbox's network (when Network is set), which the backend must
+	// attach the sandbox to.
+	Backend backend.Backend
+	Spec    *backend.Spec
 	// Network, if set, is the sandbox's network gateway: Run builds it
 	// before Start and closes it once the sandbox is released.
 	Network *NetworkSpec
@@ -58,8 +51,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Run is the supervisor role: it starts the sandbox described by
-// Dir/spec.json, serves the control and agent sockets, and returns when the
+// Run is the supervisor role: it starts cfg.Spec on cfg.Backend, serves the control and agent sockets, and returns when the
 // sandbox has ended and everything it held is released. Cancelling ctx
 // stops the sandbox as a requested stop would.
 func Run(ctx context.Context, cfg Config) (retErr error) {
@@ -163,7 +155,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 // listeners start; exit is written once by finish, before doneCh closes.
 type server struct {
 	dir       string
-	inst      Instance
+	inst      backend.Instance
 	net       *Network // nil without a gateway
 	log       *slog.Logger
 	startedAt time.Time

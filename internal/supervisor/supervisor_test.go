@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"net"
 	"os"
 	"os/exec"
@@ -73,7 +74,7 @@ func (p *procInstance) Stop(ctx context.Context) error {
 }
 
 // startSupervisor runs Run in the background and waits for its ready line.
-func startSupervisor(t *testing.T, start func(context.Context, *Network) (Instance, error)) (string, <-chan error, string) {
+func startSupervisor(t *testing.T, start startFunc) (string, <-chan error, string) {
 	t.Helper()
 	dir := t.TempDir()
 	pr, pw, err := os.Pipe()
@@ -81,7 +82,9 @@ func startSupervisor(t *testing.T, start func(context.Context, *Network) (Instan
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- Run(context.Background(), Config{Dir: dir, Ready: pw, Start: start}) }()
+	go func() {
+		done <- Run(context.Background(), Config{Dir: dir, Ready: pw, Backend: start, Spec: &backend.Spec{Name: "test"}})
+	}()
 	line, _ := bufio.NewReader(pr).ReadString('\n')
 	pr.Close()
 	return dir, done, strings.TrimSpace(line)
@@ -89,11 +92,11 @@ func startSupervisor(t *testing.T, start func(context.Context, *Network) (Instan
 
 func TestRunStopAndStatus(t *testing.T) {
 	var inst *procInstance
-	dir, done, ready := startSupervisor(t, func(ctx context.Context, _ *Network) (Instance, error) {
+	dir, done, ready := startSupervisor(t, startFunc(func(ctx context.Context, _ *backend.NetworkAttachment) (backend.Instance, error) {
 		p, err := startProc(t.TempDir())
 		inst = p
 		return p, err
-	})
+	}))
 	if ready != "ok" {
 		t.Fatalf("ready line %q", ready)
 	}
@@ -153,11 +156,11 @@ func TestRunStopAndStatus(t *testing.T) {
 
 func TestSandboxDiesOnItsOwn(t *testing.T) {
 	var inst *procInstance
-	dir, done, ready := startSupervisor(t, func(ctx context.Context, _ *Network) (Instance, error) {
+	dir, done, ready := startSupervisor(t, startFunc(func(ctx context.Context, _ *backend.NetworkAttachment) (backend.Instance, error) {
 		p, err := startProc(t.TempDir())
 		inst = p
 		return p, err
-	})
+	}))
 	if ready != "ok" {
 		t.Fatalf("ready line %q", ready)
 	}
@@ -186,9 +189,9 @@ func TestSandboxDiesOnItsOwn(t *testing.T) {
 }
 
 func TestStartFailureIsReported(t *testing.T) {
-	dir, done, ready := startSupervisor(t, func(ctx context.Context, _ *Network) (Instance, error) {
+	dir, done, ready := startSupervisor(t, startFunc(func(ctx context.Context, _ *backend.NetworkAttachment) (backend.Instance, error) {
 		return nil, errors.New("kernel not found")
-	})
+	}))
 	if !strings.Contains(ready, "kernel not found") || !strings.HasPrefix(ready, "error:") {
 		t.Errorf("ready line %q", ready)
 	}
@@ -222,4 +225,22 @@ func TestSpawnReportsFailure(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "did not start") {
 		t.Errorf("hung start: %v", err)
 	}
+}
+
+// startFunc is a backend whose Start is the function: the supervisor's
+// tests start the real guest agent as a plain process (procInstance)
+// instead of a sandbox.
+type startFunc func(ctx context.Context, n *backend.NetworkAttachment) (backend.Instance, error)
+
+func (f startFunc) Name() string { return "func" }
+func (f startFunc) Capabilities() backend.Capabilities {
+	return backend.Capabilities{NetworkGateway: true}
+}
+func (f startFunc) Cleanup(context.Context, *backend.Spec) error { return nil }
+func (f startFunc) Start(ctx context.Context, spec *backend.Spec) (backend.Instance, error) {
+	var a *backend.NetworkAttachment
+	if spec.Gateway != nil {
+		a = spec.Gateway.Attach
+	}
+	return f(ctx, a)
 }

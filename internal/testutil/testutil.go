@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -44,4 +45,34 @@ func RequireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (user namespaces, runc, mounts); .ci/run runs tests as root")
 	}
+}
+
+// Module is agentkernel's module path.
+const Module = "github.com/agentkernel/agentkernel"
+
+// Deps returns the packages pkg depends on (`go list -deps`, test files
+// excluded). It skips under -short and when the go command is missing.
+func Deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not in PATH")
+	}
+	out, err := exec.Command(goBin, "list", "-deps", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+// Imports reports whether dep is banned or a package below it; a banned
+// name starting with internal/ or pkg/ is taken inside this module.
+func Imports(dep, banned string) bool {
+	if strings.HasPrefix(banned, "internal/") || strings.HasPrefix(banned, "pkg/") {
+		banned = Module + "/" + banned
+	}
+	return dep == banned || strings.HasPrefix(dep, banned+"/")
 }

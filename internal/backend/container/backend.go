@@ -18,9 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/oci"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -77,7 +77,7 @@ type Backend struct {
 	rt      *runc
 }
 
-var _ sandbox.Backend = (*Backend)(nil)
+var _ backend.Backend = (*Backend)(nil)
 
 // New returns a Backend. It checks nothing yet: the first Start or Cleanup
 // verifies the runtime (and Probe reports on the host).
@@ -107,8 +107,8 @@ func (b *Backend) Name() string { return "container" }
 
 // Capabilities reports no pause or checkpoint support yet; sandboxes
 // attach to their network gateway through a network namespace.
-func (b *Backend) Capabilities() sandbox.Capabilities {
-	return sandbox.Capabilities{Isolation: "container", NetworkGateway: true}
+func (b *Backend) Capabilities() backend.Capabilities {
+	return backend.Capabilities{Isolation: "container", NetworkGateway: true}
 }
 
 // check verifies, until it once succeeds, that we are root, that the
@@ -159,39 +159,14 @@ func (b *Backend) runtime() *runc {
 	return b.rt
 }
 
-// validate checks what Start needs from a spec before touching the host.
-func validate(s *sandbox.Spec) error {
-	if s == nil {
-		return fmt.Errorf("%w: nil spec", errdefs.ErrInvalidArgument)
-	}
-	if err := oci.ValidateID(s.ID); err != nil {
-		return err
-	}
-	if !filepath.IsAbs(s.StateDir) || filepath.Clean(s.StateDir) != s.StateDir {
-		return fmt.Errorf("%w: state directory %q must be an absolute, clean path", errdefs.ErrInvalidArgument, s.StateDir)
-	}
-	if fi, err := os.Lstat(s.StateDir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("%w: state directory %s: not a directory (%v)", errdefs.ErrFailedPrecondition, s.StateDir, err)
-	}
-	if s.Rootfs.Host == (len(s.Rootfs.Layers) > 0) {
-		return fmt.Errorf("%w: the rootfs must be either the host view or a list of layers", errdefs.ErrInvalidArgument)
-	}
-	fi, err := os.Stat(s.AgentPath)
-	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%w: agent binary %q: not an executable file (%v)", errdefs.ErrFailedPrecondition, s.AgentPath, err)
-	}
-	for _, m := range s.Mounts {
-		if err := oci.ValidateMount(m); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// validate checks what Start needs from a spec before touching the host:
+// the contract's checks are all the container backend needs.
+func validate(s *backend.Spec) error { return s.Validate() }
 
 // Start builds the bundle in spec.StateDir, runs the container detached and
 // returns once the agent accepts a connection. On error it releases what it
 // acquired (runtime state, mounts, cgroup).
-func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Instance, retErr error) {
+func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Instance, retErr error) {
 	t0 := time.Now()
 	if err := validate(spec); err != nil {
 		return nil, err
@@ -306,7 +281,7 @@ func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Inst
 // supervisor died: the runtime's state and processes, the overlay mount and
 // the cgroup. It keeps StateDir's files (the daemon removes the directory
 // when it destroys the sandbox). Idempotent; fine on a sandbox never started.
-func (b *Backend) Cleanup(ctx context.Context, spec *sandbox.Spec) error {
+func (b *Backend) Cleanup(ctx context.Context, spec *backend.Spec) error {
 	if spec == nil {
 		return fmt.Errorf("%w: nil spec", errdefs.ErrInvalidArgument)
 	}
@@ -321,7 +296,7 @@ func (b *Backend) Cleanup(ctx context.Context, spec *sandbox.Spec) error {
 
 // teardown kills and deletes the container, unmounts its rootfs and
 // removes its cgroup. Every step runs even if an earlier one failed.
-func (b *Backend) teardown(ctx context.Context, s *sandbox.Spec) error {
+func (b *Backend) teardown(ctx context.Context, s *backend.Spec) error {
 	ctx, cancel := context.WithTimeout(ctx, teardownTimeout)
 	defer cancel()
 	var errs []error
@@ -346,7 +321,7 @@ func (b *Backend) teardown(ctx context.Context, s *sandbox.Spec) error {
 	return errors.Join(errs...)
 }
 
-func (b *Backend) layout(s *sandbox.Spec) layout {
+func (b *Backend) layout(s *backend.Spec) layout {
 	return layoutOf(s.StateDir, b.opts.RootfsDir, s.ID)
 }
 

@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/oci"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -26,7 +26,7 @@ var capBits = map[string]int{
 
 // statusField returns a field of /proc/self/status as seen by a shell in
 // the sandbox.
-func statusField(t *testing.T, inst sandbox.Instance, field string) string {
+func statusField(t *testing.T, inst backend.Instance, field string) string {
 	t.Helper()
 	out := sh(t, inst, "grep '^"+field+":' /proc/self/status")
 	return strings.TrimSpace(strings.TrimPrefix(out, field+":"))
@@ -37,7 +37,7 @@ func statusField(t *testing.T, inst sandbox.Instance, field string) string {
 func TestHostSandbox(t *testing.T) {
 	e := newEnv(t)
 	s := e.spec(t)
-	s.Resources = sandbox.Resources{MemoryMB: 256, PidsLimit: 200, VCPUs: 2}
+	s.Resources = backend.Resources{MemoryMB: 256, PidsLimit: 200, VCPUs: 2}
 	s.Env = []string{"GREETING=hi"}
 	inst := e.start(t, s)
 
@@ -142,7 +142,7 @@ func TestHostSandbox(t *testing.T) {
 }
 
 // checkHostCgroup reads the sandbox's limits from the host's cgroup files.
-func checkHostCgroup(t *testing.T, e *env, s *sandbox.Spec, mem, pids, quota int) {
+func checkHostCgroup(t *testing.T, e *env, s *backend.Spec, mem, pids, quota int) {
 	t.Helper()
 	dirs, err := cgroupDirs(oci.CgroupsPath(e.opts.CgroupParent, s.ID))
 	if err != nil {
@@ -230,7 +230,7 @@ func TestMountsAndReadOnlyRoot(t *testing.T) {
 	}
 	s := e.spec(t)
 	s.Security.ReadOnlyRoot = true
-	s.Mounts = []sandbox.Mount{{HostPath: ro, Path: "/data", ReadOnly: true}, {HostPath: rw, Path: "/work/out"}}
+	s.Mounts = []backend.Mount{{HostPath: ro, Path: "/data", ReadOnly: true}, {HostPath: rw, Path: "/work/out"}}
 	inst := e.start(t, s)
 	if got := sh(t, inst, "cat /data/in"); got != "from host" {
 		t.Errorf("/data/in = %q", got)
@@ -277,7 +277,7 @@ func TestImportedImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := e.spec(t)
-	s.Rootfs = sandbox.RootfsSpec{Layers: img.Layers}
+	s.Rootfs = backend.RootfsSpec{Layers: img.Layers}
 	inst := e.start(t, s)
 	if r := run(t, inst, "/bin/probe", "id"); strings.TrimSpace(r.Stdout) != "0 0" {
 		t.Errorf("id = %+v", r)

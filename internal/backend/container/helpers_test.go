@@ -20,9 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/oci"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 )
 
 // agentBin is the real guest agent (cmd/agentkernel-agent) the tests run as
@@ -147,23 +147,23 @@ func randomID() string {
 
 // spec returns a spec for a new sandbox whose StateDir is
 // <home>/sandboxes/<id>, every directory 0700.
-func (e *env) spec(t *testing.T) *sandbox.Spec {
+func (e *env) spec(t *testing.T) *backend.Spec {
 	t.Helper()
 	id := randomID()
 	sd := filepath.Join(e.home, "sandboxes", id)
 	if err := os.MkdirAll(sd, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return &sandbox.Spec{
+	return &backend.Spec{
 		ID: id, Name: "test", StateDir: sd, AgentPath: agentBin,
-		Rootfs:   sandbox.RootfsSpec{Host: true},
-		Security: sandbox.Security{Network: "loopback", Seccomp: "default"},
+		Rootfs:   backend.RootfsSpec{Host: true},
+		Security: backend.Security{Network: "loopback", Seccomp: "default"},
 	}
 }
 
 // start starts a sandbox and registers its Stop and a check that nothing
 // is left behind.
-func (e *env) start(t *testing.T, s *sandbox.Spec) sandbox.Instance {
+func (e *env) start(t *testing.T, s *backend.Spec) backend.Instance {
 	t.Helper()
 	t0 := time.Now()
 	inst, err := e.b.Start(context.Background(), s)
@@ -181,7 +181,7 @@ func (e *env) start(t *testing.T, s *sandbox.Spec) sandbox.Instance {
 }
 
 // assertClean checks that no runtime state, mount or cgroup of s remains.
-func (e *env) assertClean(t *testing.T, s *sandbox.Spec) {
+func (e *env) assertClean(t *testing.T, s *backend.Spec) {
 	t.Helper()
 	if _, err := os.Lstat(filepath.Join(e.opts.RuntimeRoot, s.ID)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("runc state left behind: %v", err)
@@ -211,7 +211,7 @@ type result struct {
 }
 
 // client opens an agentproto session with the sandbox's agent.
-func client(t *testing.T, inst sandbox.Instance) *agentproto.Client {
+func client(t *testing.T, inst backend.Instance) *agentproto.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -228,7 +228,7 @@ func client(t *testing.T, inst sandbox.Instance) *agentproto.Client {
 }
 
 // run executes argv in the sandbox through its agent.
-func run(t *testing.T, inst sandbox.Instance, argv ...string) result {
+func run(t *testing.T, inst backend.Instance, argv ...string) result {
 	t.Helper()
 	c := client(t, inst)
 	defer c.Close()
@@ -252,7 +252,7 @@ func run(t *testing.T, inst sandbox.Instance, argv ...string) result {
 }
 
 // sh runs a shell command and fails the test unless it exits 0.
-func sh(t *testing.T, inst sandbox.Instance, script string) string {
+func sh(t *testing.T, inst backend.Instance, script string) string {
 	t.Helper()
 	r := run(t, inst, "/bin/sh", "-c", script)
 	if r.Code != 0 {
@@ -268,7 +268,7 @@ func supervisorMain() int {
 	var cfg struct {
 		Options Options
 		Images  string
-		Spec    sandbox.Spec
+		Spec    backend.Spec
 	}
 	b, err := os.ReadFile(os.Getenv(supervisorEnv))
 	if err == nil {
@@ -294,7 +294,7 @@ func supervisorMain() int {
 
 // startSupervisor runs supervisorMain in a child process and returns it
 // with the container init's pid.
-func (e *env) startSupervisor(t *testing.T, s *sandbox.Spec) (*exec.Cmd, int) {
+func (e *env) startSupervisor(t *testing.T, s *backend.Spec) (*exec.Cmd, int) {
 	t.Helper()
 	cfgFile := filepath.Join(e.home, "supervisor-"+s.ID+".json")
 	opts := e.opts

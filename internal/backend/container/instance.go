@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/oci"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -39,7 +39,7 @@ var ErrExitUnknown = fmt.Errorf("%w: sandbox init exited; its status is unknown 
 // is ErrExitUnknown.
 type instance struct {
 	b    *Backend
-	spec sandbox.Spec
+	spec backend.Spec
 	l    layout
 	pid  int
 
@@ -53,9 +53,9 @@ type instance struct {
 	stopped bool
 }
 
-var _ sandbox.Instance = (*instance)(nil)
+var _ backend.Instance = (*instance)(nil)
 
-func newInstance(b *Backend, s *sandbox.Spec, l layout, pid int) (*instance, error) {
+func newInstance(b *Backend, s *backend.Spec, l layout, pid int) (*instance, error) {
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("%w: watching sandbox init %d: %v", errdefs.ErrFailedPrecondition, pid, err)

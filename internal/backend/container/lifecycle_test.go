@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -28,7 +28,7 @@ func TestCleanupAfterKill(t *testing.T) {
 	for _, killInit := range []bool{true, false} {
 		t.Run(fmt.Sprintf("killInit=%v", killInit), func(t *testing.T) {
 			s := e.spec(t)
-			s.Rootfs = sandbox.RootfsSpec{Layers: img.Layers}
+			s.Rootfs = backend.RootfsSpec{Layers: img.Layers}
 			sup, pid := e.startSupervisor(t, s)
 			sup.Process.Kill()
 			sup.Wait()
@@ -113,12 +113,12 @@ func TestStartFailures(t *testing.T) {
 	e.assertClean(t, s)
 
 	s = e.spec(t)
-	s.Rootfs = sandbox.RootfsSpec{}
+	s.Rootfs = backend.RootfsSpec{}
 	if _, err := e.b.Start(context.Background(), s); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("Start without a rootfs: %v", err)
 	}
 	s = e.spec(t)
-	s.Mounts = []sandbox.Mount{{HostPath: "/nonexistent", Path: "/x"}}
+	s.Mounts = []backend.Mount{{HostPath: "/nonexistent", Path: "/x"}}
 	if _, err := e.b.Start(context.Background(), s); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("Start with a missing mount source: %v", err)
 	}
@@ -236,7 +236,7 @@ func BenchmarkStartStop(b *testing.B) {
 	if err := os.Mkdir(sd, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	s := &sandbox.Spec{ID: randomID(), StateDir: sd, AgentPath: agentBin, Rootfs: sandbox.RootfsSpec{Host: true}}
+	s := &backend.Spec{ID: randomID(), StateDir: sd, AgentPath: agentBin, Rootfs: backend.RootfsSpec{Host: true}}
 	var start time.Duration
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()

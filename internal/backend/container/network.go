@@ -12,13 +12,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/oci"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 // A sandbox in network mode "gateway" joins the network namespace its
-// supervisor prepared (sandbox.NetworkAttachment.Netns): owned by the
+// supervisor prepared (backend.NetworkAttachment.Netns): owned by the
 // host's user namespace, with lo and a tap eth0 whose other end is the
 // gateway. Root in the sandbox has no CAP_NET_ADMIN over it. Two things
 // follow from that ownership:
@@ -35,7 +35,7 @@ import (
 // StateDir/net holds resolv.conf (the gateway as the only nameserver) and,
 // when secrets are bound, the sandbox's CA and a CA bundle (the image's
 // system bundle, else the host's, plus the sandbox's CA). The directory is
-// bound read-only at sandbox.NetFilesDir, resolv.conf over /etc/resolv.conf
+// bound read-only at backend.NetFilesDir, resolv.conf over /etc/resolv.conf
 // and the bundle over each system bundle the image has.
 
 // maxBundleBytes bounds a CA bundle read from an image or the host.
@@ -45,7 +45,7 @@ const maxBundleBytes = 16 << 20
 // returns it for oci.Generate; nil for the other network modes. etcRoot is
 // the host image's /etc copy ("" for an imported image, whose files are
 // read from the mounted rootfs).
-func (b *Backend) prepareNetwork(ctx context.Context, s *sandbox.Spec, l layout, etcRoot string) (*oci.Network, error) {
+func (b *Backend) prepareNetwork(ctx context.Context, s *backend.Spec, l layout, etcRoot string) (*oci.Network, error) {
 	if s.Security.Network != "gateway" {
 		return nil, nil
 	}
@@ -88,7 +88,7 @@ func (b *Backend) prepareNetwork(ctx context.Context, s *sandbox.Spec, l layout,
 		return nil, err
 	}
 	var base []byte
-	for _, p := range sandbox.CABundlePaths {
+	for _, p := range backend.CABundlePaths {
 		var content []byte
 		if etcRoot != "" {
 			content, err = readNoSymlinks(etcRoot, strings.TrimPrefix(p, "/etc/"))
@@ -106,7 +106,7 @@ func (b *Backend) prepareNetwork(ctx context.Context, s *sandbox.Spec, l layout,
 	if base == nil {
 		// An image without a bundle: the host's roots, so that
 		// SSL_CERT_FILE still verifies hosts that are not intercepted.
-		for _, p := range sandbox.CABundlePaths {
+		for _, p := range backend.CABundlePaths {
 			if content, err := readNoSymlinks("/", strings.TrimPrefix(p, "/")); err == nil {
 				base = content
 				break

@@ -10,17 +10,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/netgw"
 	"github.com/agentkernel/agentkernel/internal/netgw/dnstest"
 	"github.com/agentkernel/agentkernel/internal/netgw/mitm"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 // gatewaySpec gives s a gateway served in this process (as a supervisor
 // would), allowing allowed.test, with a CA when withCA.
-func gatewaySpec(t *testing.T, s *sandbox.Spec, withCA bool) *mitm.CA {
+func gatewaySpec(t *testing.T, s *backend.Spec, withCA bool) *mitm.CA {
 	t.Helper()
 	up := dnstest.Start(t, map[string][]netip.Addr{
 		"allowed.test": {netip.MustParseAddr("203.0.113.7")},
@@ -39,8 +39,8 @@ func gatewaySpec(t *testing.T, s *sandbox.Spec, withCA bool) *mitm.CA {
 		}
 	})
 	n := gw.Network()
-	att := &sandbox.NetworkAttachment{
-		Link: sandbox.Link{SandboxAddr: n.SandboxAddr, GatewayAddr: n.GatewayAddr, PrefixLen: n.PrefixLen, MTU: n.MTU},
+	att := &backend.NetworkAttachment{
+		Link: backend.Link{SandboxAddr: n.SandboxAddr, GatewayAddr: n.GatewayAddr, PrefixLen: n.PrefixLen, MTU: n.MTU},
 		Netns: func(context.Context) (string, error) {
 			f, fd, err := netgw.NewNetns("eth0", n)
 			if err != nil {
@@ -61,7 +61,7 @@ func gatewaySpec(t *testing.T, s *sandbox.Spec, withCA bool) *mitm.CA {
 		att.CACert = ca.CertPEM()
 	}
 	s.Security.Network = "gateway"
-	s.Gateway = &sandbox.GatewaySpec{Attach: att}
+	s.Gateway = &backend.GatewaySpec{Attach: att}
 	return ca
 }
 
@@ -106,10 +106,10 @@ func TestGatewayNetwork(t *testing.T) {
 	if !strings.HasSuffix(bundle+"\n", string(ca.CertPEM())) || strings.Count(bundle, "BEGIN CERTIFICATE") < 2 {
 		t.Errorf("system bundle does not end with the sandbox's CA (%d certificates)", strings.Count(bundle, "BEGIN CERTIFICATE"))
 	}
-	if got := sh(t, inst, "cat "+sandbox.CACertFile); got+"\n" != string(ca.CertPEM()) {
-		t.Errorf("%s: %q", sandbox.CACertFile, got)
+	if got := sh(t, inst, "cat "+backend.CACertFile); got+"\n" != string(ca.CertPEM()) {
+		t.Errorf("%s: %q", backend.CACertFile, got)
 	}
-	if r := run(t, inst, "/bin/sh", "-c", "echo x > "+sandbox.CABundleFile); r.Code == 0 {
+	if r := run(t, inst, "/bin/sh", "-c", "echo x > "+backend.CABundleFile); r.Code == 0 {
 		t.Error("the CA bundle is writable")
 	}
 	l := e.b.layout(s)
@@ -131,7 +131,7 @@ func TestGatewayNeedsAttachment(t *testing.T) {
 	e := newEnv(t)
 	s := e.spec(t)
 	s.Security.Network = "gateway"
-	s.Gateway = &sandbox.GatewaySpec{}
+	s.Gateway = &backend.GatewaySpec{}
 	if _, err := e.b.Start(context.Background(), s); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("Start: %v", err)
 	}

@@ -14,9 +14,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/oci"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -33,7 +33,7 @@ type layout struct {
 	pidFile  string // init.pid, written by runc
 	console  string // console.log: the container's stdout and stderr
 	sysfs    string // <RootfsDir>/../sysfs/<id>: a gateway sandbox's /sys (see network.go)
-	netFiles string // net/: resolv.conf and CA files, bound at sandbox.NetFilesDir
+	netFiles string // net/: resolv.conf and CA files, bound at backend.NetFilesDir
 }
 
 func layoutOf(stateDir, rootfsDir, id string) layout {
@@ -323,7 +323,7 @@ func unmountAll(dir string) error {
 }
 
 // userTargets lists the paths of a spec's user mounts.
-func userTargets(s *sandbox.Spec) []string {
+func userTargets(s *backend.Spec) []string {
 	t := make([]string, 0, len(s.Mounts))
 	for _, m := range s.Mounts {
 		t = append(t, m.Path)

@@ -21,12 +21,12 @@ import (
 	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/backend/microvm/initramfs"
 	"github.com/agentkernel/agentkernel/internal/backend/microvm/kernel"
 	"github.com/agentkernel/agentkernel/internal/guestinit"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/oci"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -50,7 +50,7 @@ const (
 	maxQEMULog    = 1 << 20
 	// VMFile is the file in StateDir describing the running VM (the daemon
 	// reads its accelerator for `sandbox info`).
-	VMFile = sandbox.RuntimeFile
+	VMFile = backend.RuntimeFile
 )
 
 // Options configure a Backend. Zero values take the documented defaults;
@@ -94,7 +94,7 @@ type Backend struct {
 	accel   *AccelInfo
 }
 
-var _ sandbox.Backend = (*Backend)(nil)
+var _ backend.Backend = (*Backend)(nil)
 
 // New returns a Backend; it checks nothing until Start or Probe.
 func New(opts Options) *Backend {
@@ -122,8 +122,8 @@ func (b *Backend) Name() string { return "microvm" }
 
 // Capabilities: the boundary is a VM, attached to the network gateway by
 // virtio-net over QEMU's -netdev stream; pause and checkpoint are not done.
-func (b *Backend) Capabilities() sandbox.Capabilities {
-	return sandbox.Capabilities{Isolation: "microvm", NetworkGateway: true}
+func (b *Backend) Capabilities() backend.Capabilities {
+	return backend.Capabilities{Isolation: "microvm", NetworkGateway: true}
 }
 
 // Kernel returns the installed guest kernel (an error naming `agentkernel
@@ -177,7 +177,7 @@ func ReadVMInfo(stateDir string) (*VMInfo, error) {
 
 // Start boots the sandbox's VM and returns once its agent answers. On
 // error everything it started is stopped; the writable disk stays.
-func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Instance, retErr error) {
+func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Instance, retErr error) {
 	t0 := time.Now()
 	if err := validate(spec); err != nil {
 		return nil, err
@@ -230,7 +230,7 @@ func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Inst
 		disks = append(disks, disk{path: p, serial: serial, readOnly: true})
 		cfg.Dirs = append(cfg.Dirs, guestinit.DirMount{Serial: serial, Path: m.Path})
 	}
-	var att *sandbox.NetworkAttachment
+	var att *backend.NetworkAttachment
 	if s.Security.Network == "gateway" {
 		att = s.Gateway.Attach
 		cfg.Net = netConfig(att)
@@ -275,7 +275,7 @@ func (b *Backend) Start(ctx context.Context, spec *sandbox.Spec) (_ sandbox.Inst
 
 // lowerDisks returns the read-only disks the sandbox's root is stacked
 // from, top first, building what is missing.
-func (b *Backend) lowerDisks(ctx context.Context, s *sandbox.Spec) ([]disk, error) {
+func (b *Backend) lowerDisks(ctx context.Context, s *backend.Spec) ([]disk, error) {
 	if !s.Rootfs.Host {
 		img, err := imageDisk(ctx, b.opts.Images.Root(), s.Rootfs.Layers, b.opts.IDMap)
 		if err != nil {
@@ -303,7 +303,7 @@ func (b *Backend) lowerDisks(ctx context.Context, s *sandbox.Spec) ([]disk, erro
 
 // launch starts QEMU paused, connects QMP and the agent port, and lets the
 // VM run.
-func (b *Backend) launch(ctx context.Context, s *sandbox.Spec, l layout, vm *vmConfig, accel AccelInfo, att *sandbox.NetworkAttachment) (_ *instance, retErr error) {
+func (b *Backend) launch(ctx context.Context, s *backend.Spec, l layout, vm *vmConfig, accel AccelInfo, att *backend.NetworkAttachment) (_ *instance, retErr error) {
 	var closers []io.Closer
 	closeAll := func() {
 		for _, c := range closers {
@@ -431,16 +431,16 @@ const (
 )
 
 // netConfig is the guest's side of the gateway link.
-func netConfig(att *sandbox.NetworkAttachment) *guestinit.NetConfig {
+func netConfig(att *backend.NetworkAttachment) *guestinit.NetConfig {
 	mac := guestMAC
 	if att.Link.GatewayMAC.String() == mac {
 		mac = guestMACAlt
 	}
 	return &guestinit.NetConfig{MAC: mac, Addr: att.Link.SandboxAddr.String(), PrefixLen: att.Link.PrefixLen,
 		Gateway: att.Link.GatewayAddr.String(), MTU: int(att.Link.MTU),
-		FilesDir: sandbox.NetFilesDir, ResolvConf: sandbox.ResolvConfFile,
-		CACertFile: sandbox.CACertFile, CACert: att.CACert,
-		BundleFile: sandbox.CABundleFile, BundlePaths: sandbox.CABundlePaths}
+		FilesDir: backend.NetFilesDir, ResolvConf: backend.ResolvConfFile,
+		CACertFile: backend.CACertFile, CACert: att.CACert,
+		BundleFile: backend.CABundleFile, BundlePaths: backend.CABundlePaths}
 }
 
 // socketPair returns two connected stream sockets as files.
@@ -483,7 +483,7 @@ func (b *Backend) release(l layout) error {
 
 // Cleanup kills a VM left by a dead supervisor and removes the per-start
 // files. Idempotent; fine on a sandbox that never started.
-func (b *Backend) Cleanup(ctx context.Context, spec *sandbox.Spec) error {
+func (b *Backend) Cleanup(ctx context.Context, spec *backend.Spec) error {
 	if spec == nil {
 		return fmt.Errorf("%w: nil spec", errdefs.ErrInvalidArgument)
 	}

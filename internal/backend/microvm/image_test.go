@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/oci"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 )
 
 // TestImportedImage boots an imported image: one layer made from a
@@ -40,7 +40,7 @@ func TestImportedImage(t *testing.T) {
 	}
 	be := newBackend(t, Options{})
 	s := newSpec(t)
-	s.Rootfs = sandbox.RootfsSpec{Layers: img.Layers}
+	s.Rootfs = backend.RootfsSpec{Layers: img.Layers}
 	in := start(t, be, s)
 	c := client(t, in)
 	got, errOut, code, err := run(context.Background(), c, "/bin/agent", "--version")
@@ -64,7 +64,7 @@ func TestReadOnlyDir(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "in.txt"), []byte("from the host\n"), 0o644)
 	be := newBackend(t, Options{})
 	s := newSpec(t)
-	s.Mounts = []sandbox.Mount{{HostPath: dir, Path: "/probe", ReadOnly: true}}
+	s.Mounts = []backend.Mount{{HostPath: dir, Path: "/probe", ReadOnly: true}}
 	in := start(t, be, s)
 	c := client(t, in)
 	out, _, code, err := run(context.Background(), c, "sh", "-c", "cat /probe/in.txt; touch /probe/x 2>/dev/null && echo writable; true")
@@ -72,7 +72,7 @@ func TestReadOnlyDir(t *testing.T) {
 		t.Fatalf("read-only dir: %q %d %v", out, code, err)
 	}
 	s2 := newSpec(t)
-	s2.Mounts = []sandbox.Mount{{HostPath: dir, Path: "/w"}}
+	s2.Mounts = []backend.Mount{{HostPath: dir, Path: "/w"}}
 	if _, err := be.Start(context.Background(), s2); err == nil || !strings.Contains(err.Error(), "writable host directories") {
 		t.Fatalf("writable dir: %v", err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -44,7 +44,7 @@ const (
 // container backend, over the port's single byte stream.
 type instance struct {
 	b     *Backend
-	spec  sandbox.Spec
+	spec  backend.Spec
 	l     layout
 	accel AccelInfo
 	cmd   *exec.Cmd
@@ -70,7 +70,7 @@ type instance struct {
 	stopped bool
 }
 
-var _ sandbox.Instance = (*instance)(nil)
+var _ backend.Instance = (*instance)(nil)
 
 // watch starts the goroutines that follow QEMU and its events.
 func (in *instance) watch() {

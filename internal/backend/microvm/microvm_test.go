@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/backend/microvm/kernel"
 	"github.com/agentkernel/agentkernel/internal/image"
-	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -95,18 +95,18 @@ func newBackend(t *testing.T, opts Options) *Backend {
 	return New(opts)
 }
 
-func newSpec(t *testing.T) *sandbox.Spec {
+func newSpec(t *testing.T) *backend.Spec {
 	b := make([]byte, 16)
 	rand.Read(b)
 	h := hex.EncodeToString(b)
 	id := h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 	dir := t.TempDir()
-	return &sandbox.Spec{ID: id, Name: "vm-" + h[:6], Backend: "microvm", StateDir: dir, AgentPath: agentBin,
-		Rootfs: sandbox.RootfsSpec{Host: true}, Env: []string{"PATH=/usr/bin:/bin", "GREETING=hi"},
-		Security: sandbox.Security{Network: "loopback"}}
+	return &backend.Spec{ID: id, Name: "vm-" + h[:6], Backend: "microvm", StateDir: dir, AgentPath: agentBin,
+		Rootfs: backend.RootfsSpec{Host: true}, Env: []string{"PATH=/usr/bin:/bin", "GREETING=hi"},
+		Security: backend.Security{Network: "loopback"}}
 }
 
-func start(t *testing.T, b *Backend, s *sandbox.Spec) sandbox.Instance {
+func start(t *testing.T, b *Backend, s *backend.Spec) backend.Instance {
 	t.Helper()
 	t0 := time.Now()
 	in, err := b.Start(context.Background(), s)
@@ -118,7 +118,7 @@ func start(t *testing.T, b *Backend, s *sandbox.Spec) sandbox.Instance {
 	return in
 }
 
-func client(t *testing.T, in sandbox.Instance) *agentproto.Client {
+func client(t *testing.T, in backend.Instance) *agentproto.Client {
 	t.Helper()
 	conn, err := in.DialAgent(context.Background())
 	if err != nil {
@@ -205,7 +205,7 @@ func TestBootExecStop(t *testing.T) {
 func TestBadResources(t *testing.T) {
 	requireVM(t)
 	b := newBackend(t, Options{})
-	for _, r := range []sandbox.Resources{{VCPUs: 4096}, {MemoryMB: 1 << 30}, {MemoryMB: 16}} {
+	for _, r := range []backend.Resources{{VCPUs: 4096}, {MemoryMB: 1 << 30}, {MemoryMB: 16}} {
 		s := newSpec(t)
 		s.Resources = r
 		_, err := b.Start(context.Background(), s)
@@ -236,7 +236,7 @@ func TestReadOnlyRoot(t *testing.T) {
 	b := newBackend(t, Options{})
 	s := newSpec(t)
 	s.Security.ReadOnlyRoot = true
-	s.Mounts = []sandbox.Mount{{HostPath: dir, Path: "/probe", ReadOnly: true}}
+	s.Mounts = []backend.Mount{{HostPath: dir, Path: "/probe", ReadOnly: true}}
 	in := start(t, b, s)
 	c := client(t, in)
 	out, _, _, err := run(context.Background(), c, "sh", "-c", "touch /root/x 2>/dev/null && echo root-writable; touch /tmp/x && echo tmp-ok; cat /probe/f")

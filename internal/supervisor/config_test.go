@@ -1,4 +1,4 @@
-package daemon
+package supervisor
 
 import (
 	"crypto/ecdsa"
@@ -16,12 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/daemonconf"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 func TestNetworkConfig(t *testing.T) {
 	home := t.TempDir()
-	cfg, err := loadNetworkConfig(home)
+	cfg, err := LoadNetworkConfig(home)
 	if err != nil || cfg.Resolvers != nil || cfg.Forbidden != nil || cfg.MTU != 0 || cfg.UpstreamRoots != nil {
 		t.Fatalf("no file: %+v %v", cfg, err)
 	}
@@ -31,13 +32,13 @@ func TestNetworkConfig(t *testing.T) {
 		BasicConstraintsValid: true, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(filepath.Join(home, DaemonConfigFile), []byte(`[network]
+	os.WriteFile(filepath.Join(home, daemonconf.FileName), []byte(`[network]
 resolvers = ["203.0.113.53", "203.0.113.54:5353"]
 mtu = 9000
 forbidden = ["169.254.0.0/16", "10.1.2.3/8"]
 upstream_ca_files = ["`+caFile+`"]
 `), 0o600)
-	cfg, err = loadNetworkConfig(home)
+	cfg, err = LoadNetworkConfig(home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ upstream_ca_files = ["`+caFile+`"]
 		t.Errorf("forbidden %v roots %v", cfg.Forbidden, cfg.UpstreamRoots)
 	}
 	// An empty forbidden list is kept as empty (not the defaults).
-	if cfg, err := parseNetworkConfig([]byte("[network]\nforbidden = []\n")); err != nil || cfg.Forbidden == nil || len(cfg.Forbidden) != 0 {
+	if cfg, err := ParseNetworkConfig([]byte("[network]\nforbidden = []\n")); err != nil || cfg.Forbidden == nil || len(cfg.Forbidden) != 0 {
 		t.Errorf("empty forbidden: %v %v", cfg.Forbidden, err)
 	}
 	for in, want := range map[string]string{
@@ -61,7 +62,7 @@ upstream_ca_files = ["`+caFile+`"]
 		"[network]\nupstream_ca_files = [\"/nonexistent\"]\n": "upstream_ca_files",
 		"[network\n": "invalid argument",
 	} {
-		_, err := parseNetworkConfig([]byte(in))
+		_, err := ParseNetworkConfig([]byte(in))
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v (want %q)", in, err, want)
 		}
@@ -73,7 +74,7 @@ func FuzzParseNetworkConfig(f *testing.F) {
 	f.Add([]byte("[network]\nupstream_ca_files = []\n"))
 	f.Add([]byte("[network\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		cfg, err := parseNetworkConfig(b)
+		cfg, err := ParseNetworkConfig(b)
 		if err != nil {
 			return
 		}

@@ -1,4 +1,4 @@
-package sandbox
+package backend
 
 import (
 	"encoding/json"
@@ -37,3 +37,9 @@ func ReadSpec(dir string) (*Spec, error) {
 	}
 	return &spec, nil
 }
+
+// RuntimeFile is an optional file a backend writes to a sandbox's state
+// directory while the sandbox runs (and removes when it stops), to tell the
+// daemon facts only the running sandbox knows. Today: the microvm
+// backend's accelerator.
+const RuntimeFile = "runtime.json"

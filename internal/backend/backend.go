@@ -1,4 +1,10 @@
-package sandbox
+// Package backend is the contract between agentkernel and the runtimes that
+// run sandboxes (internal/backend/container, internal/backend/microvm, …):
+// the Spec a sandbox is started from, the Backend that starts it and the
+// Instance it becomes. It is a leaf: it imports nothing of agentkernel above
+// it (a dependency test enforces that), so a backend depends on this
+// contract and not on the orchestrator, the store or the HTTP API.
+package backend
 
 import (
 	"context"

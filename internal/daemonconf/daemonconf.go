@@ -1,0 +1,145 @@
+// Package daemonconf reads daemon.toml, the host-wide configuration of a
+// home's daemon and supervisors. It decodes the file strictly (an unknown
+// key is an error naming it and its line) into plain sections; each
+// consumer checks and converts its own: the daemon its [api], the
+// supervisor its [network].
+package daemonconf
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// FileName is the host-wide configuration of a home's daemon and
+// supervisors, $AGENTKERNEL_HOME/daemon.toml. It is optional; today it has
+// two sections:
+//
+//	[api]
+//	# Host directories that requests over TCP (token holders) may name as
+//	# --dir mounts, image imports and build contexts. Default: none; the
+//	# Unix socket may always name any path.
+//	host_paths = ["/srv/projects"]
+//
+//	[network]
+//	# Upstream DNS servers of every sandbox's gateway (default: the
+//	# nameservers of the host's /etc/resolv.conf).
+//	resolvers = ["192.0.2.53:53"]
+//	# MTU of the sandbox's link to its gateway (default 65000).
+//	mtu = 65000
+//	# Extra CA certificates (PEM files) that verify the servers of hosts the
+//	# gateway intercepts to inject secrets (default: the host's roots only).
+//	upstream_ca_files = ["/etc/agentkernel/corp-ca.pem"]
+//	# Replaces the ranges no sandbox may ever reach. FOR TESTS ONLY: the
+//	# default covers loopback, RFC 1918, link-local, cloud metadata, CGNAT,
+//	# multicast and the host's own addresses and subnets; a list here
+//	# replaces all of that.
+//	forbidden = ["169.254.0.0/16"]
+//
+// Supervisors read it when their sandbox starts, so a change applies to
+// sandboxes started afterwards. Unknown keys are errors.
+const FileName = "daemon.toml"
+
+// MaxSize bounds daemon.toml and each file it names.
+const MaxSize = 1 << 20
+
+// File is daemon.toml's contents, unchecked beyond their types.
+type File struct {
+	API     API     `toml:"api"`
+	Network Network `toml:"network"`
+}
+
+// API is the [api] section.
+type API struct {
+	HostPaths []string `toml:"host_paths"`
+}
+
+// Network is the [network] section.
+type Network struct {
+	Resolvers       []string `toml:"resolvers"`
+	MTU             int      `toml:"mtu"`
+	UpstreamCAFiles []string `toml:"upstream_ca_files"`
+	Forbidden       []string `toml:"forbidden"`
+}
+
+// Path is daemon.toml's path in home.
+func Path(home string) string { return filepath.Join(home, FileName) }
+
+// Load reads home's daemon.toml; a missing file is the zero File. Errors
+// name the file.
+func Load(home string) (File, error) {
+	p := Path(home)
+	b, err := ReadBounded(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return File{}, nil
+	}
+	if err != nil {
+		return File{}, err
+	}
+	f, err := Decode(b)
+	if err != nil {
+		return File{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return f, nil
+}
+
+// Decode decodes daemon.toml's contents strictly.
+func Decode(b []byte) (File, error) {
+	var f File
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) && len(strict.Errors) > 0 {
+			row, _ := strict.Errors[0].Position()
+			return f, fmt.Errorf("%w: line %d: unknown key %v", errdefs.ErrInvalidArgument, row, strict.Errors[0].Key())
+		}
+		return f, fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
+	}
+	return f, nil
+}
+
+// ResolvedHostPaths checks [api] host_paths and returns them resolved
+// (absolute, clean, symlinks followed); each must be an existing directory.
+func (a API) ResolvedHostPaths() ([]string, error) {
+	var out []string
+	for _, hp := range a.HostPaths {
+		if !filepath.IsAbs(hp) {
+			return nil, fmt.Errorf("%w: api.host_paths: %q is not an absolute path", errdefs.ErrInvalidArgument, hp)
+		}
+		r, err := filepath.EvalSymlinks(filepath.Clean(hp))
+		if err != nil {
+			return nil, fmt.Errorf("%w: api.host_paths: %v", errdefs.ErrInvalidArgument, err)
+		}
+		if fi, err := os.Stat(r); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%w: api.host_paths: %s is not a directory", errdefs.ErrInvalidArgument, hp)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// ReadBounded reads a file of at most MaxSize bytes.
+func ReadBounded(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", errdefs.ErrTooLarge, p, MaxSize)
+	}
+	return b, nil
+}
