@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	iapi "github.com/agentkernel/agentkernel/internal/api"
 	"github.com/agentkernel/agentkernel/internal/config"
+	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -313,14 +313,14 @@ func (s *imagesService) PullImage(ctx context.Context, req api.PullImageRequest,
 }
 
 // serveService serves svc on a Unix socket, as startDaemon does.
-func serveService(t *testing.T, svc iapi.Service) string {
+func serveService(t *testing.T, svc httpapi.Service) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "d.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: iapi.NewHandler(svc, iapi.HandlerOptions{})}
+	srv := &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{})}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return sock

@@ -19,14 +19,15 @@ import (
 	"testing"
 	"time"
 
-	iapi "github.com/agentkernel/agentkernel/internal/api"
+	"github.com/agentkernel/agentkernel/internal/httpapi"
+	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/internal/safetar"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 // hostService stands in for the daemon in the CLI's tests: the real HTTP
-// API (internal/api.NewHandler) serves it on a real Unix socket, and its
+// API (internal/httpapi.NewHandler) serves it on a real Unix socket, and its
 // "sandboxes" are directories on the host whose processes are real host
 // processes, without isolation. It exists so that run's cleanup, exit
 // codes, stdin, signals and cp can be tested through the real client; the
@@ -35,14 +36,14 @@ import (
 // Methods not defined here fall through to the nil embedded Service and
 // panic, which the handler turns into a 500.
 type hostService struct {
-	iapi.Service
+	httpapi.Service
 	dir string
 
 	mu        sync.Mutex
 	sandboxes map[string]api.SandboxInfo
 	created   []api.CreateSandboxRequest
 	removed   []string
-	execs     []iapi.ExecOptions
+	execs     []sandbox.ExecOptions
 	createErr error
 	doctor    []api.DoctorCheck
 	// resizes receives every Resize of every process, if not nil.
@@ -60,7 +61,7 @@ func startDaemon(t *testing.T) (*hostService, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: iapi.NewHandler(svc, iapi.HandlerOptions{})}
+	srv := &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{})}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return svc, sock
@@ -201,14 +202,14 @@ func (s *hostService) setDoctor(checks ...api.DoctorCheck) {
 	s.doctor = checks
 }
 
-func (s *hostService) StartDetached(ctx context.Context, name string, req iapi.ExecOptions) (api.DetachedCommand, error) {
+func (s *hostService) StartDetached(ctx context.Context, name string, req sandbox.ExecOptions) (api.DetachedCommand, error) {
 	if _, err := s.get(name); err != nil {
 		return api.DetachedCommand{}, err
 	}
 	return api.DetachedCommand{ID: "bg-1", Sandbox: name, Command: req.Argv, Status: api.DetachedRunning}, nil
 }
 
-func (s *hostService) Exec(ctx context.Context, name string, req iapi.ExecOptions) (iapi.Process, error) {
+func (s *hostService) Exec(ctx context.Context, name string, req sandbox.ExecOptions) (sandbox.Process, error) {
 	if _, err := s.get(name); err != nil {
 		return nil, err
 	}
@@ -223,18 +224,18 @@ func (s *hostService) Exec(ctx context.Context, name string, req iapi.ExecOption
 	return p, nil
 }
 
-// hostProc is a real host process behind iapi.Process.
+// hostProc is a real host process behind sandbox.Process.
 type hostProc struct {
 	cmd            *exec.Cmd
 	stdin          *os.File
 	stdout, stderr *os.File
 	waitOnce       sync.Once
-	status         iapi.ExitStatus
+	status         sandbox.ExitStatus
 	waitErr        error
 	resizes        chan [2]uint16
 }
 
-func startHostProc(dir string, req iapi.ExecOptions) (*hostProc, error) {
+func startHostProc(dir string, req sandbox.ExecOptions) (*hostProc, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -277,7 +278,7 @@ func (p *hostProc) Signal(sig syscall.Signal) error {
 	return syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
-func (p *hostProc) Wait() (iapi.ExitStatus, error) {
+func (p *hostProc) Wait() (sandbox.ExitStatus, error) {
 	p.waitOnce.Do(func() {
 		err := p.cmd.Wait()
 		var ee *exec.ExitError
@@ -413,7 +414,7 @@ func cliTo(t *testing.T, stdin io.Reader, out, errb io.Writer, args ...string) i
 }
 
 // snapshot returns copies of what the service recorded.
-func (s *hostService) snapshot() (created []api.CreateSandboxRequest, removed []string, execs []iapi.ExecOptions) {
+func (s *hostService) snapshot() (created []api.CreateSandboxRequest, removed []string, execs []sandbox.ExecOptions) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append(created, s.created...), append(removed, s.removed...), append(execs, s.execs...)
@@ -421,7 +422,7 @@ func (s *hostService) snapshot() (created []api.CreateSandboxRequest, removed []
 
 func (s *hostService) createdReqs() []api.CreateSandboxRequest { c, _, _ := s.snapshot(); return c }
 func (s *hostService) removedNames() []string                  { _, r, _ := s.snapshot(); return r }
-func (s *hostService) execOpts() []iapi.ExecOptions            { _, _, e := s.snapshot(); return e }
+func (s *hostService) execOpts() []sandbox.ExecOptions         { _, _, e := s.snapshot(); return e }
 
 func (s *hostService) setCreateErr(err error) {
 	s.mu.Lock()

@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	apisrv "github.com/agentkernel/agentkernel/internal/api"
 	"github.com/agentkernel/agentkernel/internal/debootstrap"
+	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
@@ -35,7 +35,10 @@ type service struct {
 	*builder
 }
 
-var _ apisrv.ImageBuilder = service{}
+var (
+	_ httpapi.Service      = service{}
+	_ httpapi.ImageBuilder = service{}
+)
 
 // builder runs image builds, one at a time (sem), in directories under
 // the home's build/ directory; a build directory left by a daemon that

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
-	apisrv "github.com/agentkernel/agentkernel/internal/api"
 	"github.com/agentkernel/agentkernel/internal/backend"
+	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -91,4 +91,4 @@ func (b *builder) sandboxLayers(info api.SandboxInfo) (*image.Image, string, err
 	return parent, filepath.Join(dir, "overlay", "upper"), nil
 }
 
-var _ apisrv.SandboxCommitter = service{}
+var _ httpapi.SandboxCommitter = service{}

@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/agentkernel/agentkernel/internal/api"
 	"github.com/agentkernel/agentkernel/internal/daemonconf"
+	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/internal/secrets"
@@ -120,7 +120,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return err
 	}
 	defer os.Remove(l.Socket())
-	servers := []*http.Server{{Handler: api.NewHandler(svc, api.HandlerOptions{Logger: log}), ReadHeaderTimeout: 30 * time.Second}}
+	servers := []*http.Server{{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log}), ReadHeaderTimeout: 30 * time.Second}}
 	listeners := []net.Listener{unixLn}
 	if cfg.TCPAddr != "" {
 		tok, err := loadOrCreateToken(l.TokenFile())
@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 			unixLn.Close()
 			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
 		}
-		servers = append(servers, &http.Server{Handler: api.NewHandler(svc, api.HandlerOptions{Token: tok, HostPaths: hostPaths, Logger: log}), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: tok, HostPaths: hostPaths, Logger: log}), ReadHeaderTimeout: 30 * time.Second})
 		listeners = append(listeners, tcpLn)
 		log.Info("serving on TCP (bearer token required)", "addr", tcpLn.Addr().String(), "token_file", l.TokenFile())
 	}

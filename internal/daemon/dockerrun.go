@@ -9,9 +9,9 @@ import (
 	"slices"
 	"strings"
 
-	apisrv "github.com/agentkernel/agentkernel/internal/api"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/image/dockerfile"
+	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -80,7 +80,7 @@ func (d *dockerBuild) run(ctx context.Context, sb string, in dockerfile.Instruct
 	if _, ok := d.lookupEnv("PATH"); !ok {
 		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	}
-	p, err := d.b.mgr.Exec(ctx, sb, apisrv.ExecOptions{Argv: argv, Env: env, Workdir: d.cfg.WorkingDir, User: d.cfg.User})
+	p, err := d.b.mgr.Exec(ctx, sb, sandbox.ExecOptions{Argv: argv, Env: env, Workdir: d.cfg.WorkingDir, User: d.cfg.User})
 	if err != nil {
 		return fmt.Errorf("starting the command: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	apisrv "github.com/agentkernel/agentkernel/internal/api"
+	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -83,4 +83,4 @@ func (b *builder) ExportSandbox(ctx context.Context, name string, w io.Writer) e
 	return nil
 }
 
-var _ apisrv.SandboxExporter = service{}
+var _ httpapi.SandboxExporter = service{}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
-	apisrv "github.com/agentkernel/agentkernel/internal/api"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -57,7 +56,7 @@ func (m *Manager) explainAgentFailure(ctx context.Context, uuid, name string, er
 }
 
 // Exec starts a process in a running sandbox.
-func (m *Manager) Exec(ctx context.Context, name string, req apisrv.ExecOptions) (apisrv.Process, error) {
+func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Process, error) {
 	c, uuid, err := m.agentFor(ctx, name)
 	if err != nil {
 		return nil, err
@@ -73,7 +72,7 @@ func (m *Manager) Exec(ctx context.Context, name string, req apisrv.ExecOptions)
 	return process{p}, nil
 }
 
-func toAgentExec(req apisrv.ExecOptions) agentproto.ExecRequest {
+func toAgentExec(req ExecOptions) agentproto.ExecRequest {
 	return agentproto.ExecRequest{
 		Argv: req.Argv, Env: req.Env, Workdir: req.Workdir, User: req.User,
 		TTY: req.TTY, Rows: req.Rows, Cols: req.Cols, Stdin: req.Stdin, Timeout: req.Timeout,
@@ -83,13 +82,13 @@ func toAgentExec(req apisrv.ExecOptions) agentproto.ExecRequest {
 // process adapts an agent process to the API's Process.
 type process struct{ *agentproto.Process }
 
-func (p process) Wait() (apisrv.ExitStatus, error) {
+func (p process) Wait() (ExitStatus, error) {
 	st, err := p.Process.Wait()
-	return apisrv.ExitStatus{Code: st.Code, Signal: st.Signal, TimedOut: st.TimedOut, Error: st.Error}, err
+	return ExitStatus{Code: st.Code, Signal: st.Signal, TimedOut: st.TimedOut, Error: st.Error}, err
 }
 
 // StartDetached starts a background process that outlives the request.
-func (m *Manager) StartDetached(ctx context.Context, name string, req apisrv.ExecOptions) (api.DetachedCommand, error) {
+func (m *Manager) StartDetached(ctx context.Context, name string, req ExecOptions) (api.DetachedCommand, error) {
 	c, uuid, err := m.agentFor(ctx, name)
 	if err != nil {
 		return api.DetachedCommand{}, err
@@ -266,5 +265,3 @@ func (m *Manager) TarIn(ctx context.Context, name, dir string, r io.Reader) erro
 	m.event(uuid, name, "file_written", map[string]any{"path": dir, "tar": true})
 	return nil
 }
-
-var _ apisrv.Service = (*Manager)(nil)

@@ -4,9 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/agentkernel/agentkernel/internal/backend"
 
-	apisrv "github.com/agentkernel/agentkernel/internal/api"
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -14,7 +13,7 @@ import (
 // image, as Docker does for a container's processes: the working
 // directory, the user, and, for a request with no command, the image's
 // Entrypoint followed by its Cmd.
-func (m *Manager) withImageDefaults(ctx context.Context, name string, req apisrv.ExecOptions) (apisrv.ExecOptions, error) {
+func (m *Manager) withImageDefaults(ctx context.Context, name string, req ExecOptions) (ExecOptions, error) {
 	if req.Workdir != "" && req.User != "" && len(req.Argv) > 0 {
 		return req, nil
 	}

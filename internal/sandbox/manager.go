@@ -88,7 +88,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Manager runs sandboxes: it implements internal/api.Service. Create it
+// Manager runs sandboxes: it implements internal/httpapi.Service. Create it
 // with NewManager, call Recover once, and Close it when the daemon exits;
 // Close leaves running sandboxes running (their supervisors outlive us).
 // All methods are safe for concurrent use.

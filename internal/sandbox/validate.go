@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"fmt"
-	"github.com/agentkernel/agentkernel/internal/backend"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,9 +9,11 @@ import (
 	"strings"
 	"time"
 
-	apisrv "github.com/agentkernel/agentkernel/internal/api"
-	"github.com/agentkernel/agentkernel/pkg/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/agentkernel/agentkernel/internal/backend"
+	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 // nameRE is what a sandbox name may look like: it becomes part of paths,
@@ -140,7 +141,7 @@ func ParseTTL(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
-	d, err := apisrv.ParseDuration(s)
+	d, err := api.ParseDuration(s)
 	if err != nil {
 		return 0, err
 	}

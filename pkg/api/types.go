@@ -3,7 +3,7 @@
 // published SDKs (npm "agentkernel", PyPI "agentkernel-sdk") work unchanged.
 // Additions beyond upstream are optional fields that old clients ignore.
 //
-// Both internal/api (the server) and pkg/client (the Go SDK) use these types;
+// Both internal/httpapi (the server) and pkg/client (the Go SDK) use these types;
 // request types are decoded strictly, so a field added here is the only way a
 // request may carry it.
 package api

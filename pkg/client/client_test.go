@@ -20,7 +20,7 @@ import (
 )
 
 // These tests run the client against small real HTTP servers. The full
-// round trip against the real handler is in internal/api's tests.
+// round trip against the real handler is in internal/httpapi's tests.
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

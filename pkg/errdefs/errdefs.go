@@ -1,6 +1,6 @@
 // Package errdefs defines the closed set of error classes that agentkernel
 // uses across every boundary: the daemon wraps its errors in one of these with
-// %w and the object's name, internal/api maps each class to one HTTP status,
+// %w and the object's name, internal/httpapi maps each class to one HTTP status,
 // and pkg/client maps the status back, so errors.Is works across the socket.
 package errdefs
 

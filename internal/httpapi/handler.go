@@ -1,0 +1,286 @@
+package httpapi
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// Defaults for HandlerOptions' zero values.
+const (
+	DefaultMaxBodyBytes     = 16 << 20
+	DefaultMaxArchiveBytes  = 1 << 30
+	DefaultMaxExecOutput    = 16 << 20
+	DefaultBatchConcurrency = 4
+	DefaultMaxBatchCommands = 64
+	DefaultCleanupTimeout   = 30 * time.Second
+)
+
+// HandlerOptions configures NewHandler. Zero values take the documented
+// defaults. The options are copied; changing them later has no effect.
+type HandlerOptions struct {
+	// Token, when not empty, is required on every route except GET /health,
+	// as "Authorization: Bearer <token>" or upstream's "X-API-Key: <token>".
+	// Empty means no authentication (the Unix socket, protected by its mode).
+	Token string
+	// HostPaths are the host directories that requests over a handler with
+	// a token may name (mounts, image imports, build contexts), each
+	// absolute, clean and with its symlinks resolved; everything else is
+	// refused with 403 (see hostpath.go). Without a token any path may be
+	// named.
+	HostPaths []string
+	// Logger receives one debug line per request (method, path, status,
+	// duration; never bodies or headers) and errors. Nil discards.
+	Logger *slog.Logger
+	// MaxBodyBytes bounds JSON request bodies, raw file uploads and file
+	// reads. Default 16 MiB.
+	MaxBodyBytes int64
+	// MaxArchiveBytes bounds tar uploads (PUT …/archive). Default 1 GiB.
+	MaxArchiveBytes int64
+	// MaxExecOutput bounds the output a buffered exec or run collects
+	// (stdout plus stderr); past it the process is killed and the request
+	// fails with 413. Default 16 MiB.
+	MaxExecOutput int64
+	// BatchConcurrency is how many commands of one /batch/run run at once.
+	// Default 4.
+	BatchConcurrency int
+	// MaxBatchCommands bounds the commands of one /batch/run. Default 64.
+	MaxBatchCommands int
+	// CleanupTimeout bounds the removal of a run's ephemeral sandbox, which
+	// happens even when the client has gone away. Default 30s.
+	CleanupTimeout time.Duration
+}
+
+func (o *HandlerOptions) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxArchiveBytes <= 0 {
+		o.MaxArchiveBytes = DefaultMaxArchiveBytes
+	}
+	if o.MaxExecOutput <= 0 {
+		o.MaxExecOutput = DefaultMaxExecOutput
+	}
+	if o.BatchConcurrency <= 0 {
+		o.BatchConcurrency = DefaultBatchConcurrency
+	}
+	if o.MaxBatchCommands <= 0 {
+		o.MaxBatchCommands = DefaultMaxBatchCommands
+	}
+	if o.CleanupTimeout <= 0 {
+		o.CleanupTimeout = DefaultCleanupTimeout
+	}
+}
+
+// server is the http.Handler NewHandler returns. It is immutable after
+// NewHandler and safe for concurrent use; it owns no goroutines beyond those
+// of requests in flight.
+type server struct {
+	svc  Service
+	opts HandlerOptions
+	log  *slog.Logger
+	// tokenSum is the SHA-256 of the token, compared in constant time.
+	tokenSum [32]byte
+	// first holds the routes that must win over an overlapping pattern
+	// of mux (GET /sandboxes/by-uuid/{uuid} against
+	// GET /sandboxes/{name}/logs and the like); mux holds the rest.
+	first, mux *http.ServeMux
+	openapi    []byte
+}
+
+// NewHandler returns the API handler serving svc.
+func NewHandler(svc Service, opts HandlerOptions) http.Handler {
+	opts.setDefaults()
+	s := &server{
+		svc:      svc,
+		opts:     opts,
+		log:      opts.Logger,
+		tokenSum: sha256.Sum256([]byte(opts.Token)),
+		first:    http.NewServeMux(),
+		mux:      http.NewServeMux(),
+	}
+	for _, rt := range routes {
+		m := s.mux
+		if rt.first {
+			m = s.first
+		}
+		m.HandleFunc(rt.method+" "+rt.pattern, func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
+	}
+	s.mux.HandleFunc("/", s.fallback)
+	s.openapi = openAPIDocument()
+	return s
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		v := recover()
+		if v != nil && v != http.ErrAbortHandler {
+			s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			if !rec.wroteHeader {
+				writeJSON(rec, http.StatusInternalServerError, errorEnvelope("internal error", "internal"))
+			} else {
+				v = http.ErrAbortHandler // break the half-sent response
+			}
+		}
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		if v == http.ErrAbortHandler {
+			panic(v) // net/http aborts the response quietly
+		}
+	}()
+	r, err := checkRequestPath(r)
+	if err != nil {
+		s.writeError(rec, r, err)
+		return
+	}
+	if !s.authorized(r) {
+		s.writeError(rec, r, &classError{class: errdefs.ErrUnauthenticated, msg: "missing or invalid API token: send Authorization: Bearer <token> or X-API-Key: <token>"})
+		return
+	}
+	if _, pattern := s.first.Handler(r); pattern != "" {
+		s.first.ServeHTTP(rec, r)
+		return
+	}
+	s.mux.ServeHTTP(rec, r)
+}
+
+// authorized reports whether r may proceed: always without a token, else
+// only GET /health or a request carrying the token.
+func (s *server) authorized(r *http.Request) bool {
+	if s.opts.Token == "" {
+		return true
+	}
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == "/health" {
+		return true
+	}
+	got := ""
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, tok, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return false
+		}
+		got = strings.TrimSpace(tok)
+	} else {
+		got = r.Header.Get("X-API-Key")
+	}
+	if got == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+}
+
+// checkRequestPath refuses request paths with NUL bytes, "." or ".."
+// segments or empty segments (before the mux would quietly clean them
+// with a redirect). Under /sandboxes/{name}/files/ it first collapses the
+// slashes that start the file path, which upstream's clients produce for
+// "/tmp/x"; it returns a request with the rewritten URL.
+func checkRequestPath(r *http.Request) (*http.Request, error) {
+	p := r.URL.Path
+	if strings.IndexByte(p, 0) >= 0 {
+		return r, invalidf("invalid request path %q: contains a NUL byte", p)
+	}
+	if segs := strings.SplitN(r.URL.EscapedPath(), "/", 5); len(segs) == 5 && segs[0] == "" &&
+		segs[1] == "sandboxes" && segs[3] == "files" && strings.HasPrefix(segs[4], "/") {
+		escaped := strings.Join(segs[:4], "/") + "/" + strings.TrimLeft(segs[4], "/")
+		u, err := url.Parse(escaped)
+		if err != nil {
+			return r, invalidf("invalid request path %q", p)
+		}
+		r2 := new(http.Request)
+		*r2 = *r
+		u2 := *r.URL
+		u2.Path, u2.RawPath = u.Path, u.RawPath
+		r2.URL = &u2
+		r, p = r2, u.Path
+	}
+	segs := strings.Split(p, "/")
+	if segs[0] != "" {
+		return r, invalidf("invalid request path %q: must start with /", p)
+	}
+	for i, seg := range segs[1:] {
+		if seg == "." || seg == ".." || (seg == "" && i != len(segs)-2) {
+			return r, invalidf("invalid request path %q: '.', '..' and empty segments are not allowed", p)
+		}
+	}
+	return r, nil
+}
+
+// fallback answers requests no route matched: 405 with Allow when the path
+// exists for other methods, else 404.
+func (s *server) fallback(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		r2 := new(http.Request)
+		*r2 = *r
+		r2.Method = m
+		_, p1 := s.first.Handler(r2)
+		_, p2 := s.mux.Handler(r2)
+		if p1 != "" || (p2 != "" && p2 != "/") {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, errorEnvelope("method "+r.Method+" is not allowed on "+r.URL.Path, "invalid_argument"))
+		return
+	}
+	s.writeError(w, r, &classError{class: errdefs.ErrNotFound, msg: "no route for " + r.Method + " " + r.URL.Path})
+}
+
+// recorder notes the status for the request log and whether a header has
+// been written (so a panic after the header is not answered twice). It
+// passes Flush and Hijack through for SSE and WebSocket.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.status, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wroteHeader {
+		r.status, r.wroteHeader = http.StatusOK, true
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := r.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("the connection cannot be hijacked")
+	}
+	return h.Hijack()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
