@@ -15,6 +15,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/debootstrap"
 	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/internal/image"
+	"github.com/agentkernel/agentkernel/internal/mountinfo"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/api"
@@ -192,44 +193,12 @@ func unmountBelow(dir string) error {
 	}
 }
 
-// mountsBelow lists the mount points at or below dir, in mountinfo order
-// (parents before children).
+// mountsBelow lists the mount points at or below dir, parents before
+// children.
 func mountsBelow(dir string) ([]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.Self()
 	if err != nil {
 		return nil, err
 	}
-	dir = filepath.Clean(dir)
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	return out, nil
+	return mountinfo.Under(ms, filepath.Clean(dir)), nil
 }
-
-// unescapeMountinfo decodes the octal escapes (\040 for a space) of a
-// mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }

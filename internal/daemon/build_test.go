@@ -16,20 +16,6 @@ import (
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/a/b`:           "/a/b",
-		`/a\040b`:        "/a b",
-		`/tab\011x\134y`: "/tab\tx\\y",
-		`/odd\04`:        `/odd\04`,
-		`/not\999`:       `/not\999`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("%q: %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestRemoveUnmountsFirst: a build directory with mounts below it (as a
 // killed debootstrap could leave) is unmounted before it is deleted, so
 // nothing is deleted through a bind mount.

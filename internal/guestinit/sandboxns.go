@@ -5,9 +5,13 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentkernel/agentkernel/internal/mountinfo"
 )
 
 // The sandbox's processes live in a PID namespace of their own inside the
@@ -60,5 +64,34 @@ func Stage2() (port string, debug bool, ok bool, err error) {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return "", false, true, fmt.Errorf("guestinit: mounting /proc: %w", err)
 	}
+	// The raw disks under /run/ak (the overlay's layers, the writable
+	// disk that also backs /tmp) are stage 1's business: the sandbox sees
+	// its files once, through the root and /tmp, which keep the disks
+	// mounted after they leave this namespace.
+	if err := hideDisks(); err != nil {
+		return "", false, true, err
+	}
 	return port, debug, true, nil
+}
+
+// hideDisks detaches every mount under /run/ak from this mount namespace.
+func hideDisks() error {
+	ms, err := mountinfo.Read("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("guestinit: %w", err)
+	}
+	var targets []string
+	for _, m := range ms {
+		if m.Target == "/run/ak" || strings.HasPrefix(m.Target, "/run/ak/") {
+			targets = append(targets, m.Target)
+		}
+	}
+	// Deepest first.
+	slices.SortFunc(targets, func(a, b string) int { return len(b) - len(a) })
+	for _, t := range targets {
+		if err := unix.Unmount(t, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("guestinit: hiding %s: %w", t, err)
+		}
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/agentkernel/agentkernel/internal/mountinfo"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -266,16 +267,16 @@ func (s *Store) stagingDir(prefix string) (string, func(), error) {
 // mountedLowerDirs returns the lower directories of the overlays mounted
 // in this mount namespace.
 func mountedLowerDirs() (map[string]bool, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.Self()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.Contains(line, " - overlay ") {
+	for _, m := range ms {
+		if m.FSType != "overlay" {
 			continue
 		}
-		for _, opt := range strings.Split(line[strings.LastIndex(line, " ")+1:], ",") {
+		for _, opt := range strings.Split(m.SuperOptions, ",") {
 			if v, ok := strings.CutPrefix(opt, "lowerdir="); ok {
 				for _, l := range strings.Split(v, ":") {
 					out[l] = true

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentkernel/agentkernel/internal/mountinfo"
 )
 
 // teardown removes every sandbox of the home through the API, stops the
@@ -133,11 +134,10 @@ func (e *env) runcContainers() []string {
 // mounts lists mount points under the home or named after one of its
 // sandboxes (the rootfs mount points may live elsewhere), deepest first.
 func (e *env) mounts() []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.Self()
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
 	e.mu.Lock()
 	uuids := make([]string, 0, len(e.uuids))
 	for u := range e.uuids {
@@ -145,14 +145,8 @@ func (e *env) mounts() []string {
 	}
 	e.mu.Unlock()
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeOctal(fields[4])
+	for _, m := range ms {
+		mp := m.Target
 		hit := mp == e.home || strings.HasPrefix(mp, e.home+"/")
 		for _, u := range uuids {
 			hit = hit || strings.Contains(mp, u) || strings.Contains(mp, strings.ReplaceAll(u, "-", ""))
@@ -163,22 +157,6 @@ func (e *env) mounts() []string {
 	}
 	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
-}
-
-// unescapeOctal undoes mountinfo's \NNN escapes.
-func unescapeOctal(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // cgroups lists cgroup directories named after one of the home's sandboxes.

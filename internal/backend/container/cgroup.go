@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentkernel/agentkernel/internal/mountinfo"
 )
 
 // cgroupMount is one mounted cgroup hierarchy.
@@ -24,24 +26,16 @@ type cgroupMount struct {
 
 // cgroupMounts lists the cgroup hierarchies mounted in this mount namespace.
 func cgroupMounts() ([]cgroupMount, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.Self()
 	if err != nil {
 		return nil, err
 	}
 	var out []cgroupMount
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
+	for _, m := range ms {
+		if m.FSType != "cgroup" && m.FSType != "cgroup2" {
 			continue
 		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 3 || (g[0] != "cgroup" && g[0] != "cgroup2") {
-			continue
-		}
-		out = append(out, cgroupMount{
-			dir: unescapeMountinfo(f[4]), root: unescapeMountinfo(f[3]),
-			v2: g[0] == "cgroup2", options: strings.Split(g[2], ","),
-		})
+		out = append(out, cgroupMount{dir: m.Target, root: m.Root, v2: m.FSType == "cgroup2", options: strings.Split(m.SuperOptions, ",")})
 	}
 	return out, nil
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/image"
+	"github.com/agentkernel/agentkernel/internal/mountinfo"
 	"github.com/agentkernel/agentkernel/internal/oci"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -252,48 +252,6 @@ func ensureTraversable(dir string) error {
 	}
 }
 
-// mountsUnder returns the mount points at or below dir in this mount
-// namespace, deepest first.
-func mountsUnder(dir string) ([]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	slices.SortFunc(out, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
-	return out, nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space, …) of a
-// mountinfo path field.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // unmountAll unmounts everything at or below dir, deepest first, retrying
 // a busy mount briefly before detaching it lazily.
 func unmountAll(dir string) error {
@@ -329,4 +287,14 @@ func userTargets(s *backend.Spec) []string {
 		t = append(t, m.Path)
 	}
 	return t
+}
+
+// mountsUnder returns the mount points at or below dir in this mount
+// namespace, deepest first.
+func mountsUnder(dir string) ([]string, error) {
+	ms, err := mountinfo.Self()
+	if err != nil {
+		return nil, err
+	}
+	return mountinfo.DeepestFirst(mountinfo.Under(ms, dir)), nil
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/image"
+	"github.com/agentkernel/agentkernel/internal/mountinfo"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -291,22 +292,6 @@ func inPrivateNS(setup, fn func() error) error {
 	return <-errc
 }
 
-// mountedUnder reports whether anything is mounted at or below dir in
-// this process's mount namespace.
-func mountedUnder(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return true // cannot tell: be safe
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			return true
-		}
-	}
-	return false
-}
-
 // rootDirs are created (empty) at the top of every lower disk, so the
 // guest can mount on them even when the root is read-only.
 var rootDirs = []string{"dev", "proc", "sys", "run", "tmp", "root", "home", "var/tmp", "mnt", "opt", "srv"}
@@ -414,4 +399,14 @@ func dirDisk(ctx context.Context, dst, src string) error {
 	}, func() error {
 		return mkfs(ctx, dst, stage, bytes+bytes/4+(16<<20), inodes+inodes/4+256, "ak-dir")
 	})
+}
+
+// mountedUnder reports whether anything is mounted at or below dir in
+// this process's mount namespace.
+func mountedUnder(dir string) bool {
+	ms, err := mountinfo.Self()
+	if err != nil {
+		return true // cannot tell: be safe
+	}
+	return len(mountinfo.Under(ms, dir)) > 0
 }
