@@ -35,5 +35,9 @@ test-unit:
 bench: setup build
 	./scripts/bench.sh
 
+# Every fuzz target for FUZZTIME each (default 60s); see scripts/fuzz.sh.
+fuzz:
+	./scripts/fuzz.sh
+
 clean:
 	rm -rf $(BIN)

@@ -19,29 +19,33 @@ const Version = 1
 
 // Ops name what a stream does; Request.Op carries one.
 const (
-	OpHello      = "hello"      // → Result(HelloInfo)
-	OpPing       = "ping"       // → Result({})
-	OpExec       = "exec"       // → Started, Stdout/Stderr…, Exit; host sends Stdin/StdinEOF
-	OpSignal     = "signal"     // ID, Signal: signal an exec's process group → Result({})
-	OpResize     = "resize"     // ID, Rows, Cols: resize an exec's PTY → Result({})
-	OpBgStart    = "bg_start"   // Exec → Result(BackgroundInfo)
-	OpBgList     = "bg_list"    // → Result([]BackgroundInfo)
-	OpBgGet      = "bg_get"     // ID → Result(BackgroundInfo)
-	OpBgLogs     = "bg_logs"    // ID → Stdout…, Stderr…, Result({})
-	OpBgKill     = "bg_kill"    // ID, Signal → Result({})
-	OpStat       = "stat"       // Path → Result(FileInfo)
-	OpReadFile   = "read_file"  // Path, Max → Data…, DataEnd
-	OpWriteFile  = "write_file" // Path, Mode; host sends Data…, DataEnd → Result({})
-	OpListDir    = "list_dir"   // Path → Data([]FileInfo)…, DataEnd
-	OpRemove     = "remove"     // Path, Recursive → Result({})
-	OpMkdir      = "mkdir"      // Path, Mode, Parents → Result({})
-	OpTarOut     = "tar_out"    // Path → Result(FileInfo), Data…, DataEnd
-	OpTarIn      = "tar_in"     // Path; host sends Data…, DataEnd → Result({})
-	OpShutdown   = "shutdown"   // → Result({}), then the agent exits
-	maxIDLength  = 128
-	maxUserLen   = 256
-	maxArgs      = 1 << 16
-	maxEnv       = 1 << 16
+	OpHello     = "hello"      // → Result(HelloInfo)
+	OpPing      = "ping"       // → Result({})
+	OpExec      = "exec"       // → Started, Stdout/Stderr…, Exit; host sends Stdin/StdinEOF
+	OpSignal    = "signal"     // ID, Signal: signal an exec's process group → Result({})
+	OpResize    = "resize"     // ID, Rows, Cols: resize an exec's PTY → Result({})
+	OpBgStart   = "bg_start"   // Exec → Result(BackgroundInfo)
+	OpBgList    = "bg_list"    // → Result([]BackgroundInfo)
+	OpBgGet     = "bg_get"     // ID → Result(BackgroundInfo)
+	OpBgLogs    = "bg_logs"    // ID → Stdout…, Stderr…, Result({})
+	OpBgKill    = "bg_kill"    // ID, Signal → Result({})
+	OpStat      = "stat"       // Path → Result(FileInfo)
+	OpReadFile  = "read_file"  // Path, Max → Data…, DataEnd
+	OpWriteFile = "write_file" // Path, Mode; host sends Data…, DataEnd → Result({})
+	OpListDir   = "list_dir"   // Path → Data([]FileInfo)…, DataEnd
+	OpRemove    = "remove"     // Path, Recursive → Result({})
+	OpMkdir     = "mkdir"      // Path, Mode, Parents → Result({})
+	OpTarOut    = "tar_out"    // Path → Result(FileInfo), Data…, DataEnd
+	OpTarIn     = "tar_in"     // Path; host sends Data…, DataEnd → Result({})
+	OpShutdown  = "shutdown"   // → Result({}), then the agent exits
+	maxIDLength = 128
+	maxUserLen  = 256
+	// MaxArgs and MaxEnv bound an exec's argv and environment. They are
+	// the one limit: the HTTP API, the CLI and MCP validate an exec
+	// through ExecRequest.Validate (via sandbox.ExecOptions) before the
+	// agent applies the same check.
+	MaxArgs      = 4096
+	MaxEnv       = 4096
 	maxPathBytes = 4096
 )
 
@@ -158,23 +162,23 @@ func (r *ExecRequest) Validate() error {
 		return fmt.Errorf("%w: exec: %s", errdefs.ErrInvalidArgument, fmt.Sprintf(format, a...))
 	}
 	if len(r.Argv) == 0 || r.Argv[0] == "" {
-		return bad("empty argv")
+		return bad("command is required")
 	}
-	if len(r.Argv) > maxArgs {
-		return bad("%d arguments exceed the limit of %d", len(r.Argv), maxArgs)
+	if len(r.Argv) > MaxArgs {
+		return bad("%d arguments exceed the limit of %d", len(r.Argv), MaxArgs)
 	}
 	for i, a := range r.Argv {
 		if strings.IndexByte(a, 0) >= 0 {
 			return bad("argument %d contains a NUL byte", i)
 		}
 	}
-	if len(r.Env) > maxEnv {
-		return bad("%d environment variables exceed the limit of %d", len(r.Env), maxEnv)
+	if len(r.Env) > MaxEnv {
+		return bad("%d environment variables exceed the limit of %d", len(r.Env), MaxEnv)
 	}
 	for _, kv := range r.Env {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
-			return bad("environment entry %.40q is not KEY=VALUE", kv)
+			return bad("invalid environment entry %.40q: use KEY=VALUE", kv)
 		}
 	}
 	if r.Workdir != "" {

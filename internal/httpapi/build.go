@@ -4,78 +4,10 @@ import (
 	"context"
 	"net/http"
 	"path/filepath"
-	"sync"
-	"time"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
-
-// buildStream is the Server-Sent Events side of one POST /images/build. It
-// starts the stream at the first progress, so that a build refused before
-// it begins is still answered with its status. Its methods are safe for
-// concurrent use; mu serialises writes to the response.
-type buildStream struct {
-	w      http.ResponseWriter
-	cancel context.CancelFunc
-
-	mu      sync.Mutex
-	sse     *sseWriter // nil until the stream starts
-	stopped chan struct{}
-	done    sync.WaitGroup // the keepalive goroutine
-}
-
-// send writes one event, starting the stream first if needed. A write that
-// fails (the client is gone) cancels the build.
-func (b *buildStream) send(event string, data any) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.sse == nil {
-		h := b.w.Header()
-		h.Set("Content-Type", "text/event-stream")
-		h.Set("Cache-Control", "no-cache")
-		h.Set("X-Accel-Buffering", "no")
-		b.w.WriteHeader(http.StatusOK)
-		b.sse = &sseWriter{w: b.w, rc: http.NewResponseController(b.w)}
-		b.done.Add(1)
-		go b.keepalive()
-	}
-	if b.sse.event(event, data) != nil {
-		b.cancel()
-	}
-}
-
-func (b *buildStream) started() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sse != nil
-}
-
-func (b *buildStream) keepalive() {
-	defer b.done.Done()
-	t := time.NewTicker(sseKeepalive)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.stopped:
-			return
-		case <-t.C:
-			b.mu.Lock()
-			err := b.sse.comment("keepalive")
-			b.mu.Unlock()
-			if err != nil {
-				b.cancel()
-				return
-			}
-		}
-	}
-}
-
-// close stops the keepalive and waits for it.
-func (b *buildStream) close() {
-	close(b.stopped)
-	b.done.Wait()
-}
 
 // buildImage serves POST /images/build (see api.BuildImageRequest). A
 // client that goes away cancels the build.
@@ -117,7 +49,7 @@ func (s *server) buildImage(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	bs := &buildStream{w: w, cancel: cancel, stopped: make(chan struct{})}
+	bs := newSSEStream(w, cancel)
 	defer bs.close()
 	info, err := builder.BuildImage(ctx, req, func(p api.BuildProgress) { bs.send(api.EventProgress, p) })
 	if ctx.Err() != nil {
@@ -132,11 +64,7 @@ func (s *server) buildImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		status, code, err := statusOf(err)
-		if status >= 500 {
-			s.log.Error("image build failed", "image", req.Name, "err", err)
-		}
-		bs.send(api.EventError, api.ImageErrorEvent{Message: err.Error(), Code: code})
+		s.streamError(bs, r, api.EventError, err)
 		return
 	}
 	bs.send(api.EventDone, info)

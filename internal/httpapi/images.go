@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 	"unicode"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
@@ -56,57 +54,20 @@ func (s *server) pullImage(w http.ResponseWriter, r *http.Request) {
 		writeData(w, http.StatusOK, info)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	sse := &sseWriter{w: w, rc: http.NewResponseController(w)}
-
 	ctx, cancel := context.WithCancel(r.Context())
-	var keepalive sync.WaitGroup
-	defer func() { cancel(); keepalive.Wait() }()
-	var mu sync.Mutex // serialises writes to sse: events and keepalives
-	send := func(event string, data any) {
-		mu.Lock()
-		defer mu.Unlock()
-		if sse.event(event, data) != nil {
-			cancel() // the client is gone: stop the pull
-		}
-	}
-	keepalive.Add(1)
-	go func() {
-		defer keepalive.Done()
-		t := time.NewTicker(sseKeepalive)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				mu.Lock()
-				err := sse.comment("keepalive")
-				mu.Unlock()
-				if err != nil {
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-	info, err := s.svc.PullImage(ctx, req, func(p api.PullProgress) { send(api.EventPullProgress, p) })
+	defer cancel()
+	st := newSSEStream(w, cancel)
+	defer st.close()
+	st.start()
+	info, err := s.svc.PullImage(ctx, req, func(p api.PullProgress) { st.send(api.EventPullProgress, p) })
 	if ctx.Err() != nil {
 		return // the client is gone
 	}
 	if err != nil {
-		status, code, err := statusOf(err)
-		if status >= 500 {
-			s.log.Error("image pull failed", "image", req.Image, "err", err)
-		}
-		send(api.EventPullError, api.ImageErrorEvent{Message: err.Error(), Code: code})
+		s.streamError(st, r, api.EventPullError, err)
 		return
 	}
-	send(api.EventPullDone, info)
+	st.send(api.EventPullDone, info)
 }
 
 func (s *server) inspectImage(w http.ResponseWriter, r *http.Request) {

@@ -4,22 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
-
-// sseKeepalive is how often /run/stream sends a comment while the command
-// is quiet, so proxies and idle timers keep the connection.
-const sseKeepalive = 15 * time.Second
 
 // runName returns a fresh "run-<8 hex>" sandbox name.
 func runName() string {
@@ -165,31 +159,6 @@ func batchResult(resp api.RunResponse, err error) api.BatchResult {
 	return res
 }
 
-// sseWriter writes Server-Sent Events, flushing each. It is used by one
-// goroutine at a time.
-type sseWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-}
-
-func (e *sseWriter) event(name string, data any) error {
-	b, err := json.Marshal(data)
-	if err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(e.w, "event: %s\ndata: %s\n\n", name, b); err != nil {
-		return err
-	}
-	return e.rc.Flush()
-}
-
-func (e *sseWriter) comment(text string) error {
-	if _, err := fmt.Fprintf(e.w, ": %s\n\n", text); err != nil {
-		return err
-	}
-	return e.rc.Flush()
-}
-
 // runStream serves POST /run/stream. Request errors are answered as JSON
 // with their status; once the stream has started, failures are an "error"
 // event.
@@ -204,53 +173,18 @@ func (s *server) runStream(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	sse := &sseWriter{w: w, rc: http.NewResponseController(w)}
-
 	ctx, cancel := context.WithCancel(r.Context())
-	var keepalive sync.WaitGroup
-	defer func() { cancel(); keepalive.Wait() }()
+	defer cancel()
+	st := newSSEStream(w, cancel)
+	defer st.close()
+	st.start()
 	name := runName()
-	var mu sync.Mutex // serializes writes to sse: events and keepalives
-	send := func(event string, data any) error {
-		mu.Lock()
-		defer mu.Unlock()
-		err := sse.event(event, data)
-		if err != nil {
-			cancel() // the client is gone: stop the command
-		}
-		return err
-	}
-	keepalive.Add(1)
-	go func() {
-		defer keepalive.Done()
-		t := time.NewTicker(sseKeepalive)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				mu.Lock()
-				err := sse.comment("keepalive")
-				mu.Unlock()
-				if err != nil {
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-
+	send := st.send
 	if send(api.EventStarted, api.StartedEvent{Sandbox: name}) != nil {
 		return
 	}
 	_ = send(api.EventProgress, map[string]string{"stage": "creating", "sandbox": name})
-	var st sandbox.ExitStatus
+	var exit sandbox.ExitStatus
 	err = s.withRunSandbox(ctx, name, req, func() error {
 		if err := send(api.EventProgress, map[string]string{"stage": "executing", "sandbox": name}); err != nil {
 			return err
@@ -264,7 +198,7 @@ func (s *server) runStream(w http.ResponseWriter, r *http.Request) {
 			feedStdin(p, req.Stdin)
 		}
 		carry := map[string][]byte{}
-		st, err = drain(ctx, p, func(stream string, b []byte) error {
+		exit, err = drain(ctx, p, func(stream string, b []byte) error {
 			var data []byte
 			data, carry[stream] = completeUTF8(append(carry[stream], b...))
 			if len(data) == 0 {
@@ -283,11 +217,10 @@ func (s *server) runStream(w http.ResponseWriter, r *http.Request) {
 		return // the client is gone; the sandbox has been removed
 	}
 	if err != nil {
-		_, _, err = statusOf(err)
-		_ = send(api.EventError, api.ErrorEvent{Message: err.Error()})
+		s.streamError(st, r, api.EventError, err)
 		return
 	}
-	code := exitCode(st)
+	code := exitCode(exit)
 	_ = send(api.EventDone, api.DoneEvent{ExitCode: code, Success: code == 0})
 }
 

@@ -96,8 +96,12 @@ func TestRunStreamErrors(t *testing.T) {
 		last = ev + " " + string(data)
 		return nil
 	})
-	if err == nil || !strings.Contains(err.Error(), "no capacity") || !strings.HasPrefix(last, "error ") {
+	if err == nil || !strings.Contains(err.Error(), "no capacity") || !strings.HasPrefix(last, "error ") || !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("create failure: %v, last event %q", err, last)
+	}
+	// The error event keeps the class, as the JSON envelope does.
+	if !strings.Contains(last, `"code":"unavailable"`) {
+		t.Fatalf("the error event lost the error class: %q", last)
 	}
 }
 

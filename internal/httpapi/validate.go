@@ -15,8 +15,6 @@ import (
 // Limits on request fields. They are far above real use and keep hostile
 // input from costing more than a request body's worth of memory.
 const (
-	maxArgs       = 4096
-	maxEnv        = 4096
 	maxPathLen    = 4096
 	maxUserLen    = 256
 	maxImageLen   = 512
@@ -25,28 +23,13 @@ const (
 	maxTimeout = 366 * 24 * time.Hour
 )
 
-// reservedName is the path segment of the by-UUID lookup; no sandbox may
-// take it.
-const reservedName = "by-uuid"
-
 var (
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 	uuidRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 	idRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 )
 
-// ValidSandboxName reports whether name may name a sandbox:
-// ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$ and not "by-uuid".
-func ValidSandboxName(name string) bool {
-	return nameRE.MatchString(name) && name != reservedName
-}
-
-func checkName(name string) error {
-	if !ValidSandboxName(name) {
-		return invalidf("invalid sandbox name %q: use 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit (and not %q)", name, reservedName)
-	}
-	return nil
-}
+// checkName validates a sandbox name (api.ValidateSandboxName).
+func checkName(name string) error { return api.ValidateSandboxName(name) }
 
 func checkUUID(id string) error {
 	if !uuidRE.MatchString(id) {
@@ -161,32 +144,15 @@ func execOptionsAnyArgv(req api.ExecRequest, streaming bool) (sandbox.ExecOption
 	return o, nil
 }
 
+// checkArgv validates a command with the one exec check (an empty
+// environment and working directory pass it).
 func checkArgv(argv []string) error {
-	if len(argv) == 0 || argv[0] == "" {
-		return invalidf("command is required")
-	}
-	if len(argv) > maxArgs {
-		return invalidf("command has more than %d arguments", maxArgs)
-	}
-	for i, a := range argv {
-		if strings.IndexByte(a, 0) >= 0 {
-			return invalidf("command argument %d contains a NUL byte", i)
-		}
-	}
-	return nil
+	return sandbox.ExecOptions{Argv: argv}.Validate()
 }
 
+// checkEnv validates KEY=VALUE entries with the one exec check.
 func checkEnv(env []string) ([]string, error) {
-	if len(env) > maxEnv {
-		return nil, invalidf("more than %d environment variables", maxEnv)
-	}
-	for _, kv := range env {
-		k, _, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
-			return nil, invalidf("invalid environment entry %q: use KEY=VALUE", kv)
-		}
-	}
-	return env, nil
+	return env, sandbox.ExecOptions{Argv: []string{"-"}, Env: env}.Validate()
 }
 
 // runExecRequest is the exec part of a run request.

@@ -123,7 +123,7 @@ func (x *extractor) parent(rel string) (int, string, error) {
 }
 
 func (x *extractor) entry(ctx context.Context, hdr *tar.Header, r io.Reader) error {
-	rel, err := cleanName(hdr.Name)
+	rel, err := CleanName(hdr.Name)
 	if err != nil {
 		return err
 	}
@@ -256,7 +256,7 @@ func (x *extractor) symlink(rel string, hdr *tar.Header) error {
 }
 
 func (x *extractor) hardlink(rel string, hdr *tar.Header) error {
-	target, err := cleanName(hdr.Linkname)
+	target, err := CleanName(hdr.Linkname)
 	if err != nil {
 		return fmt.Errorf("hard link target: %w", err)
 	}

@@ -19,10 +19,13 @@ var noOpenat2 atomic.Bool
 // maxNameBytes bounds an entry name or link target.
 const maxNameBytes = 4096
 
-// cleanName validates an archive entry name (or hard link target) and
-// returns it as slash-separated components without "." or empty parts. ""
-// means the extraction directory itself.
-func cleanName(name string) (string, error) {
+// CleanName validates an archive entry name (or hard link target) and
+// returns it as slash-separated components without "." or empty parts; ""
+// means the extraction directory itself. It is the one sanitiser of tar
+// entry names in agentkernel: the agent's and CLI's extraction here, and
+// image layers (internal/image/unpack) for the entries they handle
+// themselves.
+func CleanName(name string) (string, error) {
 	if len(name) > maxNameBytes {
 		return "", fmt.Errorf("%w: entry name of %d bytes is too long", errdefs.ErrInvalidArgument, len(name))
 	}
@@ -46,7 +49,7 @@ func cleanName(name string) (string, error) {
 	return strings.Join(out, "/"), nil
 }
 
-// openDir opens the directory rel (a cleanName result) beneath root without
+// openDir opens the directory rel (a CleanName result) beneath root without
 // following any symlink, creating missing directories (mode 0755 less the
 // umask, as tar does for parents the archive does not list) when create is
 // set. The caller closes the fd.
@@ -85,7 +88,7 @@ func openat2Dir(root int, rel string) (int, error) {
 }
 
 // walkDir opens rel one component at a time; O_NOFOLLOW makes a symlink
-// component fail (ELOOP or ENOTDIR), and cleanName has removed "..".
+// component fail (ELOOP or ENOTDIR), and CleanName has removed "..".
 func walkDir(root int, rel string, create bool) (int, error) {
 	fd, err := unix.Dup(root)
 	if err != nil {

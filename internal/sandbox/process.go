@@ -41,3 +41,11 @@ type ExitStatus struct {
 	// Error explains a code the agent chose (127, 126, 124).
 	Error string
 }
+
+// Validate checks o with the guest agent's own rules (see
+// agentproto.ExecRequest.Validate): the one exec check, shared by the HTTP
+// API, MCP and the manager. Errors wrap errdefs.ErrInvalidArgument.
+func (o ExecOptions) Validate() error {
+	r := toAgentExec(o)
+	return r.Validate()
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -16,17 +15,8 @@ import (
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
-// nameRE is what a sandbox name may look like: it becomes part of paths,
-// hostnames and URLs, so it is kept to a safe alphabet.
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-
-// ValidateName checks a sandbox name.
-func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: invalid sandbox name %q: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", errdefs.ErrInvalidArgument, name)
-	}
-	return nil
-}
+// ValidateName checks a sandbox name (api.ValidateSandboxName).
+func ValidateName(name string) error { return api.ValidateSandboxName(name) }
 
 // Defaults for resources left at zero.
 const (

@@ -64,6 +64,13 @@ CREATE TABLE images (
 	meta       TEXT NOT NULL DEFAULT '{}'
 ) STRICT;
 `,
+	// 2: detached commands are the agent's to remember (they survive
+	// daemon restarts there) and images the image store's; neither table
+	// was ever written.
+	`
+DROP TABLE detached;
+DROP TABLE images;
+`,
 }
 
 // LatestSchemaVersion is the schema version this binary writes.

@@ -203,17 +203,11 @@ func TestDeleteSandboxCascades(t *testing.T) {
 	if _, err := s.CreateSandbox(ctx, Sandbox{UUID: "u1", Name: "a", Status: "running"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddDetached(ctx, Detached{ID: "d1", SandboxUUID: "u1", AgentID: "bg-1", Command: []string{"sleep", "9"}}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := s.AppendEvent(ctx, Event{SandboxUUID: "u1", SandboxName: "a", Event: "sandbox_created"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeleteSandbox(ctx, "u1"); err != nil {
 		t.Fatal(err)
-	}
-	if d, err := s.ListDetached(ctx, "u1"); err != nil || len(d) != 0 {
-		t.Fatalf("detached after delete: %v, %v", d, err)
 	}
 	if evs, err := s.ListEvents(ctx, "u1", 0); err != nil || len(evs) != 1 {
 		t.Fatalf("events after delete: %v, %v", evs, err)
@@ -221,55 +215,5 @@ func TestDeleteSandboxCascades(t *testing.T) {
 	// The name is free again.
 	if _, err := s.CreateSandbox(ctx, Sandbox{UUID: "u2", Name: "a", Status: "running"}); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestDetached(t *testing.T) {
-	ctx := context.Background()
-	s := openTest(t)
-	for _, u := range []string{"u1", "u2"} {
-		if _, err := s.CreateSandbox(ctx, Sandbox{UUID: u, Name: "sb-" + u, Status: "running"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t0 := time.Date(2026, 2, 3, 4, 5, 6, 7, time.Local)
-	d1, err := s.AddDetached(ctx, Detached{ID: "d1", SandboxUUID: "u1", AgentID: "bg-1", Command: []string{"sh", "-c", "echo 'hi'"}, PID: 42, StartedAt: t0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AddDetached(ctx, Detached{ID: "d2", SandboxUUID: "u1", AgentID: "bg-2", StartedAt: t0.Add(time.Second)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AddDetached(ctx, Detached{ID: "d3", SandboxUUID: "u2", AgentID: "bg-1"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AddDetached(ctx, Detached{ID: "d1", SandboxUUID: "u2", AgentID: "bg-9"}); !errors.Is(err, errdefs.ErrAlreadyExists) {
-		t.Fatalf("duplicate id: %v", err)
-	}
-	if _, err := s.AddDetached(ctx, Detached{ID: "d9", SandboxUUID: "nope", AgentID: "bg-9"}); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("unknown sandbox: %v", err)
-	}
-	if _, err := s.AddDetached(ctx, Detached{ID: "d9", SandboxUUID: "u1"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("no agent id: %v", err)
-	}
-	got, err := s.GetDetached(ctx, "u1", "d1")
-	if err != nil || !reflect.DeepEqual(got, d1) || got.StartedAt.Location() != time.UTC || !got.StartedAt.Equal(t0) {
-		t.Fatalf("get: %+v, %v; want %+v", got, err, d1)
-	}
-	if _, err := s.GetDetached(ctx, "u2", "d1"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("another sandbox's command: %v", err)
-	}
-	list, err := s.ListDetached(ctx, "u1")
-	if err != nil || len(list) != 2 || list[0].ID != "d1" || list[1].ID != "d2" || list[1].Command == nil {
-		t.Fatalf("list: %+v, %v", list, err)
-	}
-	if err := s.DeleteDetached(ctx, "u2", "d1"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("delete through another sandbox: %v", err)
-	}
-	if err := s.DeleteDetached(ctx, "u1", "d1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.GetDetached(ctx, "u1", "d1"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("after delete: %v", err)
 	}
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -60,7 +59,7 @@ func TestOpenMigratesFromEmpty(t *testing.T) {
 		}
 	}
 	// The read pool must not write.
-	if _, err := s.r.ExecContext(ctx, "DELETE FROM images"); err == nil {
+	if _, err := s.r.ExecContext(ctx, "DELETE FROM events"); err == nil {
 		t.Fatal("the read pool accepted a write")
 	}
 }
@@ -131,9 +130,6 @@ func TestReopenKeepsData(t *testing.T) {
 	if _, err := s.AppendEvent(ctx, Event{SandboxUUID: "u1", SandboxName: "one", Event: "sandbox_created"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutImage(ctx, Image{Name: "base", ID: "sha256:abc"}); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -147,9 +143,6 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 	if evs, err := s.ListEvents(ctx, "u1", 0); err != nil || len(evs) != 1 {
 		t.Fatalf("events after reopen: %v, %v", evs, err)
-	}
-	if img, err := s.GetImage(ctx, "base"); err != nil || img.ID != "sha256:abc" {
-		t.Fatalf("image after reopen: %+v, %v", img, err)
 	}
 }
 
@@ -209,50 +202,5 @@ func TestCloseIdempotent(t *testing.T) {
 	}
 	if _, err := s.ListSandboxes(context.Background()); err == nil {
 		t.Fatal("a closed store answered")
-	}
-}
-
-func TestImages(t *testing.T) {
-	ctx := context.Background()
-	s := openTest(t)
-	if _, err := s.GetImage(ctx, "none"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("missing image: %v", err)
-	}
-	img, err := s.PutImage(ctx, Image{Name: "b", ID: "sha256:1", Source: "/src", Size: 42, Meta: json.RawMessage(`{"layers":["x"]}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.PutImage(ctx, Image{Name: "a", ID: "sha256:0"}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.GetImage(ctx, "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ID != "sha256:1" || got.Source != "/src" || got.Size != 42 || string(got.Meta) != `{"layers":["x"]}` || !got.CreatedAt.Equal(img.CreatedAt) {
-		t.Fatalf("got %+v, put %+v", got, img)
-	}
-	// Put replaces.
-	if _, err := s.PutImage(ctx, Image{Name: "b", ID: "sha256:2"}); err != nil {
-		t.Fatal(err)
-	}
-	list, err := s.ListImages(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list) != 2 || list[0].Name != "a" || list[1].ID != "sha256:2" || string(list[1].Meta) != "{}" {
-		t.Fatalf("list %+v", list)
-	}
-	if err := s.DeleteImage(ctx, "b"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteImage(ctx, "b"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("second delete: %v", err)
-	}
-	if _, err := s.PutImage(ctx, Image{Name: "c", ID: "x", Meta: json.RawMessage(`{bad`)}); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("bad meta: %v", err)
-	}
-	if _, err := s.PutImage(ctx, Image{Name: "", ID: "x"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("no name: %v", err)
 	}
 }

@@ -33,12 +33,9 @@ type PullProgress struct {
 	Total   int64  `json:"total,omitempty"`
 }
 
-// ImageErrorEvent is the data of a pull's "error" event. Code is the
-// error's class, as in the envelope ("not_found", "permission_denied", …).
-type ImageErrorEvent struct {
-	Message string `json:"message"`
-	Code    string `json:"code,omitempty"`
-}
+// ImageErrorEvent is the data of a pull's or build's "error" event: the
+// same as every stream's ErrorEvent (message and error class).
+type ImageErrorEvent = ErrorEvent
 
 // ImageDetails answers GET /images/{name}.
 type ImageDetails struct {

@@ -218,6 +218,9 @@ type DoneEvent struct {
 // ErrorEvent is the data of "error".
 type ErrorEvent struct {
 	Message string `json:"message"`
+	// Code is the error's class, as in the envelope ("not_found",
+	// "permission_denied", …); an addition upstream clients ignore.
+	Code string `json:"code,omitempty"`
 }
 
 // Detached command statuses.

@@ -95,7 +95,7 @@ func imageStream[P any](ctx context.Context, c *Client, path, what string, req a
 			}
 			return end
 		case api.EventError:
-			var e api.ImageErrorEvent
+			var e api.ErrorEvent
 			if json.Unmarshal(data, &e) != nil || e.Message == "" {
 				e.Message = what + " failed: " + string(data)
 			}

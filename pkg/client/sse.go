@@ -57,7 +57,7 @@ func (c *Client) RunStream(ctx context.Context, req api.RunRequest, fn func(even
 			if json.Unmarshal(data, &e) != nil || e.Message == "" {
 				e.Message = "run failed: " + string(data)
 			}
-			result = &errdefs.Remote{Message: e.Message}
+			result = &errdefs.Remote{Class: errdefs.FromCode(e.Code), Message: e.Message}
 			return end
 		}
 		return nil

@@ -212,7 +212,7 @@ func (f *filter) rewrite(h *tar.Header) (bool, error) {
 		if h.Devmajor == 0 && h.Devminor == 0 {
 			// Already an overlay whiteout (layers diffed straight from
 			// an overlay upper directory): keep its meaning.
-			rel, err := cleanName(h.Name)
+			rel, err := safetar.CleanName(h.Name)
 			if err != nil || rel == "" {
 				return false, fmt.Errorf("%w: bad whiteout device name", errdefs.ErrInvalidArgument)
 			}
@@ -227,7 +227,7 @@ func (f *filter) rewrite(h *tar.Header) (bool, error) {
 	case tar.TypeGNUSparse, tar.TypeRegA:
 		h.Typeflag = tar.TypeReg // the reader has expanded sparse files
 	}
-	rel, err := cleanName(h.Name)
+	rel, err := safetar.CleanName(h.Name)
 	if err != nil {
 		return false, err
 	}
@@ -307,28 +307,4 @@ func (f *filter) liftXattrs(rel string, h *tar.Header) error {
 		f.xattrs[rel] = append(f.xattrs[rel], kept...)
 	}
 	return nil
-}
-
-// cleanName validates an entry name and returns it as slash-separated
-// components without "." or empty parts; "" is the layer's root. It
-// refuses what safetar refuses, for the entries that never reach it.
-func cleanName(name string) (string, error) {
-	if len(name) > 4096 || strings.IndexByte(name, 0) >= 0 {
-		return "", fmt.Errorf("%w: bad entry name %.60q", errdefs.ErrInvalidArgument, name)
-	}
-	if strings.HasPrefix(name, "/") {
-		return "", fmt.Errorf("%w: absolute entry name %.60q", errdefs.ErrInvalidArgument, name)
-	}
-	parts := strings.Split(name, "/")
-	out := parts[:0]
-	for _, p := range parts {
-		switch p {
-		case "", ".":
-			continue
-		case "..":
-			return "", fmt.Errorf("%w: entry name %.60q contains \"..\"", errdefs.ErrInvalidArgument, name)
-		}
-		out = append(out, p)
-	}
-	return strings.Join(out, "/"), nil
 }
