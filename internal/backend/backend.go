@@ -47,6 +47,26 @@ type Instance interface {
 	Stop(ctx context.Context) error
 }
 
+// ChangesReader is implemented by a backend whose sandboxes keep their
+// filesystem changes as a copy-on-write layer over read-only image layers,
+// so that commit and export can read them without knowing its layout.
+type ChangesReader interface {
+	// Changes returns where spec's sandbox keeps its changes. It is valid
+	// while the sandbox exists, running (a live view) or stopped; a
+	// sandbox with no such layer (the host image) is an error classed
+	// errdefs.ErrFailedPrecondition.
+	Changes(spec *Spec) (Changes, error)
+}
+
+// Changes is a sandbox's copy-on-write layer in overlayfs form: deletions
+// as whiteouts (0/0 character devices), replaced directories marked opaque
+// (trusted.overlay.opaque), over Layers, the spec's image layers, lowest
+// first.
+type Changes struct {
+	UpperDir string
+	Layers   []string
+}
+
 // Capabilities are optional features a backend may support.
 type Capabilities struct {
 	Pause      bool `json:"pause"`

@@ -85,7 +85,7 @@ func (s *Spec) Validate() error {
 	case "", "none", "loopback":
 	case "gateway":
 		if s.Gateway == nil || s.Gateway.Attach == nil {
-			return fmt.Errorf("%w: network mode gateway without a gateway to attach to", errdefs.ErrInvalidArgument)
+			return fmt.Errorf("%w: network mode gateway without a gateway to attach to (the supervisor attaches one)", errdefs.ErrFailedPrecondition)
 		}
 	default:
 		return fmt.Errorf("%w: unknown network mode %q", errdefs.ErrInvalidArgument, s.Security.Network)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentkernel/agentkernel/internal/daemonconf"
 	"github.com/agentkernel/agentkernel/internal/httpapi"
+	"github.com/agentkernel/agentkernel/internal/image/build"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/internal/secrets"
@@ -106,9 +107,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return fmt.Errorf("recovering sandboxes: %w", err)
 	}
 
-	bld := newBuilder(l, host.images, log)
-	bld.mgr = mgr
-	svc := service{Manager: mgr, builder: bld}
+	bld := build.New(build.Options{Home: l.Home, Images: host.images, Sandboxes: mgr, Logger: log})
+	svc := service{Manager: mgr, Builder: bld}
 
 	os.Remove(l.Socket())
 	unixLn, err := net.Listen("unix", l.Socket())
@@ -163,6 +163,21 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	log.Info("daemon stopped; sandboxes keep running under their supervisors")
 	return retErr
 }
+
+// service is what the API serves: the sandbox manager, plus image builds,
+// commits and exports, which need the image store the daemon owns.
+type service struct {
+	*sandbox.Manager
+	*build.Builder
+}
+
+var (
+	_ httpapi.Service          = service{}
+	_ httpapi.ImageBuilder     = service{}
+	_ httpapi.SandboxCommitter = service{}
+	_ httpapi.SandboxExporter  = service{}
+	_ build.Sandboxes          = (*sandbox.Manager)(nil)
+)
 
 // lockHome takes an exclusive lock so that one daemon serves a home, and
 // records the pid.

@@ -156,6 +156,19 @@ func Open(root string, opts Options) (*Store, error) {
 // Root returns the store's root directory.
 func (s *Store) Root() string { return s.root }
 
+// LayerDir is the directory of the unpacked layer id (see Image.LayerIDs).
+func (s *Store) LayerDir(id string) string { return s.dir("layers", id) }
+
+// LayerID returns the id of the unpacked layer at dir, as Image.Layers
+// lists it, or an error classed errdefs.ErrNotFound when dir is not a layer
+// of this store.
+func (s *Store) LayerID(dir string) (string, error) {
+	if filepath.Dir(dir) != s.dir("layers") {
+		return "", fmt.Errorf("%w: %s is not a layer of the image store", errdefs.ErrNotFound, dir)
+	}
+	return filepath.Base(dir), nil
+}
+
 func (s *Store) dir(parts ...string) string {
 	return filepath.Join(append([]string{s.root}, parts...)...)
 }

@@ -175,7 +175,7 @@ func (m *Manager) StartSandbox(ctx context.Context, name string) (api.SandboxInf
 // The caller holds the sandbox's lock.
 func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 	dir := m.stateDir(uuid)
-	if err := m.cfg.Store.UpdateSandboxStatus(ctx, uuid, api.StatusStarting, ""); err != nil {
+	if err := m.setStatus(ctx, uuid, name, api.StatusStarting, ""); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
@@ -185,7 +185,7 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 	secretValues, err := m.sandboxSecrets(dir)
 	if err != nil {
 		err = fmt.Errorf("sandbox %s failed to start: %w", name, err)
-		m.cfg.Store.UpdateSandboxStatus(context.WithoutCancel(ctx), uuid, api.StatusFailed, err.Error())
+		m.recordStatus(context.WithoutCancel(ctx), uuid, name, api.StatusFailed, err.Error())
 		return err
 	}
 	exited, err := supervisor.Spawn(ctx, dir, supervisor.SpawnOptions{
@@ -195,7 +195,7 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 		// A supervisor killed mid-start cannot undo what it began.
 		m.cleanup(context.WithoutCancel(ctx), uuid)
 		err = fmt.Errorf("sandbox %s failed to start: %w", name, err)
-		m.cfg.Store.UpdateSandboxStatus(context.WithoutCancel(ctx), uuid, api.StatusFailed, err.Error())
+		m.recordStatus(context.WithoutCancel(ctx), uuid, name, api.StatusFailed, err.Error())
 		m.event(uuid, name, "sandbox_failed", map[string]any{"error": err.Error()})
 		return err
 	}
@@ -203,10 +203,10 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 	if _, err := l.agentClient(ctx); err != nil {
 		l.sup.Stop(context.WithoutCancel(ctx))
 		err = fmt.Errorf("sandbox %s started but its agent does not answer: %w", name, err)
-		m.cfg.Store.UpdateSandboxStatus(context.WithoutCancel(ctx), uuid, api.StatusFailed, err.Error())
+		m.recordStatus(context.WithoutCancel(ctx), uuid, name, api.StatusFailed, err.Error())
 		return err
 	}
-	if err := m.cfg.Store.UpdateSandboxStatus(ctx, uuid, api.StatusRunning, ""); err != nil {
+	if err := m.setStatus(ctx, uuid, name, api.StatusRunning, ""); err != nil {
 		l.closeAgent()
 		l.sup.Stop(context.WithoutCancel(ctx))
 		return err
@@ -261,7 +261,7 @@ func (m *Manager) onUnexpectedExit(l *liveSandbox, reason string) {
 	l.closeAgent()
 	ctx := context.WithoutCancel(m.ctx)
 	m.log.Warn("sandbox ended unexpectedly", "sandbox", l.name, "reason", reason)
-	m.cfg.Store.UpdateSandboxStatus(ctx, l.uuid, api.StatusFailed, reason)
+	m.recordStatus(ctx, l.uuid, l.name, api.StatusFailed, reason)
 	m.event(l.uuid, l.name, "sandbox_failed", map[string]any{"error": reason})
 	m.cleanup(ctx, l.uuid)
 }
@@ -306,7 +306,7 @@ func (m *Manager) stopLocked(ctx context.Context, uuid, name string) error {
 	}
 	l.stopWatch()
 	l.closeAgent()
-	m.cfg.Store.UpdateSandboxStatus(ctx, uuid, api.StatusStopping, "")
+	m.recordStatus(ctx, uuid, name, api.StatusStopping, "")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
 	if _, err := l.sup.Stop(sctx); err != nil {
@@ -314,7 +314,7 @@ func (m *Manager) stopLocked(ctx context.Context, uuid, name string) error {
 	}
 	m.cleanup(sctx, uuid)
 	m.event(uuid, name, "sandbox_stopped", nil)
-	return m.cfg.Store.UpdateSandboxStatus(sctx, uuid, api.StatusStopped, "")
+	return m.setStatus(sctx, uuid, name, api.StatusStopped, "")
 }
 
 // RemoveSandbox stops a sandbox and deletes it with its files. The record

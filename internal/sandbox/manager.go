@@ -104,6 +104,12 @@ type Manager struct {
 	// have its image's layers mounted.
 	teardowns sync.WaitGroup
 
+	// Lock order: locks (one sandbox's lifecycle) before mu before a
+	// liveSandbox's mu. mu and liveSandbox.mu are held only to read or
+	// swap a pointer, never across a call to the store, a supervisor or
+	// an agent; locks is held across a whole lifecycle operation
+	// (create, start, stop, remove, a status change) of its sandbox, and
+	// never two of them at once.
 	locks keyedmutex.Mutex // per-sandbox lifecycle lock, by UUID
 
 	// mu guards live.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -157,4 +158,26 @@ func (m *Manager) Doctor(ctx context.Context) []api.DoctorCheck {
 		return nil
 	}
 	return m.cfg.Doctor(ctx)
+}
+
+// SandboxChanges returns where a sandbox keeps its filesystem changes and
+// its spec, for commit and export (see backend.ChangesReader). A backend
+// that cannot hand them over is refused with errdefs.ErrNotImplemented,
+// naming it.
+func (m *Manager) SandboxChanges(ctx context.Context, name string) (backend.Changes, *backend.Spec, error) {
+	rec, err := m.lookup(ctx, name)
+	if err != nil {
+		return backend.Changes{}, nil, err
+	}
+	cr, ok := m.cfg.Backends[rec.Backend].(backend.ChangesReader)
+	if !ok {
+		return backend.Changes{}, nil, fmt.Errorf("%w: sandbox %s runs on the %s backend, which cannot hand over its filesystem changes (commit and export need the container backend)",
+			errdefs.ErrNotImplemented, rec.Name, rec.Backend)
+	}
+	spec, err := backend.ReadSpec(m.stateDir(rec.UUID))
+	if err != nil {
+		return backend.Changes{}, nil, fmt.Errorf("reading the spec of sandbox %s: %w", rec.Name, err)
+	}
+	ch, err := cr.Changes(spec)
+	return ch, spec, err
 }

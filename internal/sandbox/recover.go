@@ -41,7 +41,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 			l := &liveSandbox{uuid: rec.UUID, name: rec.Name, sup: sup}
 			m.watch(l, nil)
 			if rec.Status != api.StatusRunning {
-				m.cfg.Store.UpdateSandboxStatus(ctx, rec.UUID, api.StatusRunning, "")
+				m.recordStatus(ctx, rec.UUID, rec.Name, api.StatusRunning, "")
 			}
 			m.log.Info("re-adopted sandbox", "sandbox", rec.Name, "supervisor_pid", st.PID)
 			m.event(rec.UUID, rec.Name, "sandbox_adopted", map[string]any{"supervisor_pid": st.PID})
@@ -57,7 +57,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 				reason = e.Error
 			}
 		}
-		m.cfg.Store.UpdateSandboxStatus(ctx, rec.UUID, status, reason)
+		m.recordStatus(ctx, rec.UUID, rec.Name, status, reason)
 		m.log.Warn("sandbox lost while the daemon was down", "sandbox", rec.Name, "reason", reason)
 		if rec.Ephemeral {
 			m.removeLocked(ctx, rec.UUID, rec.Name)

@@ -277,6 +277,21 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 	return inst, nil
 }
 
+// Changes returns the overlay's upper directory of a sandbox made from
+// image layers (see backend.ChangesReader).
+func (b *Backend) Changes(spec *backend.Spec) (backend.Changes, error) {
+	if err := backend.ValidateID(spec.ID); err != nil {
+		return backend.Changes{}, err
+	}
+	if spec.Rootfs.Host || len(spec.Rootfs.Layers) == 0 {
+		return backend.Changes{}, fmt.Errorf("%w: sandbox %s uses the host image, which has no layers to commit on; "+
+			"only its /root, /home and /var/tmp are its own (copy them out with `agentkernel cp`)", errdefs.ErrFailedPrecondition, spec.Name)
+	}
+	return backend.Changes{UpperDir: b.layout(spec).upper, Layers: spec.Rootfs.Layers}, nil
+}
+
+var _ backend.ChangesReader = (*Backend)(nil)
+
 // Cleanup releases what a sandbox may hold on the host after its
 // supervisor died: the runtime's state and processes, the overlay mount and
 // the cgroup. It keeps StateDir's files (the daemon removes the directory

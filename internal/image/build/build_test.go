@@ -1,4 +1,4 @@
-package daemon
+package build
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/image"
-	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -51,7 +50,7 @@ func TestRemoveUnmountsFirst(t *testing.T) {
 	if err != nil || len(mps) != 2 {
 		t.Fatalf("mounts below %s: %v %v", work, mps, err)
 	}
-	b := &builder{log: slog.New(slog.DiscardHandler)}
+	b := &Builder{log: slog.New(slog.DiscardHandler)}
 	b.remove(work)
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("removing the build directory deleted through the bind mount: %v", err)
@@ -80,7 +79,7 @@ func TestBuildImageRefusals(t *testing.T) {
 	if _, err := store.Import(context.Background(), "taken", src); err != nil {
 		t.Fatal(err)
 	}
-	b := newBuilder(paths.Layout{Home: home}, store, slog.New(slog.DiscardHandler))
+	b := New(Options{Home: home, Images: store})
 	deb := &api.DebianSource{Suite: "bookworm"}
 	for _, c := range []struct {
 		req   api.BuildImageRequest

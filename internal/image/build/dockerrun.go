@@ -1,4 +1,4 @@
-package daemon
+package build
 
 import (
 	"bufio"
@@ -28,17 +28,13 @@ func (d *dockerBuild) runStep(ctx context.Context, in dockerfile.Instruction, pl
 	sbName := "build-" + id
 	start := true
 	d.steps++
-	if _, err := d.b.mgr.CreateSandbox(ctx, api.CreateSandboxRequest{Name: sbName, Image: tmpName, Start: &start,
+	if _, err := d.b.sbx.CreateSandbox(ctx, api.CreateSandboxRequest{Name: sbName, Image: tmpName, Start: &start,
 		Labels: map[string]string{"agentkernel.build": d.req.Name}}); err != nil {
 		return image.NewLayer{}, nil, fmt.Errorf("starting a build sandbox: %w", err)
 	}
-	defer d.b.mgr.RemoveSandbox(context.WithoutCancel(ctx), sbName)
-	info, err := d.b.mgr.GetSandbox(ctx, sbName)
-	if err != nil {
-		return image.NewLayer{}, nil, err
-	}
+	defer d.b.sbx.RemoveSandbox(context.WithoutCancel(ctx), sbName)
 	if wd := d.cfg.WorkingDir; wd != "" && wd != "/" {
-		if err := d.b.mgr.Mkdir(ctx, sbName, wd); err != nil {
+		if err := d.b.sbx.Mkdir(ctx, sbName, wd); err != nil {
 			return image.NewLayer{}, nil, fmt.Errorf("making WORKDIR %s: %w", wd, err)
 		}
 	}
@@ -47,7 +43,7 @@ func (d *dockerBuild) runStep(ctx context.Context, in dockerfile.Instruction, pl
 		if err != nil {
 			return image.NewLayer{}, nil, err
 		}
-		err = d.b.mgr.TarIn(ctx, sbName, plan.Dir, f)
+		err = d.b.sbx.TarIn(ctx, sbName, plan.Dir, f)
 		f.Close()
 		if err != nil {
 			return image.NewLayer{}, nil, fmt.Errorf("copying into %s: %w", plan.Dir, err)
@@ -55,10 +51,11 @@ func (d *dockerBuild) runStep(ctx context.Context, in dockerfile.Instruction, pl
 	} else if err := d.run(ctx, sbName, in); err != nil {
 		return image.NewLayer{}, nil, err
 	}
-	if _, err := d.b.mgr.StopSandbox(ctx, sbName); err != nil {
+	if _, err := d.b.sbx.StopSandbox(ctx, sbName); err != nil {
 		return image.NewLayer{}, nil, fmt.Errorf("stopping the build sandbox: %w", err)
 	}
-	_, upper, err := d.b.sandboxLayers(info)
+	ch, _, err := d.b.sbx.SandboxChanges(ctx, sbName)
+	upper := ch.UpperDir
 	if err != nil {
 		return image.NewLayer{}, nil, err
 	}
@@ -80,7 +77,7 @@ func (d *dockerBuild) run(ctx context.Context, sb string, in dockerfile.Instruct
 	if _, ok := d.lookupEnv("PATH"); !ok {
 		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	}
-	p, err := d.b.mgr.Exec(ctx, sb, sandbox.ExecOptions{Argv: argv, Env: env, Workdir: d.cfg.WorkingDir, User: d.cfg.User})
+	p, err := d.b.sbx.Exec(ctx, sb, sandbox.ExecOptions{Argv: argv, Env: env, Workdir: d.cfg.WorkingDir, User: d.cfg.User})
 	if err != nil {
 		return fmt.Errorf("starting the command: %w", err)
 	}

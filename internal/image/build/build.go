@@ -1,9 +1,10 @@
-package daemon
+package build
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,11 +13,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/debootstrap"
-	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/mountinfo"
-	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -29,51 +29,76 @@ const maxBuildTime = time.Hour
 // shared by every home on the host.
 const systemCacheDir = "/var/cache/agentkernel"
 
-// service is what the API serves: the sandbox manager, plus image builds,
-// which need the image store the daemon owns.
-type service struct {
-	*sandbox.Manager
-	*builder
-}
-
-var (
-	_ httpapi.Service      = service{}
-	_ httpapi.ImageBuilder = service{}
-)
-
-// builder runs image builds, one at a time (sem), in directories under
+// Builder runs image builds, one at a time (sem), in directories under
 // the home's build/ directory; a build directory left by a daemon that
-// died is removed by the next build. It is safe for concurrent use.
-type builder struct {
+// died is removed by the next build. It also commits and exports
+// sandboxes. It is safe for concurrent use.
+type Builder struct {
 	images *image.Store
 	deb    *debootstrap.Builder
 	dir    string // <home>/build
+	cache  string // <home>/buildcache: Dockerfile step results
 	log    *slog.Logger
 	sem    chan struct{}
-	// mgr runs the sandboxes of Dockerfile builds and commits; layout
-	// finds their state directories (see dockerbuild.go, commit.go).
-	mgr    *sandbox.Manager
-	layout paths.Layout
+	// sbx runs the sandboxes of Dockerfile builds and finds the changes
+	// of the sandboxes it commits and exports; nil refuses those.
+	sbx Sandboxes
 }
 
-func newBuilder(l paths.Layout, images *image.Store, log *slog.Logger) *builder {
-	cache := filepath.Join(l.Home, "cache")
+// Sandboxes is what the builder needs of the sandbox manager: a sandbox
+// per Dockerfile step, and where a sandbox keeps its filesystem changes.
+// internal/sandbox.Manager implements it; tests use a fake.
+type Sandboxes interface {
+	CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (api.SandboxInfo, error)
+	GetSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
+	StopSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
+	RemoveSandbox(ctx context.Context, name string) error
+	Mkdir(ctx context.Context, name, path string) error
+	TarIn(ctx context.Context, name, dir string, r io.Reader) error
+	Exec(ctx context.Context, name string, opts sandbox.ExecOptions) (sandbox.Process, error)
+	SandboxChanges(ctx context.Context, name string) (backend.Changes, *backend.Spec, error)
+}
+
+// Options configure New.
+type Options struct {
+	// Home is the daemon's home; builds work under Home/build.
+	Home   string
+	Images *image.Store
+	// Sandboxes runs Dockerfile steps and is asked for the changes of
+	// committed and exported sandboxes; nil refuses those operations.
+	Sandboxes Sandboxes
+	Logger    *slog.Logger
+}
+
+// New returns a Builder. As root, Debian package downloads are cached
+// host-wide (systemCacheDir), else under the home.
+func New(o Options) *Builder {
+	cache := filepath.Join(o.Home, "cache")
 	if os.Geteuid() == 0 {
 		cache = systemCacheDir
 	}
-	return &builder{
-		images: images,
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Builder{
+		images: o.Images,
 		deb:    debootstrap.New(debootstrap.Options{CacheDir: filepath.Join(cache, "debootstrap")}),
-		dir:    filepath.Join(l.Home, "build"),
+		dir:    filepath.Join(o.Home, "build"),
+		cache:  filepath.Join(o.Home, "buildcache"),
 		log:    log,
 		sem:    make(chan struct{}, 1),
-		layout: l,
+		sbx:    o.Sandboxes,
 	}
+}
+
+func imageInfo(img *image.Image) api.ImageInfo {
+	return api.ImageInfo{Name: img.Name, ID: img.ID, Size: img.Size, CreatedAt: img.Created, Source: img.Source}
 }
 
 // BuildImage builds a Debian image with debootstrap and imports it into the
 // store. See api.ImageBuilder.
-func (b *builder) BuildImage(ctx context.Context, req api.BuildImageRequest, progress func(api.BuildProgress)) (api.ImageInfo, error) {
+func (b *Builder) BuildImage(ctx context.Context, req api.BuildImageRequest, progress func(api.BuildProgress)) (api.ImageInfo, error) {
 	if progress == nil {
 		progress = func(api.BuildProgress) {}
 	}
@@ -143,7 +168,7 @@ func (b *builder) BuildImage(ctx context.Context, req api.BuildImageRequest, pro
 		return api.ImageInfo{}, err
 	}
 	log.Info("built a Debian image", "duration", time.Since(start).Round(time.Millisecond), "size", img.Size)
-	info := toImageInfo(img)
+	info := imageInfo(img)
 	info.Source = "debian:" + dreq.Suite
 	if len(dreq.Packages) > 0 {
 		info.Source += "+" + strings.Join(dreq.Packages, ",")
@@ -153,7 +178,7 @@ func (b *builder) BuildImage(ctx context.Context, req api.BuildImageRequest, pro
 
 // sweep removes what builds of a dead daemon left. Only one daemon serves
 // a home and b.sem is held, so every entry of b.dir is stale.
-func (b *builder) sweep() {
+func (b *Builder) sweep() {
 	entries, _ := os.ReadDir(b.dir)
 	for _, e := range entries {
 		b.remove(filepath.Join(b.dir, e.Name()))
@@ -164,7 +189,7 @@ func (b *builder) sweep() {
 // build runs in its own mount namespace, so nothing should be) is
 // unmounted first; if that fails the directory is left alone rather than
 // risk deleting through a mount into the host.
-func (b *builder) remove(dir string) {
+func (b *Builder) remove(dir string) {
 	if err := unmountBelow(dir); err != nil {
 		b.log.Error("build directory is still mounted on; leaving it", "dir", dir, "err", err)
 		return

@@ -1,4 +1,4 @@
-package daemon
+package build
 
 import (
 	"archive/tar"

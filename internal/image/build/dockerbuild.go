@@ -1,4 +1,4 @@
-package daemon
+package build
 
 import (
 	"context"
@@ -32,7 +32,7 @@ const maxRunOutputLine = 4096
 // key is sha256(key, its text, the content hash of what it copies), and
 // the build cache (<home>/buildcache/<key>.json) maps it to the layer.
 type dockerBuild struct {
-	b        *builder
+	b        *Builder
 	req      api.BuildImageRequest
 	progress func(api.BuildProgress)
 	ctxDir   string
@@ -50,12 +50,12 @@ type dockerBuild struct {
 }
 
 // buildDockerfile runs a Dockerfile build (see api.DockerfileSource).
-func (b *builder) buildDockerfile(ctx context.Context, req api.BuildImageRequest, progress func(api.BuildProgress)) (api.ImageInfo, error) {
+func (b *Builder) buildDockerfile(ctx context.Context, req api.BuildImageRequest, progress func(api.BuildProgress)) (api.ImageInfo, error) {
 	src := req.Dockerfile
 	if err := image.ValidateName(req.Name); err != nil {
 		return api.ImageInfo{}, err
 	}
-	if b.mgr == nil {
+	if b.sbx == nil {
 		return api.ImageInfo{}, fmt.Errorf("%w: this daemon cannot run build steps", errdefs.ErrNotImplemented)
 	}
 	if !filepath.IsAbs(src.Context) {
@@ -129,7 +129,7 @@ func (b *builder) buildDockerfile(ctx context.Context, req api.BuildImageRequest
 	}
 	b.log.Info("built an image from a Dockerfile", "image", img.Name, "steps", len(ins), "sandboxes", d.steps,
 		"duration", time.Since(start).Round(time.Millisecond))
-	return toImageInfo(img), nil
+	return imageInfo(img), nil
 }
 
 func readLimited(p string, max int64) ([]byte, error) {
@@ -350,7 +350,7 @@ type cacheEntry struct {
 }
 
 func (d *dockerBuild) cachePath(key string) string {
-	return filepath.Join(d.b.layout.Home, "buildcache", key+".json")
+	return filepath.Join(d.b.cache, key+".json")
 }
 
 // layerStep runs RUN, COPY or ADD, or takes its layer from the cache.

@@ -1,4 +1,4 @@
-package daemon
+package build
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -30,19 +29,14 @@ var exportExclude = []string{"proc", "sys", "dev", agentDir}
 // are left out altogether). A running sandbox is exported as it is at the
 // time, nothing paused. Owners are shifted back to the sandbox's view.
 // Sandboxes of the host image are refused like for commit.
-func (b *builder) ExportSandbox(ctx context.Context, name string, w io.Writer) error {
-	if b.mgr == nil {
+func (b *Builder) ExportSandbox(ctx context.Context, name string, w io.Writer) error {
+	if b.sbx == nil {
 		return fmt.Errorf("%w: this daemon cannot export sandboxes", errdefs.ErrNotImplemented)
 	}
-	info, err := b.mgr.GetSandbox(ctx, name)
+	parent, upper, err := b.sandboxLayers(ctx, name)
 	if err != nil {
 		return err
 	}
-	parent, upper, err := b.sandboxLayers(info)
-	if err != nil {
-		return err
-	}
-	layersDir := filepath.Join(b.images.Root(), "layers")
 	var lower []string // top first, as overlayfs lists them
 	if fi, err := os.Stat(upper); err == nil && fi.IsDir() {
 		lower = append(lower, upper)
@@ -50,7 +44,7 @@ func (b *builder) ExportSandbox(ctx context.Context, name string, w io.Writer) e
 		return fmt.Errorf("exporting sandbox %s: %w", name, err)
 	}
 	for i := len(parent.LayerIDs) - 1; i >= 0; i-- {
-		lower = append(lower, filepath.Join(layersDir, parent.LayerIDs[i]))
+		lower = append(lower, b.images.LayerDir(parent.LayerIDs[i]))
 	}
 	for _, d := range lower {
 		if strings.ContainsAny(d, ":,\\") {
@@ -82,5 +76,3 @@ func (b *builder) ExportSandbox(ctx context.Context, name string, w io.Writer) e
 	}
 	return nil
 }
-
-var _ httpapi.SandboxExporter = service{}
