@@ -23,6 +23,8 @@ type imageBuildOptions struct {
 	quiet     bool
 	file      string
 	buildArgs []string
+	allow     []string
+	presets   []string
 }
 
 func newImageBuildCmd(app *App) *cobra.Command {
@@ -43,16 +45,21 @@ With a CONTEXT directory, the daemon builds the Dockerfile in it (or -f):
 FROM (an image already in the store: pull or import it first), RUN, COPY,
 ADD (files of the context only; no URLs, no archive extraction), ENV, ARG,
 WORKDIR, USER, ENTRYPOINT, CMD, LABEL and EXPOSE. RUN, COPY and ADD each
-run in a sandbox (with no network) and become one layer, cached by the
+run in a sandbox and become one layer, cached by the
 layers below, the instruction and the content it copies; --no-cache runs
-every step again. Other instructions, multi-stage builds and heredocs are
+every step again. RUN steps have no network unless --allow DOMAIN or
+--preset NAME (registries: npm, pypi, go, crates, rubygems, maven, debian,
+ubuntu, alpine; or an agent's preset) name what they may reach, through
+each step's network gateway; the host, its LAN and cloud metadata are never
+reachable. Other instructions, multi-stage builds and heredocs are
 refused with an error naming them. An image called NAME is replaced.
 
 On a terminal, progress is shown on stderr; with --json, --quiet or when
 stderr is not a terminal, only the result is printed.`,
 		Example: `  agentkernel image build --debian bookworm --packages python3,git -t py
   agentkernel run --image py -- python3 -c 'print(1)'
-  agentkernel build -t myapp .`,
+  agentkernel build -t myapp .
+  agentkernel build --preset npm -t tools .     # RUN npm install … works`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runImageBuild(cmd, app, &o, args)
@@ -65,6 +72,8 @@ stderr is not a terminal, only the result is printed.`,
 	fl.StringVar(&o.mirror, "mirror", "", "Debian mirror `URL` (default: the one this host's apt uses)")
 	fl.StringVarP(&o.file, "file", "f", "", "the Dockerfile (default: CONTEXT/Dockerfile)")
 	fl.StringArrayVar(&o.buildArgs, "build-arg", nil, "set an ARG of the Dockerfile, `KEY=VALUE` (repeatable)")
+	fl.StringArrayVar(&o.allow, "allow", nil, "let RUN steps reach `DOMAIN` (*.example.com for every name below it; repeatable)")
+	fl.StringArrayVar(&o.presets, "preset", nil, "let RUN steps reach a preset's hosts: npm, pypi, debian, … (repeatable)")
 	fl.BoolVar(&o.noCache, "no-cache", false, "do not use cached downloads (Debian) or cached steps (Dockerfile)")
 	fl.BoolVarP(&o.quiet, "quiet", "q", false, "no progress output")
 	return cmd
@@ -87,6 +96,8 @@ func runImageBuild(cmd *cobra.Command, app *App, o *imageBuildOptions, args []st
 	switch {
 	case o.debian != "" && (len(args) > 0 || o.file != ""):
 		return fmt.Errorf("--debian and a Dockerfile build context exclude each other")
+	case o.debian != "" && (len(o.allow) > 0 || len(o.presets) > 0):
+		return fmt.Errorf("--allow and --preset apply to a Dockerfile's RUN steps, not to --debian")
 	case o.debian != "":
 		var pkgs []string
 		for _, p := range o.packages {
@@ -109,6 +120,9 @@ func runImageBuild(cmd *cobra.Command, app *App, o *imageBuildOptions, args []st
 			return fmt.Errorf("-f -: a Dockerfile from stdin is not supported; give its path")
 		}
 		src := &api.DockerfileSource{Context: ctxDir, Dockerfile: df}
+		if len(o.allow) > 0 || len(o.presets) > 0 {
+			req.Network = &api.NetworkPolicy{Allow: o.allow, Presets: o.presets}
+		}
 		for _, a := range o.buildArgs {
 			k, v, ok := strings.Cut(a, "=")
 			if !ok || k == "" {

@@ -22,7 +22,7 @@ func TestTransitions(t *testing.T) {
 		{"running", "stopping"}: true, {"running", "failed"}: true, {"running", "stopped"}: true,
 		{"stopping", "stopped"}: true, {"stopping", "failed"}: true, {"stopping", "running"}: true,
 		{"stopped", "starting"}: true,
-		{"failed", "starting"}: true,
+		{"failed", "starting"}:  true,
 	}
 	for _, from := range statuses {
 		for _, to := range statuses {

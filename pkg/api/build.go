@@ -10,6 +10,14 @@ type BuildImageRequest struct {
 	// NoCache fetches the packages again even when a recent download is
 	// cached.
 	NoCache bool `json:"no_cache,omitempty"`
+	// Network is the egress of a Dockerfile's RUN steps, through each
+	// step's network gateway. Nil (the default) means none: RUN steps are
+	// offline. Allow and Presets (registry presets such as "npm", "pypi",
+	// "debian", or agent presets) name what they may reach; Profile must
+	// be empty or "restrictive" and AllowCIDRs empty, since a build
+	// reaches registries by name. The host, its LAN and cloud metadata
+	// stay unreachable, as for every sandbox.
+	Network *NetworkPolicy `json:"network,omitempty"`
 }
 
 // DebianSource builds a minimal Debian system with extra packages.

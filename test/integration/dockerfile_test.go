@@ -13,7 +13,10 @@ import (
 
 // busyboxBase imports a tiny image: a static busybox with the applets the
 // tests use, and a file the Dockerfile deletes.
-func busyboxBase(t *testing.T, name string) {
+func busyboxBase(t *testing.T, name string) { busyboxBaseIn(t, shared, name) }
+
+// busyboxBaseIn is busyboxBase in e's daemon.
+func busyboxBaseIn(t *testing.T, e *env, name string) {
 	t.Helper()
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("no static /bin/busybox (scripts/setup.sh installs busybox-static)")
@@ -31,7 +34,7 @@ func busyboxBase(t *testing.T, name string) {
 	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "cat", "echo", "id", "ls", "rm", "mkdir", "pwd", "stat"} {
+	for _, a := range []string{"sh", "cat", "echo", "id", "ls", "rm", "mkdir", "pwd", "stat", "grep"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
 			t.Fatal(err)
 		}
@@ -39,8 +42,8 @@ func busyboxBase(t *testing.T, name string) {
 	os.WriteFile(filepath.Join(dir, "bin/gone"), []byte("doomed"), 0o644)
 	os.WriteFile(filepath.Join(dir, "data/old"), []byte("old"), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644)
-	shared.ok(t, "image", "import", name, dir)
-	t.Cleanup(func() { shared.ak(t, "image", "rm", name) })
+	e.ok(t, "image", "import", name, dir)
+	t.Cleanup(func() { e.ak(t, "image", "rm", name) })
 }
 
 const testDockerfile = `# syntax=docker/dockerfile:1

@@ -157,6 +157,7 @@ func newNetWorld(t *testing.T) *netWorld {
 		dnsAddr = dnstest.Start(t, map[string][]netip.Addr{
 			"allowed.test": {a}, "other.test": {a}, "blocked.test": {a},
 			"never.test": {netip.MustParseAddr(neverIP)}, "rebind.test": {netip.MustParseAddr(hostIP)},
+			"registry.npmjs.org": {a}, // the build network's registry (buildNetwork)
 		}).Addr
 	})
 	os.WriteFile(filepath.Join(w.e.home, "daemon.toml"), []byte(fmt.Sprintf(
@@ -214,6 +215,7 @@ func TestNetwork(t *testing.T) {
 		},
 	})
 	t.Run("CLI", func(t *testing.T) { cliNetwork(t, w) })
+	t.Run("BuildNetwork", func(t *testing.T) { buildNetwork(t, w) })
 	t.Run("SecretNotOnHost", func(t *testing.T) { secretNotOnHost(t, w.e, value) })
 }
 
@@ -265,6 +267,52 @@ func cliNetwork(t *testing.T, w *netWorld) {
 // secretNotOnHost: the secret the suite used is nowhere on the host in the
 // clear: not in the home (vault, specs, logs, database) nor in the
 // environment of the daemon or a supervisor.
+// buildNetwork: a Dockerfile's RUN steps have no network unless the build
+// names what they may reach (--allow, --preset), and then only that,
+// through the step's gateway. The world's registry.npmjs.org stands for
+// npm's registry.
+func buildNetwork(t *testing.T, w *netWorld) {
+	e := w.e
+	busyboxBaseIn(t, e, "it-bn-base")
+	// The build context holds the static probe (busybox's static wget
+	// cannot resolve names), copied into each step's image.
+	dir := t.TempDir()
+	if b, err := os.ReadFile(filepath.Join(w.probeDir, "probe")); err != nil || os.WriteFile(filepath.Join(dir, "probe"), b, 0o755) != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	df := func(name, url string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte("FROM it-bn-base\nCOPY probe /probe\n"+
+			`RUN /probe '{"Op":"get","URL":"`+url+`"}' > /got && grep -q '"status":200' /got`+"\n"), 0o644)
+		return p
+	}
+	fetch := df("Dockerfile.fetch", "http://allowed.test/")
+	npm := df("Dockerfile.npm", "http://registry.npmjs.org/left-pad")
+	t.Cleanup(func() {
+		for _, n := range []string{"it-bn-off", "it-bn-allow", "it-bn-npm", "it-bn-npm-other"} {
+			e.ak(t, "image", "rm", n)
+		}
+	})
+	if r := e.ak(t, "build", "-q", "--no-cache", "-t", "it-bn-off", "-f", fetch, dir); r.code == 0 {
+		t.Errorf("a RUN step without a build policy reached the network: %v", r)
+	}
+	e.ok(t, "build", "-q", "--no-cache", "--allow", "allowed.test", "-t", "it-bn-allow", "-f", fetch, dir)
+	if r := e.ok(t, "run", "--image", "it-bn-allow", "--", "cat", "/got"); !strings.Contains(r.stdout, `"body":"hello allowed.test auth="`) {
+		t.Errorf("what the allowed RUN fetched: %q", r.stdout)
+	}
+	e.ok(t, "build", "-q", "--no-cache", "--preset", "npm", "-t", "it-bn-npm", "-f", npm, dir)
+	if r := e.ok(t, "run", "--image", "it-bn-npm", "--", "cat", "/got"); !strings.Contains(r.stdout, `"body":"hello registry.npmjs.org auth="`) {
+		t.Errorf("what the npm RUN fetched: %q", r.stdout)
+	}
+	// The npm preset is npm's registry only.
+	if r := e.ak(t, "build", "-q", "--no-cache", "--preset", "npm", "-t", "it-bn-npm-other", "-f", fetch, dir); r.code == 0 {
+		t.Errorf("--preset npm reached another host: %v", r)
+	}
+	if w.leaks.Load() != 0 {
+		t.Errorf("%d connections reached the host or metadata listeners", w.leaks.Load())
+	}
+}
+
 func secretNotOnHost(t *testing.T, e *env, value string) {
 	filepath.Walk(e.home, func(p string, fi os.FileInfo, err error) error {
 		if err == nil && fi.Mode().IsRegular() && fi.Size() < 64<<20 {

@@ -108,6 +108,9 @@ func (b *Builder) BuildImage(ctx context.Context, req api.BuildImageRequest, pro
 	if req.Debian == nil || req.Dockerfile != nil {
 		return api.ImageInfo{}, fmt.Errorf("%w: say what to build from: exactly one of debian or dockerfile", errdefs.ErrInvalidArgument)
 	}
+	if req.Network != nil {
+		return api.ImageInfo{}, fmt.Errorf("%w: network applies to a Dockerfile's RUN steps; a Debian build downloads from its mirror itself", errdefs.ErrInvalidArgument)
+	}
 	if err := image.ValidateName(req.Name); err != nil {
 		return api.ImageInfo{}, err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/image/dockerfile"
+	"github.com/agentkernel/agentkernel/internal/netgw/policy"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -36,7 +37,8 @@ type dockerBuild struct {
 	req      api.BuildImageRequest
 	progress func(api.BuildProgress)
 	ctxDir   string
-	work     string // scratch directory under b.dir
+	work     string             // scratch directory under b.dir
+	net      *api.NetworkPolicy // every RUN step's egress (see stepNetwork)
 
 	from     *image.Image
 	layers   []image.NewLayer
@@ -49,6 +51,30 @@ type dockerBuild struct {
 	steps    int               // sandboxes run
 }
 
+// stepNetwork is the egress policy of a build's step sandboxes: nothing by
+// default (a restrictive policy that names nothing), or exactly the names
+// and presets the build asked for. A build may not widen it to a profile
+// or to address ranges.
+func stepNetwork(want *api.NetworkPolicy) (*api.NetworkPolicy, error) {
+	off := &api.NetworkPolicy{Profile: "restrictive"}
+	if want == nil {
+		return off, nil
+	}
+	if want.Profile != "" && want.Profile != "restrictive" {
+		return nil, fmt.Errorf("%w: a build's network is what it names (allow, presets); profile %q is not accepted", errdefs.ErrInvalidArgument, want.Profile)
+	}
+	if len(want.AllowCIDRs) > 0 {
+		return nil, fmt.Errorf("%w: a build reaches registries by name; allow_cidrs is not accepted", errdefs.ErrInvalidArgument)
+	}
+	for _, p := range want.Presets {
+		if _, err := policy.Preset(p); err != nil {
+			return nil, err
+		}
+	}
+	off.Allow, off.Block, off.Presets = slices.Clone(want.Allow), slices.Clone(want.Block), slices.Clone(want.Presets)
+	return off, nil
+}
+
 // buildDockerfile runs a Dockerfile build (see api.DockerfileSource).
 func (b *Builder) buildDockerfile(ctx context.Context, req api.BuildImageRequest, progress func(api.BuildProgress)) (api.ImageInfo, error) {
 	src := req.Dockerfile
@@ -57,6 +83,10 @@ func (b *Builder) buildDockerfile(ctx context.Context, req api.BuildImageRequest
 	}
 	if b.sbx == nil {
 		return api.ImageInfo{}, fmt.Errorf("%w: this daemon cannot run build steps", errdefs.ErrNotImplemented)
+	}
+	stepNet, err := stepNetwork(req.Network)
+	if err != nil {
+		return api.ImageInfo{}, err
 	}
 	if !filepath.IsAbs(src.Context) {
 		return api.ImageInfo{}, fmt.Errorf("%w: the build context %q must be an absolute path", errdefs.ErrInvalidArgument, src.Context)
@@ -103,7 +133,7 @@ func (b *Builder) buildDockerfile(ctx context.Context, req api.BuildImageRequest
 	}
 	defer b.remove(work)
 
-	d := &dockerBuild{b: b, req: req, progress: progress, ctxDir: src.Context, work: work,
+	d := &dockerBuild{b: b, req: req, progress: progress, ctxDir: src.Context, work: work, net: stepNet,
 		args: map[string]string{}, declared: map[string]bool{}}
 	defer func() {
 		for _, r := range d.releases {

@@ -29,7 +29,7 @@ func (d *dockerBuild) runStep(ctx context.Context, in dockerfile.Instruction, pl
 	start := true
 	d.steps++
 	if _, err := d.b.sbx.CreateSandbox(ctx, api.CreateSandboxRequest{Name: sbName, Image: tmpName, Start: &start,
-		Labels: map[string]string{"agentkernel.build": d.req.Name}}); err != nil {
+		Labels: map[string]string{"agentkernel.build": d.req.Name}, Network: d.net}); err != nil {
 		return image.NewLayer{}, nil, fmt.Errorf("starting a build sandbox: %w", err)
 	}
 	defer d.b.sbx.RemoveSandbox(context.WithoutCancel(ctx), sbName)

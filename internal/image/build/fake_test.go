@@ -27,11 +27,12 @@ import (
 // directory (as a command would), and COPY unpacks the tar the builder
 // sends. The real manager runs in test/integration's Dockerfile tests.
 type fakeSandboxes struct {
-	root string
-	mu   sync.Mutex
-	n    int
-	sbx  map[string]*fakeSandbox
-	runs []fakeRun
+	root     string
+	mu       sync.Mutex
+	n        int
+	sbx      map[string]*fakeSandbox
+	runs     []fakeRun
+	networks []*api.NetworkPolicy // of each sandbox created
 }
 
 type fakeSandbox struct {
@@ -63,6 +64,7 @@ func (f *fakeSandboxes) CreateSandbox(_ context.Context, req api.CreateSandboxRe
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n++
+	f.networks = append(f.networks, req.Network)
 	upper := filepath.Join(f.root, fmt.Sprint(f.n))
 	if err := os.Mkdir(upper, 0o755); err != nil {
 		return api.SandboxInfo{}, err
@@ -197,11 +199,10 @@ func (nopWriteCloser) Close() error { return nil }
 
 var _ Sandboxes = (*fakeSandboxes)(nil)
 
-// TestDockerfileSemantics drives a Dockerfile through the builder with a
-// fake sandbox manager: ARG and ENV expansion into RUN, the shell and exec
-// forms, WORKDIR and USER passed to the step, COPY from the context, the
-// image config, the step cache on a second build, and a failing RUN.
-func TestDockerfileSemantics(t *testing.T) {
+// newFakeBuilder is a Builder over a fresh store holding image base:1 and
+// a fakeSandboxes.
+func newFakeBuilder(t *testing.T) (*Builder, *image.Store, *fakeSandboxes) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("layers keep owners: needs root")
 	}
@@ -216,7 +217,15 @@ func TestDockerfileSemantics(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake := newFakeSandboxes(t)
-	b := New(Options{Home: home, Images: store, Sandboxes: fake})
+	return New(Options{Home: home, Images: store, Sandboxes: fake}), store, fake
+}
+
+// TestDockerfileSemantics drives a Dockerfile through the builder with a
+// fake sandbox manager: ARG and ENV expansion into RUN, the shell and exec
+// forms, WORKDIR and USER passed to the step, COPY from the context, the
+// image config, the step cache on a second build, and a failing RUN.
+func TestDockerfileSemantics(t *testing.T) {
+	b, store, fake := newFakeBuilder(t)
 	ctxDir := t.TempDir()
 	os.WriteFile(filepath.Join(ctxDir, "app.txt"), []byte("hello"), 0o644)
 	df := `FROM base:1
@@ -242,6 +251,12 @@ CMD ["/bin/prog"]
 	}
 	if len(fake.runs) != 2 {
 		t.Fatalf("runs: %+v", fake.runs)
+	}
+	// Without a build policy every step is offline.
+	for i, n := range fake.networks {
+		if n == nil || n.Profile != "restrictive" || len(n.Allow)+len(n.Presets)+len(n.AllowCIDRs) != 0 {
+			t.Errorf("step %d network: %+v, want restrictive with nothing allowed", i, n)
+		}
 	}
 	r1, r2 := fake.runs[0].Opts, fake.runs[1].Opts
 	if !slices.Equal(r1.Argv, []string{"/bin/sh", "-c", "echo $GREETING $WHO"}) || r1.Workdir != "/srv" || r1.User != "1000" ||
@@ -287,5 +302,41 @@ CMD ["/bin/prog"]
 	}
 	if _, err := store.Get("bad:1"); err == nil {
 		t.Error("a failed build published its image")
+	}
+}
+
+// TestBuildNetwork: a build's policy reaches every step as exactly what it
+// names; a profile, address ranges or an unknown preset are refused before
+// any step runs, and a Debian build takes no policy.
+func TestBuildNetwork(t *testing.T) {
+	b, _, fake := newFakeBuilder(t)
+	ctxDir := t.TempDir()
+	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM base:1\nRUN npm install left-pad\n"), 0o644)
+	src := &api.DockerfileSource{Context: ctxDir}
+	for _, bad := range []*api.NetworkPolicy{
+		{Profile: "permissive"}, {Profile: "moderate"}, {AllowCIDRs: []string{"0.0.0.0/0"}}, {Presets: []string{"nope"}},
+	} {
+		_, err := b.BuildImage(context.Background(), api.BuildImageRequest{Name: "n:1", Dockerfile: src, Network: bad}, nil)
+		if !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	if fake.n != 0 {
+		t.Fatalf("refused builds ran %d steps", fake.n)
+	}
+	if _, err := b.BuildImage(context.Background(), api.BuildImageRequest{Name: "d:1", Debian: &api.DebianSource{Suite: "bookworm"},
+		Network: &api.NetworkPolicy{Presets: []string{"npm"}}}, nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("debian with a network: %v", err)
+	}
+	want := &api.NetworkPolicy{Allow: []string{"example.com"}, Presets: []string{"npm"}}
+	if _, err := b.BuildImage(context.Background(), api.BuildImageRequest{Name: "n:1", Dockerfile: src, Network: want}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(fake.networks) != 1 {
+		t.Fatalf("networks: %+v", fake.networks)
+	}
+	got := fake.networks[0]
+	if got.Profile != "restrictive" || !slices.Equal(got.Allow, want.Allow) || !slices.Equal(got.Presets, want.Presets) {
+		t.Errorf("step network %+v, want restrictive plus %+v", got, want)
 	}
 }

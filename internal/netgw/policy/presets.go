@@ -54,23 +54,45 @@ var agentHosts = map[string][]string{
 	"opencode": {"opencode.ai", "models.dev", "api.anthropic.com", "api.openai.com", "openrouter.ai"},
 }
 
-// PresetNames returns the agent preset names, sorted.
+// registryHosts lists each registry preset's hosts: one package
+// ecosystem each, for image builds that should reach exactly one registry
+// ("--preset npm") rather than all of them.
+var registryHosts = map[string][]string{
+	"npm":      {"registry.npmjs.org", "registry.yarnpkg.com"},
+	"pypi":     {"pypi.org", "files.pythonhosted.org"},
+	"go":       {"proxy.golang.org", "sum.golang.org", "index.golang.org"},
+	"crates":   {"crates.io", "index.crates.io", "static.crates.io"},
+	"rubygems": {"rubygems.org", "index.rubygems.org"},
+	"maven":    {"repo.maven.apache.org", "repo1.maven.org"},
+	"debian":   {"deb.debian.org", "security.debian.org"},
+	"ubuntu":   {"archive.ubuntu.com", "security.ubuntu.com"},
+	"alpine":   {"dl-cdn.alpinelinux.org"},
+}
+
+// PresetNames returns every preset name (agents' and registries'), sorted.
 func PresetNames() []string {
-	names := make([]string, 0, len(agentHosts))
+	names := make([]string, 0, len(agentHosts)+len(registryHosts))
 	for n := range agentHosts {
+		names = append(names, n)
+	}
+	for n := range registryHosts {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
 }
 
-// Preset returns the names an agent preset allows: the agent's own API hosts
-// followed by Registries and GitHosts. An unknown preset is an error that
-// wraps errdefs.ErrInvalidArgument.
+// Preset returns the names a preset allows: for an agent preset the
+// agent's own API hosts followed by Registries and GitHosts; for a
+// registry preset (npm, pypi, debian, …) that registry's hosts alone. An
+// unknown preset is an error that wraps errdefs.ErrInvalidArgument.
 func Preset(name string) ([]string, error) {
+	if hosts, ok := registryHosts[name]; ok {
+		return slices.Clone(hosts), nil
+	}
 	hosts, ok := agentHosts[name]
 	if !ok {
-		return nil, fmt.Errorf("policy: unknown agent preset %q (known: %v): %w", name, PresetNames(), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("policy: unknown preset %q (known: %v): %w", name, PresetNames(), errdefs.ErrInvalidArgument)
 	}
 	return slices.Concat(hosts, Registries, GitHosts), nil
 }
