@@ -117,7 +117,7 @@ The CLI talks to the agentkernel daemon over its Unix socket (or --url).`,
 		newInitCmd(app), newTemplateCmd(app), newAuditCmd(app))
 	img := newImageCmd(app)
 	img.AddCommand(newImageBuildCmd(app))
-	add("other", img, newBuildCmd(app), newSecretCmd(app), newDoctorCmd(app), newSetupCmd(app), newVersionCmd(app))
+	add("other", img, newBuildCmd(app), newSecretCmd(app), newDoctorCmd(app), newSetupCmd(app), newAgentsCmd(app), newVersionCmd(app))
 	root.SetHelpCommandGroupID("other")
 	root.SetCompletionCommandGroupID("other")
 	return root

@@ -14,6 +14,7 @@ var SetupFunc func(ctx context.Context, skipDisk bool, logf func(format string, 
 
 func newSetupCmd(app *App) *cobra.Command {
 	var skipDisk bool
+	var agentNames []string
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Install what microVM sandboxes need (guest kernel, host disk)",
@@ -27,18 +28,34 @@ when a test boot works, else TCG software emulation (slow).
 
 Downloaded kernels and the host disk are cached in /var/cache/agentkernel, so
 another home or a rerun copies instead of downloading. Run it again after a
-kernel update. Needs root.`,
+kernel update. Needs root.
+
+With --agents (optionally naming some: --agents claude,codex), setup builds
+the AI coding agents' images instead, through the daemon: a minimal Debian,
+Node.js and npm from the npm registry (checksums pinned), and each agent's
+CLI from its npm package at a pinned version. Only the npm registry is
+reached, through the build's network gateway. Images already built from the
+same inputs are kept; see agentkernel agents.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			w := cmd.OutOrStdout()
+			if cmd.Flags().Changed("agents") {
+				c, err := connect(cmd, app, exitFailure)
+				if err != nil {
+					return err
+				}
+				return buildAgentImages(cmd.Context(), c, agentNames, w)
+			}
 			if SetupFunc == nil {
 				return errors.New("setup is not available in this build")
 			}
-			w := cmd.OutOrStdout()
 			return SetupFunc(cmd.Context(), skipDisk, func(format string, a ...any) {
 				fmt.Fprintf(w, format+"\n", a...)
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&skipDisk, "skip-disk", false, "do not build the host image's disk now")
+	cmd.Flags().StringSliceVar(&agentNames, "agents", nil, "build the agents' images instead (all, or the `NAMES` given: claude,codex,gemini,opencode)")
+	cmd.Flags().Lookup("agents").NoOptDefVal = " "
 	return cmd
 }

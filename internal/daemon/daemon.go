@@ -78,7 +78,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return err
 	}
 	// Supervisors read it at each start; a broken one stops us now.
-	if _, err := supervisor.LoadNetworkConfig(l.Home); err != nil {
+	netConf, err := supervisor.LoadNetworkConfig(l.Home)
+	if err != nil {
 		return err
 	}
 	dconf, err := daemonconf.Load(l.Home)
@@ -100,7 +101,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Doctor: func(ctx context.Context) []pkgapi.DoctorCheck {
 			return append(host.doctor(ctx), agentCheck(agentPath), networkCheck(l.Home))
 		},
-		Logger: log,
+		Logger:     log,
+		SandboxCAs: len(netConf.SandboxCAs) > 0,
 	})
 	defer mgr.Close()
 	if err := mgr.Recover(ctx); err != nil {

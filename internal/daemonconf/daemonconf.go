@@ -38,6 +38,11 @@ import (
 //	# Extra CA certificates (PEM files) that verify the servers of hosts the
 //	# gateway intercepts to inject secrets (default: the host's roots only).
 //	upstream_ca_files = ["/etc/agentkernel/corp-ca.pem"]
+//	# Extra CA certificates (PEM files) every sandbox trusts, added to its
+//	# image's CA bundles and named by SSL_CERT_FILE, REQUESTS_CA_BUNDLE and
+//	# NODE_EXTRA_CA_CERTS: for a network whose egress passes a
+//	# TLS-inspecting proxy (default: none).
+//	sandbox_ca_files = ["/usr/local/share/ca-certificates/corp.crt"]
 //	# Replaces the ranges no sandbox may ever reach. FOR TESTS ONLY: the
 //	# default covers loopback, RFC 1918, link-local, cloud metadata, CGNAT,
 //	# multicast and the host's own addresses and subnets; a list here
@@ -67,6 +72,7 @@ type Network struct {
 	Resolvers       []string `toml:"resolvers"`
 	MTU             int      `toml:"mtu"`
 	UpstreamCAFiles []string `toml:"upstream_ca_files"`
+	SandboxCAFiles  []string `toml:"sandbox_ca_files"`
 	Forbidden       []string `toml:"forbidden"`
 }
 

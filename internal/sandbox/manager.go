@@ -86,6 +86,10 @@ type Config struct {
 	// Doctor adds host checks to the report of Doctor.
 	Doctor func(ctx context.Context) []api.DoctorCheck
 	Logger *slog.Logger
+	// SandboxCAs says daemon.toml names sandbox_ca_files, which every
+	// sandbox with a gateway trusts (the variables that name the CA
+	// bundle are then set).
+	SandboxCAs bool
 }
 
 // Manager runs sandboxes: it implements internal/httpapi.Service. Create it

@@ -91,6 +91,12 @@ func (m *Manager) resolveNetwork(req api.CreateSandboxRequest, spec *backend.Spe
 	if g.Policy, err = withSecretHosts(pol, g.Secrets); err != nil {
 		return nil, err
 	}
+	if len(g.Secrets) > 0 || m.cfg.SandboxCAs {
+		// The sandbox trusts its interception CA and daemon.toml's
+		// sandbox_ca_files through these (see backend.CABundleFile).
+		spec.Env = setEnv(spec.Env,
+			"SSL_CERT_FILE="+backend.CABundleFile, "REQUESTS_CA_BUNDLE="+backend.CABundleFile, "NODE_EXTRA_CA_CERTS="+backend.CACertFile)
+	}
 	spec.Gateway = g
 	return inline, nil
 }

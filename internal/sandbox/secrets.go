@@ -73,8 +73,6 @@ func (m *Manager) resolveSecrets(entries []string, spec *backend.Spec, g *backen
 		g.Secrets = append(g.Secrets, ref)
 		spec.Env = setEnv(spec.Env, b.Name+"="+secrets.Placeholder(b.Name))
 	}
-	spec.Env = setEnv(spec.Env,
-		"SSL_CERT_FILE="+backend.CABundleFile, "REQUESTS_CA_BUNDLE="+backend.CABundleFile, "NODE_EXTRA_CA_CERTS="+backend.CACertFile)
 	return inline, nil
 }
 

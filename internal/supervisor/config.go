@@ -80,5 +80,15 @@ func networkConfig(n daemonconf.Network) (NetworkConfig, error) {
 		}
 		cfg.UpstreamRoots = pool
 	}
+	for _, p := range n.SandboxCAFiles {
+		b, err := daemonconf.ReadBounded(p)
+		if err != nil {
+			return cfg, fmt.Errorf("%w: network.sandbox_ca_files: %v", errdefs.ErrInvalidArgument, err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			return cfg, fmt.Errorf("%w: network.sandbox_ca_files: %s holds no PEM certificate", errdefs.ErrInvalidArgument, p)
+		}
+		cfg.SandboxCAs = append(append(cfg.SandboxCAs, b...), '\n')
+	}
 	return cfg, nil
 }

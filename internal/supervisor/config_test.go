@@ -37,10 +37,17 @@ resolvers = ["203.0.113.53", "203.0.113.54:5353"]
 mtu = 9000
 forbidden = ["169.254.0.0/16", "10.1.2.3/8"]
 upstream_ca_files = ["`+caFile+`"]
+sandbox_ca_files = ["`+caFile+`"]
 `), 0o600)
 	cfg, err = LoadNetworkConfig(home)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg.SandboxCAs), "BEGIN CERTIFICATE") {
+		t.Errorf("sandbox CAs: %q", cfg.SandboxCAs)
+	}
+	if _, err := ParseNetworkConfig([]byte("[network]\nsandbox_ca_files = [\"" + filepath.Join(home, daemonconf.FileName) + "\"]\n")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("a sandbox CA file without a certificate: %v", err)
 	}
 	want := []netip.AddrPort{netip.MustParseAddrPort("203.0.113.53:53"), netip.MustParseAddrPort("203.0.113.54:5353")}
 	if len(cfg.Resolvers) != 2 || cfg.Resolvers[0] != want[0] || cfg.Resolvers[1] != want[1] || cfg.MTU != 9000 {

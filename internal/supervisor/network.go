@@ -48,6 +48,10 @@ type NetworkConfig struct {
 	// UpstreamRoots verify the servers of hosts the gateway intercepts
 	// to inject secrets; nil means the host's roots.
 	UpstreamRoots *x509.CertPool
+	// SandboxCAs are extra PEM certificates the sandbox trusts (a
+	// TLS-inspecting proxy's), handed to the backend with the sandbox's
+	// own CA.
+	SandboxCAs []byte
 }
 
 // NetworkSpec is one sandbox's gateway as Run builds it.
@@ -143,6 +147,9 @@ func newNetwork(dir string, spec NetworkSpec, log *slog.Logger) (_ *Network, ret
 		}
 		n.ca = ca.CertPEM()
 	}
+	if len(cfg.SandboxCAs) > 0 {
+		n.ca = append(append(n.ca, '\n'), cfg.SandboxCAs...)
+	}
 	n.gw, err = netgw.New(netgw.Config{
 		Sandbox: spec.Sandbox, MTU: cfg.MTU, Policy: pol,
 		Upstreams: cfg.Resolvers, Forbidden: cfg.Forbidden,
@@ -168,8 +175,9 @@ func (n *Network) Link() netgw.Network { return n.gw.Network() }
 // GatewayMAC returns the gateway's ethernet address.
 func (n *Network) GatewayMAC() net.HardwareAddr { return netgw.DefaultMAC }
 
-// CACert returns the PEM certificate of the sandbox's interception CA, or
-// nil when no secret is bound.
+// CACert returns the PEM certificates the sandbox must trust: its
+// interception CA (when a secret is bound) and daemon.toml's
+// sandbox_ca_files; nil when there are none.
 func (n *Network) CACert() []byte { return n.ca }
 
 // Netns returns the path of the sandbox's network namespace, creating it
