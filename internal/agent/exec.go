@@ -184,6 +184,7 @@ func readStdin(st io.Reader, c *child, abandon func()) {
 // its process group when ctx ends or on timeout. As soon as the process has
 // been reaped, onExit (if not nil) gets its exit code and p.done is closed.
 func supervise(ctx context.Context, c *child, p *proc, timeout time.Duration, onExit func(int), out, errOut func([]byte)) agentproto.ExitStatus {
+	limitsBefore := readLimitCounters()
 	drain := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { pump(c.stdout, drain, out) })
@@ -205,7 +206,7 @@ func supervise(ctx context.Context, c *child, p *proc, timeout time.Duration, on
 		timer.Stop()
 	}
 	stopKill()
-	status := exitStatus(ws)
+	status := explainLimits(exitStatus(ws), limitsBefore, readLimitCounters())
 	if timedOut.Load() {
 		status = agentproto.ExitStatus{Code: 124, TimedOut: true, Error: fmt.Sprintf("timed out after %v", timeout)}
 	}

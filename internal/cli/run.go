@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentkernel/agentkernel/internal/agents"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -67,6 +68,7 @@ type runOptions struct {
 	keep     bool
 	cfg      configFlags
 	net      netFlags
+	agent    string
 }
 
 func newRunCmd(app *App) *cobra.Command {
@@ -119,6 +121,7 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVar(&o.keep, "keep", false, "keep the sandbox after the command")
+	fl.StringVar(&o.agent, "agent", "", "run AI coding agent `NAME` (claude, codex, gemini, opencode; see agentkernel agents): the arguments are its prompt")
 	o.net.register(cmd)
 	o.cfg.register(cmd, true)
 	return cmd
@@ -162,8 +165,14 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	if sig := r.interrupted(); sig != 0 {
 		return &ExitError{Code: 128 + int(sig)}
 	}
-	image, err := runImage(cmd, c, o.image, cfg, command)
-	if err != nil {
+	var agent *agents.Agent
+	image := o.image
+	if o.agent != "" {
+		if agent, err = agents.Get(o.agent); err != nil {
+			return withCode(exitCLI, err)
+		}
+		req.Command = agentCommand(agent, command)
+	} else if image, err = runImage(cmd, c, o.image, cfg, command); err != nil {
 		return withCode(exitCLI, err)
 	}
 	create := api.CreateSandboxRequest{
@@ -173,6 +182,11 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	mergeConfig(&create, cfg)
 	if err := o.net.apply(&create); err != nil {
 		return withCode(exitCLI, err)
+	}
+	if agent != nil {
+		if err := applyAgent(ctx, c, agent, &create); err != nil {
+			return withCode(exitCLI, err)
+		}
 	}
 	_, err = c.CreateSandbox(ctx, create)
 	if errors.Is(err, errdefs.ErrAlreadyExists) {

@@ -50,7 +50,8 @@ type Binding struct {
 
 // ParseBinding parses a --secret flag or an entry of a create request's
 // secrets: "KEY:host", "KEY:host:header", or upstream's "KEY=value:host"
-// (the value may contain ':'; the host is what follows the last one).
+// (the value may contain ':'; the host is what follows the last one), or
+// "KEY=value:host:header" (a last field without a dot after a host name).
 func ParseBinding(s string) (Binding, error) {
 	bad := func(why string) (Binding, error) {
 		// The entry may hold a value: never echo what follows a '='.
@@ -63,6 +64,13 @@ func ParseBinding(s string) (Binding, error) {
 			return bad("an inline value needs :HOST after it")
 		}
 		b = Binding{Name: k, Value: rest[:i], Host: rest[i+1:]}
+		// KEY=value:host:header: a last field with no dot that is a
+		// header name, after a field that is a host name.
+		if j := strings.LastIndexByte(b.Value, ':'); j >= 0 && !strings.Contains(b.Host, ".") && headerRE.MatchString(b.Host) {
+			if h, ok := policy.NormalizeName(b.Value[j+1:]); ok && strings.Contains(h, ".") {
+				b.Header, b.Host, b.Value = b.Host, b.Value[j+1:], b.Value[:j]
+			}
+		}
 		if b.Value == "" || len(b.Value) > MaxValueBytes || strings.ContainsAny(b.Value, "\r\n\x00") {
 			return bad(fmt.Sprintf("the inline value of %s must be 1 to %d bytes on one line", k, MaxValueBytes))
 		}

@@ -19,6 +19,8 @@ func TestParseBinding(t *testing.T) {
 		{"K:API.Example.COM.:X-Token", Binding{Name: "K", Host: "api.example.com", Header: "X-Token"}, "X-Token", "s"},
 		{"K:example.com:authorization", Binding{Name: "K", Host: "example.com", Header: "authorization"}, "authorization", "Bearer s"},
 		{"GH=ghp_a:b=c:github.com", Binding{Name: "GH", Host: "github.com", Value: "ghp_a:b=c"}, "Authorization", "Bearer s"},
+		{"GEMINI_API_KEY=AIza:x:generativelanguage.googleapis.com:x-goog-api-key",
+			Binding{Name: "GEMINI_API_KEY", Host: "generativelanguage.googleapis.com", Header: "x-goog-api-key", Value: "AIza:x"}, "x-goog-api-key", "s"},
 	} {
 		got, err := ParseBinding(c.in)
 		if err != nil || got != c.want {

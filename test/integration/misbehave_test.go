@@ -48,8 +48,8 @@ func TestMemoryPressureSparesAgent(t *testing.T) {
 	}
 	// A memory hog past the limit is killed; the agent is not.
 	r = e.ak(t, "exec", "it-oom", "--", "python3", "-c", "b = []\nwhile True: b.append(bytearray(16 << 20))")
-	if r.code != 137 {
-		t.Errorf("memory hog: exit %d, want 137 (killed); %v", r.code, r)
+	if r.code != 137 || !strings.Contains(r.stderr, "out-of-memory killer") {
+		t.Errorf("memory hog: exit %d, want 137 (killed) with a message naming the OOM killer; %v", r.code, r)
 	}
 	if info := e.info(t, "it-oom"); info.Status != api.StatusRunning {
 		t.Fatalf("after the hog the sandbox is %s (%s)", info.Status, info.Error)
@@ -76,7 +76,9 @@ func TestForkBombSparesAgent(t *testing.T) {
 	t.Cleanup(func() { e.ak(t, "sandbox", "remove", "it-bomb") })
 	// Bounded: each process sleeps 3 s and exits, so the bomb ends alone.
 	r := e.ak(t, "exec", "it-bomb", "--", "sh", "-c", "i=0; while [ $i -lt 3000 ]; do sleep 3 & i=$((i+1)); done 2>/dev/null; wait; echo done")
-	t.Logf("fork bomb exec: %v", r)
+	if r.code == 0 || !strings.Contains(r.stderr, "process limit") {
+		t.Errorf("fork bomb: want a failure naming the process limit, got %v", r)
+	}
 	ok := waitFor(30*time.Second, func() bool {
 		return e.ak(t, "exec", "it-bomb", "--", "echo", "alive").stdout == "alive\n"
 	})

@@ -1,0 +1,85 @@
+package agent
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/agentkernel/agentkernel/internal/agentproto"
+)
+
+// A process killed by the sandbox's own limits used to end with a bare
+// exit 137 (or a shell's "fork failed"): nothing said that the memory or
+// process limit was the cause. The agent reads the counters the kernel
+// keeps for the sandbox's cgroup (or, in a microVM, for the whole guest)
+// before and after each process and says so in its exit status. Processes
+// running at the same time share the counters, so the message says the
+// sandbox hit its limit while the process ran, which is what is known.
+
+// limitCounters are the kernel's counts of limit events for this sandbox.
+type limitCounters struct {
+	oomKills int64 // processes the OOM killer killed
+	pidsMax  int64 // forks refused at the pids limit
+	ok       bool  // the counters could be read
+}
+
+// cgroup counter files: cgroup v2, then v1 (as runc mounts it), then the
+// guest-wide count of a microVM, which is the sandbox itself.
+var (
+	oomFiles  = []string{"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"}
+	pidsFiles = []string{"/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events"}
+	vmstat    = "/proc/vmstat"
+)
+
+func readLimitCounters() limitCounters {
+	var c limitCounters
+	oom, ok := firstCounter(oomFiles, "oom_kill")
+	if !ok && os.Getpid() == 1 {
+		// No memory cgroup in sight: a microVM's agent, whose guest is
+		// the sandbox.
+		oom, ok = firstCounter([]string{vmstat}, "oom_kill")
+	}
+	c.oomKills, c.ok = oom, ok
+	c.pidsMax, _ = firstCounter(pidsFiles, "max")
+	return c
+}
+
+// firstCounter returns the value of key in the first of files that holds
+// it ("key N" lines).
+func firstCounter(files []string, key string) (int64, bool) {
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			k, v, ok := strings.Cut(sc.Text(), " ")
+			if ok && k == key {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				fh.Close()
+				return n, err == nil
+			}
+		}
+		fh.Close()
+	}
+	return 0, false
+}
+
+// explainLimits adds to st why the process may have ended when the
+// sandbox hit a limit while it ran.
+func explainLimits(st agentproto.ExitStatus, before, after limitCounters) agentproto.ExitStatus {
+	if st.Error != "" || st.Code == 0 {
+		return st
+	}
+	switch {
+	case before.ok && after.oomKills > before.oomKills && st.Signal == int(syscall.SIGKILL):
+		st.Error = "killed by the out-of-memory killer: the sandbox reached its memory limit"
+	case after.pidsMax > before.pidsMax:
+		st.Error = fmt.Sprintf("the sandbox reached its process limit while this ran (%d forks refused)", after.pidsMax-before.pidsMax)
+	}
+	return st
+}
