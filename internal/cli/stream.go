@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -177,7 +179,7 @@ func pump(s *client.Stream, lio localIO) (api.StreamControl, error) {
 		}
 		return api.StreamControl{}, fmt.Errorf("writing the output: %w", writeErr)
 	}
-	return exit, err
+	return exit, streamLost(err)
 }
 
 // writeError marks an error of the local side of a copy.
@@ -297,4 +299,20 @@ func exitMessage(w io.Writer, exit api.StreamControl) {
 	case exit.TimedOut:
 		fmt.Fprintln(w, "agentkernel: the command timed out and was killed")
 	}
+}
+
+// streamLost turns a stream that ended without its exit message (the
+// daemon was killed or restarted mid-command; the WebSocket library then
+// says "failed to read frame header: EOF") into an error that says so.
+func streamLost(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	msg := err.Error()
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "frame header") ||
+		strings.Contains(msg, "connection reset") || strings.Contains(msg, "StatusAbnormalClosure") {
+		return fmt.Errorf("the connection to the daemon was lost before the command finished (the daemon stopped or restarted); "+
+			"the sandbox and the command may still be running: see agentkernel sandbox list (%v)", err)
+	}
+	return err
 }

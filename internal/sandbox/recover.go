@@ -58,7 +58,12 @@ func (m *Manager) Recover(ctx context.Context) error {
 			}
 		}
 		m.recordStatus(ctx, rec.UUID, rec.Name, status, reason)
-		m.log.Warn("sandbox lost while the daemon was down", "sandbox", rec.Name, "reason", reason)
+		if status == api.StatusFailed {
+			m.log.Warn("sandbox lost while the daemon was down", "sandbox", rec.Name, "reason", reason)
+			m.event(rec.UUID, rec.Name, "sandbox_failed", map[string]any{"error": reason, "found": "at daemon start"})
+		} else {
+			m.event(rec.UUID, rec.Name, "sandbox_stopped", map[string]any{"found": "at daemon start"})
+		}
 		if rec.Ephemeral {
 			m.removeLocked(ctx, rec.UUID, rec.Name)
 		}

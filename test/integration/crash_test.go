@@ -1,7 +1,11 @@
 package integration
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -30,9 +34,31 @@ func TestDaemonKill9(t *testing.T) {
 	e.ok(t, "exec", "it-k9", "--", "sh", "-c", "echo survives > /root/k9.txt")
 	id := strings.TrimSpace(e.ok(t, "exec", "-d", "it-k9", "--", "sleep", "300").stdout)
 	before := e.info(t, "it-k9")
+	// A streaming exec in flight when the daemon dies is told so.
+	streamCmd := e.command(context.Background(), "exec", "it-k9", "--", "sh", "-c", "echo started; sleep 60")
+	var streamOut, streamErr bytes.Buffer
+	streamCmd.Stdout, streamCmd.Stderr = &streamOut, &streamErr
+	if err := streamCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- streamCmd.Wait() }()
+	if !waitFor(15*time.Second, func() bool { return strings.Contains(streamOut.String(), "started") }) {
+		t.Fatalf("the streaming exec did not start: %q %q", streamOut.String(), streamErr.String())
+	}
 
 	if err := syscall.Kill(pid1, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case err := <-streamDone:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 125 || !strings.Contains(streamErr.String(), "connection to the daemon was lost") {
+			t.Errorf("a streaming exec cut by the daemon's death: %v, stderr %q", err, streamErr.String())
+		}
+	case <-time.After(30 * time.Second):
+		streamCmd.Process.Kill()
+		t.Errorf("the streaming exec did not end after the daemon died")
 	}
 	if !waitFor(10*time.Second, func() bool { return !alive(pid1) }) {
 		t.Fatalf("daemon %d survived SIGKILL", pid1)
