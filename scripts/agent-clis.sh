@@ -68,6 +68,9 @@ EOF
   mv -f "$dir/bin/$name.tmp" "$dir/bin/$name"
 done
 
+# The CLIs run as whatever user a test or sandbox picks.
+chmod -R a+rX "$dir"
+
 echo "node      $node_bin/node ($("$node_bin/node" --version))"
 for entry in "${clis[@]}"; do
   read -r name spec rel <<<"$entry"

@@ -49,7 +49,8 @@ var Gemini = register(&Agent{
 	Package: "@google/gemini-cli", Version: "0.61.0", Binary: "gemini",
 	Preset: "gemini",
 	Key:    KeyBinding{Vars: []string{"GEMINI_API_KEY", "GOOGLE_API_KEY"}, Host: "generativelanguage.googleapis.com", Header: "x-goog-api-key"},
-	Env:    []string{"GEMINI_CLI_DISABLE_AUTOUPDATER=1"},
+	// The sandbox holds only a copy of the project: trusting it is safe.
+	Env: []string{"GEMINI_CLI_DISABLE_AUTOUPDATER=1", "GEMINI_CLI_TRUST_WORKSPACE=true"},
 	Files: map[string]string{
 		".gemini/settings.json": `{"security": {"auth": {"selectedType": "gemini-api-key"}}, "general": {"disableAutoUpdate": true, "disableUpdateNag": true}, ` +
 			`"privacy": {"usageStatisticsEnabled": false}, "telemetry": {"enabled": false}}` + "\n",

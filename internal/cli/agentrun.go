@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
+	"path/filepath"
 
 	"github.com/agentkernel/agentkernel/internal/agents"
+	"github.com/agentkernel/agentkernel/internal/workback"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -88,4 +92,64 @@ func agentCommand(a *agents.Agent, args []string) []string {
 		return []string{a.Binary}
 	}
 	return a.Unattended(args)
+}
+
+// copyProjectIn gives sandbox name a copy of host directory dir at
+// agents.Workdir, owned by the agents' user, and returns the snapshot that
+// collectWork compares the sandbox against. The copy leaves out any .git
+// (the sandbox never gets the host's hooks, config or objects) and, in a
+// repository, ignored files.
+func copyProjectIn(ctx context.Context, c *client.Client, name, dir, baseline string) (workback.Source, error) {
+	src, err := workback.Snapshot(ctx, dir)
+	if err != nil {
+		return src, err
+	}
+	if !src.Git {
+		src.Baseline = baseline
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(workback.Pack(ctx, src, pw, workback.PackOptions{UID: agents.UserUID, GID: agents.UserUID}))
+	}()
+	err = c.TarIn(ctx, name, agents.Workdir, pr)
+	pr.CloseWithError(err)
+	if err != nil {
+		return src, fmt.Errorf("copying %s into the sandbox: %w", dir, err)
+	}
+	return src, nil
+}
+
+// collectWork brings back what the sandbox changed under agents.Workdir:
+// a branch agentkernel/NAME in the host repository (its working tree,
+// index and HEAD untouched), or, outside git, a patch under patchDir.
+func collectWork(ctx context.Context, c *client.Client, name string, src workback.Source, patchDir string) (workback.Result, error) {
+	rc, err := c.TarOut(ctx, name, agents.Workdir)
+	if err != nil {
+		return workback.Result{}, err
+	}
+	defer rc.Close()
+	// The agent's tar of /workspace names its entries "workspace/…".
+	opts := workback.CollectOptions{Name: name, TreeOptions: workback.TreeOptions{Root: path.Base(agents.Workdir)}}
+	if !src.Git {
+		if err := os.MkdirAll(patchDir, 0o700); err != nil {
+			return workback.Result{}, err
+		}
+		opts.PatchPath = filepath.Join(patchDir, name+".patch")
+	}
+	return workback.Collect(ctx, src, rc, opts)
+}
+
+// reportWork tells the user where the agent's work is.
+func reportWork(w io.Writer, res workback.Result) {
+	switch {
+	case !res.Changed():
+		fmt.Fprintln(w, "agentkernel: the agent changed nothing")
+	case res.Branch != "":
+		fmt.Fprintf(w, "agentkernel: %s\nagentkernel: review it with: git diff HEAD %s\n", res.Summary, res.Branch)
+	default:
+		fmt.Fprintf(w, "agentkernel: %s\nagentkernel: apply it with: git apply %s\n", res.Summary, res.Patch)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(w, "agentkernel: note: %s\n", n)
+	}
 }

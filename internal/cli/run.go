@@ -9,12 +9,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentkernel/agentkernel/internal/agents"
+	"github.com/agentkernel/agentkernel/internal/paths"
+	"github.com/agentkernel/agentkernel/internal/workback"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -69,6 +72,7 @@ type runOptions struct {
 	cfg      configFlags
 	net      netFlags
 	agent    string
+	dir      string
 }
 
 func newRunCmd(app *App) *cobra.Command {
@@ -121,6 +125,7 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVar(&o.keep, "keep", false, "keep the sandbox after the command")
+	fl.StringVar(&o.dir, "dir", "", "copy host directory `DIR` into the sandbox at /workspace; with --agent its changes come back as git branch agentkernel/NAME (a patch outside git)")
 	fl.StringVar(&o.agent, "agent", "", "run AI coding agent `NAME` (claude, codex, gemini, opencode; see agentkernel agents): the arguments are its prompt")
 	o.net.register(cmd)
 	o.cfg.register(cmd, true)
@@ -211,6 +216,22 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 		}
 		return withCode(exitCLI, err)
 	}
+	var work *workback.Source
+	if o.dir != "" {
+		l, err := paths.Default()
+		if err != nil {
+			return withCode(exitCLI, err)
+		}
+		src, err := copyProjectIn(ctx, c, name, o.dir, filepath.Join(l.Home, "work", name+".baseline.tar"))
+		if err != nil {
+			return withCode(exitCLI, err)
+		}
+		defer os.Remove(src.Baseline)
+		work = &src
+		if req.Workdir == "" {
+			req.Workdir = agents.Workdir
+		}
+	}
 
 	s, err := c.ExecStream(ctx, name, req)
 	if err != nil {
@@ -229,6 +250,14 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 		return withCode(exitCLI, err)
 	}
 	exitMessage(cmd.ErrOrStderr(), exit)
+	if work != nil && agent != nil {
+		l, _ := paths.Default()
+		res, err := collectWork(ctx, c, name, *work, filepath.Join(l.Home, "patches"))
+		if err != nil {
+			return withCode(exitCLI, fmt.Errorf("bringing back the agent's work: %w", err))
+		}
+		reportWork(cmd.ErrOrStderr(), res)
+	}
 	if exit.ExitCode != 0 {
 		return &ExitError{Code: exit.ExitCode}
 	}

@@ -114,9 +114,22 @@ func (e *env) ak(t testing.TB, args ...string) result {
 // akIn is ak with stdin.
 func (e *env) akIn(t testing.TB, stdin io.Reader, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	return e.akRun(t, stdin, nil, cliTimeout, args...)
+}
+
+// akEnv runs the CLI with extra environment variables (KEY=VALUE) and a
+// longer time limit, for commands that run an agent.
+func (e *env) akEnv(t testing.TB, env []string, args ...string) result {
+	t.Helper()
+	return e.akRun(t, nil, env, 5*time.Minute, args...)
+}
+
+func (e *env) akRun(t testing.TB, stdin io.Reader, env []string, timeout time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := e.command(ctx, args...)
+	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
 	err := cmd.Run()
@@ -124,7 +137,7 @@ func (e *env) akIn(t testing.TB, stdin io.Reader, args ...string) result {
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Fatalf("agentkernel %s: still running after %v\nstderr: %s", strings.Join(args, " "), cliTimeout, errb.String())
+		t.Fatalf("agentkernel %s: still running after %v\nstderr: %s", strings.Join(args, " "), timeout, errb.String())
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	case err != nil:

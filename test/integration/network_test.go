@@ -87,21 +87,7 @@ func (w *netWorld) inWorld(t testing.TB, f func()) {
 
 func newNetWorld(t *testing.T) *netWorld {
 	t.Helper()
-	w := &netWorld{e: newEnv(t), probeDir: t.TempDir()}
-	done := make(chan error, 1)
-	go func() { // a fresh namespace on a thread that then dies
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		w.ns, _ = os.Open("/proc/thread-self/ns/net")
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("creating the world namespace: %v", err)
-	}
-	t.Cleanup(func() { w.ns.Close() })
+	w := &netWorld{e: newEnv(t), probeDir: t.TempDir(), ns: newWorldNS(t)}
 	caCert, caKey := testCA(t)
 	caFile := filepath.Join(w.probeDir, "world-ca.pem")
 	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}), 0o644)
@@ -169,6 +155,28 @@ func newNetWorld(t *testing.T) *netWorld {
 
 // startDaemon runs `serve --no-tcp` for the world's home inside the world;
 // the home's teardown stops it.
+// newWorldNS makes a fresh network namespace (with nothing in it, not even
+// lo up), closed when t ends.
+func newWorldNS(t *testing.T) *os.File {
+	t.Helper()
+	var ns *os.File
+	done := make(chan error, 1)
+	go func() { // a fresh namespace on a thread that then dies
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- err
+			return
+		}
+		ns, _ = os.Open("/proc/thread-self/ns/net")
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("creating the world namespace: %v", err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
 func (w *netWorld) startDaemon(t *testing.T) {
 	t.Helper()
 	os.MkdirAll(w.e.home, 0o700)
