@@ -13,6 +13,10 @@ command -v script >/dev/null || need+=(bsdutils)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
+# Agents: work comes back as git branches (internal/workback); tmux drives
+# the OpenCode TUI in its attach test.
+command -v git >/dev/null || need+=(git)
+command -v tmux >/dev/null || need+=(tmux)
 command -v hyperfine >/dev/null || need+=(hyperfine)
 # image build --debian: debootstrap, and what verifies the archive.
 command -v debootstrap >/dev/null || need+=(debootstrap)
