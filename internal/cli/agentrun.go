@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 
 	"github.com/agentkernel/agentkernel/internal/agents"
@@ -128,8 +127,7 @@ func collectWork(ctx context.Context, c *client.Client, name string, src workbac
 		return workback.Result{}, err
 	}
 	defer rc.Close()
-	// The agent's tar of /workspace names its entries "workspace/…".
-	opts := workback.CollectOptions{Name: name, TreeOptions: workback.TreeOptions{Root: path.Base(agents.Workdir)}}
+	opts := workback.CollectOptions{Name: name, TreeOptions: treeOptions()}
 	if !src.Git {
 		if err := os.MkdirAll(patchDir, 0o700); err != nil {
 			return workback.Result{}, err

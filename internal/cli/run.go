@@ -9,14 +9,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentkernel/agentkernel/internal/agents"
-	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/workback"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
@@ -218,15 +216,13 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	}
 	var work *workback.Source
 	if o.dir != "" {
-		l, err := paths.Default()
+		src, err := giveProject(ctx, c, name, o.dir)
+		if !o.keep {
+			defer forgetWork(name)
+		}
 		if err != nil {
 			return withCode(exitCLI, err)
 		}
-		src, err := copyProjectIn(ctx, c, name, o.dir, filepath.Join(l.Home, "work", name+".baseline.tar"))
-		if err != nil {
-			return withCode(exitCLI, err)
-		}
-		defer os.Remove(src.Baseline)
 		work = &src
 		if req.Workdir == "" {
 			req.Workdir = agents.Workdir
@@ -251,8 +247,8 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	}
 	exitMessage(cmd.ErrOrStderr(), exit)
 	if work != nil && agent != nil {
-		l, _ := paths.Default()
-		res, err := collectWork(ctx, c, name, *work, filepath.Join(l.Home, "patches"))
+		d, _ := workDir()
+		res, err := collectWork(ctx, c, name, *work, d)
 		if err != nil {
 			return withCode(exitCLI, fmt.Errorf("bringing back the agent's work: %w", err))
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentkernel/agentkernel/internal/agents"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -24,7 +25,7 @@ func newSandboxCmd(app *App) *cobra.Command {
 	}
 	cmd.AddCommand(newCreateCmd(app), newStartCmd(app), newStopCmd(app), newRemoveCmd(app),
 		newListCmd(app), newInfoCmd(app), newExtendCmd(app), newLogsCmd(app), newNetworkCmd(app),
-		newCommitCmd(app), newExportCmd(app))
+		newCommitCmd(app), newExportCmd(app), newDiffCmd(app))
 	return cmd
 }
 
@@ -40,6 +41,7 @@ type createOptions struct {
 	noStart  bool
 	cfg      configFlags
 	net      netFlags
+	agent    string
 }
 
 func newCreateCmd(app *App) *cobra.Command {
@@ -95,9 +97,31 @@ that fails the sandbox is removed. NAME defaults to the file's
 			if err != nil {
 				return err
 			}
+			var project string
+			if o.agent != "" {
+				a, err := agents.Get(o.agent)
+				if err != nil {
+					return err
+				}
+				// With an agent, --dir is the project it gets a copy of.
+				if len(o.dirs) > 1 || (len(o.dirs) == 1 && strings.Contains(o.dirs[0], ":")) {
+					return fmt.Errorf("with --agent, --dir names one project directory, which the sandbox gets a copy of at %s", agents.Workdir)
+				}
+				if len(o.dirs) == 1 {
+					project, req.Dirs = o.dirs[0], nil
+				}
+				if err := applyAgent(cmd.Context(), c, a, &req); err != nil {
+					return err
+				}
+			}
 			info, err := c.CreateSandbox(cmd.Context(), req)
 			if err != nil {
 				return err
+			}
+			if project != "" {
+				if _, err := giveProject(cmd.Context(), c, name, project); err != nil {
+					return err
+				}
 			}
 			if err := applySetup(cmd, c, name, setup); err != nil {
 				return err
@@ -115,6 +139,7 @@ that fails the sandbox is removed. NAME defaults to the file's
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVar(&o.noStart, "no-start", false, "create the sandbox stopped")
+	fl.StringVar(&o.agent, "agent", "", "make the sandbox for AI coding agent `NAME` (claude, codex, gemini, opencode): its image, network preset and API key; --dir DIR is then copied in")
 	o.net.register(cmd)
 	o.cfg.register(cmd, false)
 	return cmd

@@ -10,7 +10,7 @@ import (
 )
 
 func newExportCmd(app *App) *cobra.Command {
-	var out string
+	var out, branch string
 	cmd := &cobra.Command{
 		Use:   "export NAME -o FILE.tar",
 		Short: "Write a sandbox's whole filesystem to a tar file",
@@ -19,14 +19,26 @@ with its own changes applied) as a tar archive to FILE, or to standard output
 with "-o -". /proc, /sys, /dev and agentkernel's /.agentkernel are left out,
 and so are the in-memory /tmp and /run. Owners are as the sandbox sees them.
 
+With --branch B, export instead brings back what the sandbox changed in the
+project it was given (create --agent --dir): branch B (agentkernel/… ) in
+that repository, or a patch outside git; the working tree is not touched.
+
 Only container sandboxes made from a pulled, imported or built image can be
 exported. A running sandbox is exported as it is at that moment, without
 pausing it. The file is written under a temporary name and renamed when the
 transfer is complete, so a failed export leaves no partial FILE.`,
-		Example: `  agentkernel sandbox export dev -o dev.tar
+		Example: `  agentkernel sandbox export fix --branch agentkernel/fix
+  agentkernel sandbox export dev -o dev.tar
   agentkernel sandbox export dev -o - | tar -t`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("branch") {
+				c, err := connect(cmd, app, exitFailure)
+				if err != nil {
+					return err
+				}
+				return exportBranch(cmd, c, args[0], branch)
+			}
 			if out == "" {
 				return fmt.Errorf("missing -o FILE: where to write the tar (- for standard output)")
 			}
@@ -52,6 +64,7 @@ transfer is complete, so a failed export leaves no partial FILE.`,
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", `file to write the tar to, "-" for standard output (required)`)
+	cmd.Flags().StringVar(&branch, "branch", "", "bring the project's changes back as git branch `B` (agentkernel/…)")
 	return cmd
 }
 

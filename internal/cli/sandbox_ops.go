@@ -36,6 +36,7 @@ func newRemoveCmd(app *App) *cobra.Command {
 		if err := c.RemoveSandbox(cmd.Context(), name); err != nil {
 			return err
 		}
+		forgetWork(name)
 		if app.JSON {
 			return printJSON(cmd.OutOrStdout(), map[string]string{"removed": name})
 		}

@@ -36,7 +36,9 @@ Node.js and npm from the npm registry (checksums pinned), and each agent's
 CLI from its npm package at a pinned version. Only the npm registry is
 reached, through the build's network gateway. Images already built from the
 same inputs are kept; see agentkernel agents.`,
-		Args: cobra.NoArgs,
+		// With --agents, the arguments are more agent names
+		// ("setup --agents claude codex").
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			w := cmd.OutOrStdout()
 			if cmd.Flags().Changed("agents") {
@@ -44,7 +46,10 @@ same inputs are kept; see agentkernel agents.`,
 				if err != nil {
 					return err
 				}
-				return buildAgentImages(cmd.Context(), c, agentNames, w)
+				return buildAgentImages(cmd.Context(), c, append(agentNames, args...), w)
+			}
+			if len(args) > 0 {
+				return fmt.Errorf("setup takes no arguments (agent names go with --agents)")
 			}
 			if SetupFunc == nil {
 				return errors.New("setup is not available in this build")

@@ -119,6 +119,7 @@ func TestAgents(t *testing.T) {
 		t.Skip("needs git")
 	}
 	w := newAgentWorld(t)
+	t.Run("CreateDiffExport", func(t *testing.T) { agentCreateDiffExport(t, w) })
 	wantHeader := map[string]string{"x-api-key": "x-api-key", "Authorization": "authorization", "x-goog-api-key": "x-goog-api-key"}
 	for _, a := range agents.All() {
 		t.Run(a.Name, func(t *testing.T) {
@@ -176,6 +177,34 @@ func TestAgents(t *testing.T) {
 				t.Errorf("$%s in the sandbox: %q", a.Key.Vars[0], env)
 			}
 		})
+	}
+}
+
+// agentCreateDiffExport: a sandbox made with create --agent --dir holds a
+// copy of the project; what the agent changes shows in sandbox diff, and
+// sandbox export --branch makes the branch on demand.
+func agentCreateDiffExport(t *testing.T, w *agentWorld) {
+	proj := gitProject(t)
+	name := "it-agent-kept"
+	keyEnv := []string{agents.Claude.Key.Vars[0] + "=sk-test-kept"}
+	if r := w.e.akEnv(t, keyEnv, "sandbox", "create", name, "--agent", "claude", "--dir", proj); r.code != 0 {
+		t.Fatalf("create --agent: %v", r)
+	}
+	t.Cleanup(func() { w.e.ak(t, "sandbox", "remove", name) })
+	if got := w.e.ok(t, "exec", name, "--", "cat", agents.Workdir+"/README.md").stdout; got != "# a project\n" {
+		t.Fatalf("the project copy: %q", got)
+	}
+	argv := agents.Claude.Unattended([]string{"Create the file " + agentFile})
+	if r := w.e.akEnv(t, nil, append([]string{"exec", name, "--"}, argv...)...); r.code != 0 {
+		t.Fatalf("the agent in a kept sandbox: %v", r)
+	}
+	d := w.e.ok(t, "sandbox", "diff", name).stdout
+	if !strings.Contains(d, "+++ b/"+agentFile) || !strings.Contains(d, "+"+strings.TrimSpace(agentContent)) {
+		t.Errorf("sandbox diff:\n%s", d)
+	}
+	w.e.ok(t, "sandbox", "export", name, "--branch", "agentkernel/on-demand")
+	if show, err := exec.Command("git", "-C", proj, "show", "agentkernel/on-demand:"+agentFile).CombinedOutput(); err != nil || string(show) != agentContent {
+		t.Errorf("the exported branch: %q %v", show, err)
 	}
 }
 
