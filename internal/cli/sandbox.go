@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentkernel/agentkernel/internal/agents"
+	"github.com/agentkernel/agentkernel/internal/config"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -98,6 +99,9 @@ that fails the sandbox is removed. NAME defaults to the file's
 				return err
 			}
 			var project string
+			if o.agent == "" {
+				o.agent = config.TemplateAgent(o.cfg.template)
+			}
 			if o.agent != "" {
 				a, err := agents.Get(o.agent)
 				if err != nil {

@@ -44,6 +44,25 @@ var builtins = []builtin{
 	{"python", "Python 3.12 with pip", "python:3.12-alpine", 1, 512, "python3 --version && python3 -m pip --version"},
 	{"ruby", "Ruby 3.3 with Bundler", "ruby:3.3-alpine", 1, 512, "ruby --version && bundle --version"},
 	{"rust", "Rust toolchain with cargo", "rust:1.85-alpine", 2, 2048, "cargo --version"},
+	// The AI coding agents (internal/agents): `create --template claude`
+	// is `create --agent claude` (image, network preset, API key).
+	{"claude", "Claude Code (agentkernel setup --agents claude)", "agentkernel/claude", 2, 2048, ""},
+	{"codex", "Codex CLI (agentkernel setup --agents codex)", "agentkernel/codex", 2, 2048, ""},
+	{"gemini", "Gemini CLI (agentkernel setup --agents gemini)", "agentkernel/gemini", 2, 2048, ""},
+	{"opencode", "OpenCode (agentkernel setup --agents opencode)", "agentkernel/opencode", 2, 2048, ""},
+	{"opencode-sandbox", "OpenCode for opencode attach through serve's /opencode route", "agentkernel/opencode", 2, 2048, ""},
+}
+
+// TemplateAgent returns the AI coding agent a built-in template is for
+// ("opencode-sandbox" is OpenCode's), or "" for the others.
+func TemplateAgent(name string) string {
+	switch name {
+	case "claude", "codex", "gemini", "opencode":
+		return name
+	case "opencode-sandbox":
+		return "opencode"
+	}
+	return ""
 }
 
 func (b builtin) template() Template {
