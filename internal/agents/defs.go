@@ -33,8 +33,13 @@ var Codex = register(&Agent{
 	Key:    KeyBinding{Vars: []string{"OPENAI_API_KEY"}, Host: "api.openai.com", Header: "Authorization"},
 	Env:    []string{"CODEX_DISABLE_UPDATE_CHECK=1"},
 	Files: map[string]string{
-		".codex/config.toml": "# Written by agentkernel: the sandbox is the boundary.\n" +
-			"approval_policy = \"never\"\nsandbox_mode = \"danger-full-access\"\n\n[analytics]\nenabled = false\n",
+		// The sandbox is the boundary; nothing phones home: analytics
+		// (ab.chatgpt.com), feedback, update checks and the plugin
+		// marketplace sync (github.com) are off.
+		".codex/config.toml": "# Written by agentkernel.\n" +
+			"approval_policy = \"never\"\nsandbox_mode = \"danger-full-access\"\ncheck_for_update_on_startup = false\n\n" +
+			"[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n\n" +
+			"[features]\nplugins = false\napps = false\nremote_plugin = false\n",
 	},
 	Unattended: func(prompt []string) []string {
 		// Codex's own sandbox (Landlock, seccomp) cannot nest inside
@@ -52,7 +57,11 @@ var Gemini = register(&Agent{
 	// The sandbox holds only a copy of the project: trusting it is safe.
 	Env: []string{"GEMINI_CLI_DISABLE_AUTOUPDATER=1", "GEMINI_CLI_TRUST_WORKSPACE=true"},
 	Files: map[string]string{
-		".gemini/settings.json": `{"security": {"auth": {"selectedType": "gemini-api-key"}}, "general": {"disableAutoUpdate": true, "disableUpdateNag": true}, ` +
+		// selectedType is required: without it -p exits with "Invalid
+		// auth method selected". Usage statistics go to
+		// play.googleapis.com unless turned off.
+		".gemini/settings.json": `{"security": {"auth": {"selectedType": "gemini-api-key"}}, ` +
+			`"general": {"enableAutoUpdate": false, "enableAutoUpdateNotification": false}, ` +
 			`"privacy": {"usageStatisticsEnabled": false}, "telemetry": {"enabled": false}}` + "\n",
 	},
 	Unattended: func(prompt []string) []string {
@@ -68,8 +77,14 @@ var OpenCode = register(&Agent{
 	Key:    KeyBinding{Vars: []string{"ANTHROPIC_API_KEY"}, Host: "api.anthropic.com", Header: "x-api-key"},
 	Env:    []string{"OPENCODE_DISABLE_AUTOUPDATE=1", "OPENCODE_DISABLE_MODELS_FETCH=1", "OPENCODE_DISABLE_LSP_DOWNLOAD=1"},
 	Files: map[string]string{
-		".config/opencode/opencode.json": `{"$schema": "https://opencode.ai/config.json", "autoupdate": false, "share": "disabled", ` +
-			`"permission": {"edit": "allow", "bash": "allow", "webfetch": "allow"}}` + "\n",
+		".config/opencode/opencode.json": `{"$schema": "https://opencode.ai/config.json", ` +
+			`"model": "anthropic/claude-sonnet-4-5", "small_model": "anthropic/claude-haiku-4-5", ` +
+			`"autoupdate": false, "share": "disabled", "permission": "allow"}` + "\n",
+		// OpenCode installs @opencode-ai/plugin from npm into its config
+		// directory at every start unless this lock file and the
+		// node_modules directory say it is there already.
+		".config/opencode/package-lock.json":  `{"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}}` + "\n",
+		".config/opencode/node_modules/.keep": "",
 	},
 	Unattended: func(prompt []string) []string {
 		return append([]string{"opencode", "run"}, joinPrompt(prompt))

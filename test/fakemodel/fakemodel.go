@@ -11,7 +11,9 @@
 //     Chat Completions (POST /v1/chat/completions);
 //   - the Gemini API (POST /v1beta/models/{model}:streamGenerateContent,
 //     :generateContent, :countTokens) as Gemini CLI uses it;
-//   - model listings (GET /v1/models, /v1beta/models) and health checks.
+//   - model listings (GET /v1/models, /v1beta/models) and health checks; a
+//     GET of .../responses (Codex's Responses-over-WebSocket) gets a 404, so
+//     Codex falls back to HTTP.
 //
 // # The script
 //
@@ -26,9 +28,10 @@
 //     a file-writing tool (Claude Code's Write, Gemini CLI's write_file,
 //     OpenCode's write: a name with "write" or "create" and a path and a
 //     content parameter), else a shell tool (Codex's exec_command or shell,
-//     Bash, run_shell_command) running printf, else apply_patch. When no such
-//     tool is offered the fake answers HTTP 500 and records the error (see
-//     Server.Errors).
+//     Bash, run_shell_command) running printf, else Codex's "code mode" exec
+//     tool (JavaScript that calls tools.exec_command), else apply_patch. When
+//     no such tool is offered the fake answers HTTP 500 and records the error
+//     (see Server.Errors).
 //  2. A request whose conversation carries a tool result is answered with
 //     Script.FinalText and ends the turn.
 //  3. A request that offers no tools is a side request (title generation,

@@ -65,7 +65,8 @@ var (
 )
 
 // planWrite picks, from the tools offered, one that writes the script's
-// file: a file-writing tool, else a shell tool, else apply_patch.
+// file: a file-writing tool, else a shell tool, else Codex's code-mode exec
+// tool (JavaScript calling exec_command or apply_patch), else apply_patch.
 func (s *Server) planWrite(t turn) (*call, error) {
 	p := s.filePath(t.body)
 	content := s.script.FileContent
