@@ -23,6 +23,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/daemonconf"
 	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/internal/image/build"
+	"github.com/agentkernel/agentkernel/internal/opencodeproxy"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/internal/secrets"
@@ -111,6 +112,14 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 
 	bld := build.New(build.Options{Home: l.Home, Images: host.images, Sandboxes: mgr, Logger: log})
 	svc := service{Manager: mgr, Builder: bld}
+	// The /opencode proxy's key outlives the daemon, so that a restarted
+	// one re-adopts the running OpenCode sandbox.
+	ocKey, err := loadOrCreateToken(filepath.Join(l.Home, "opencode.key"))
+	if err != nil {
+		return err
+	}
+	openCode := opencodeproxy.New(opencodeproxy.Options{Sandboxes: mgr, Secret: []byte(ocKey), Logger: log})
+	defer openCode.Close()
 
 	os.Remove(l.Socket())
 	unixLn, err := net.Listen("unix", l.Socket())
@@ -122,7 +131,8 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return err
 	}
 	defer os.Remove(l.Socket())
-	servers := []*http.Server{{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log}), ReadHeaderTimeout: 30 * time.Second}}
+	// No ReadTimeout or WriteTimeout: event streams (SSE, /opencode) last.
+	servers := []*http.Server{{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log, OpenCode: openCode}), ReadHeaderTimeout: 30 * time.Second}}
 	listeners := []net.Listener{unixLn}
 	if cfg.TCPAddr != "" {
 		tok, err := loadOrCreateToken(l.TokenFile())
@@ -135,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 			unixLn.Close()
 			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
 		}
-		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: tok, HostPaths: hostPaths, Logger: log}), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: tok, HostPaths: hostPaths, Logger: log, OpenCode: openCode}), ReadHeaderTimeout: 30 * time.Second})
 		listeners = append(listeners, tcpLn)
 		log.Info("serving on TCP (bearer token required)", "addr", tcpLn.Addr().String(), "token_file", l.TokenFile())
 	}
@@ -179,6 +189,7 @@ var (
 	_ httpapi.SandboxCommitter = service{}
 	_ httpapi.SandboxExporter  = service{}
 	_ build.Sandboxes          = (*sandbox.Manager)(nil)
+	_ opencodeproxy.Sandboxes  = (*sandbox.Manager)(nil)
 )
 
 // lockHome takes an exclusive lock so that one daemon serves a home, and

@@ -32,7 +32,7 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	if err := os.WriteFile(alpineTar, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, HandlerOptions{Token: "s3cret", HostPaths: []string{hostDir}})
+	e := newEnv(t, HandlerOptions{Token: "s3cret", HostPaths: []string{hostDir}, OpenCode: &fakeOpenCode{}})
 	c, ctx := e.client, testCtx(t)
 	must := func(err error) {
 		t.Helper()
@@ -288,12 +288,13 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	}
 
 	exerciseNetworkRoutes(t, c, ctx, "sb1") // network_test.go
+	exerciseOpenCodeRoutes(t, e, "s3cret")  // opencode_test.go
 	must(c.RemoveSandbox(ctx, "sb1"))
 	_, err = c.GetSandbox(ctx, "sb1")
 	wantIs(err, errdefs.ErrNotFound)
 
 	for _, rt := range routes {
-		if !e.patterns[rt.method+" "+rt.pattern] {
+		if !e.patterns[rt.muxPattern()] {
 			t.Errorf("route %s %s was not exercised", rt.method, rt.pattern)
 		}
 	}

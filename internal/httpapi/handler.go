@@ -59,6 +59,9 @@ type HandlerOptions struct {
 	// CleanupTimeout bounds the removal of a run's ephemeral sandbox, which
 	// happens even when the client has gone away. Default 30s.
 	CleanupTimeout time.Duration
+	// OpenCode serves the /opencode routes; nil answers them 501. The
+	// daemon gives both its handlers the same one.
+	OpenCode OpenCodeProxy
 }
 
 func (o *HandlerOptions) setDefaults() {
@@ -98,26 +101,32 @@ type server struct {
 	// of mux (GET /sandboxes/by-uuid/{uuid} against
 	// GET /sandboxes/{name}/logs and the like); mux holds the rest.
 	first, mux *http.ServeMux
-	openapi    []byte
+	// basicAuth holds the patterns of the routes with basicAuth.
+	basicAuth map[string]bool
+	openapi   []byte
 }
 
 // NewHandler returns the API handler serving svc.
 func NewHandler(svc Service, opts HandlerOptions) http.Handler {
 	opts.setDefaults()
 	s := &server{
-		svc:      svc,
-		opts:     opts,
-		log:      opts.Logger,
-		tokenSum: sha256.Sum256([]byte(opts.Token)),
-		first:    http.NewServeMux(),
-		mux:      http.NewServeMux(),
+		svc:       svc,
+		opts:      opts,
+		log:       opts.Logger,
+		tokenSum:  sha256.Sum256([]byte(opts.Token)),
+		first:     http.NewServeMux(),
+		mux:       http.NewServeMux(),
+		basicAuth: map[string]bool{},
 	}
 	for _, rt := range routes {
+		if rt.basicAuth {
+			s.basicAuth[rt.muxPattern()] = true
+		}
 		m := s.mux
 		if rt.first {
 			m = s.first
 		}
-		m.HandleFunc(rt.method+" "+rt.pattern, func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
+		m.HandleFunc(rt.muxPattern(), func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
 	}
 	s.mux.HandleFunc("/", s.fallback)
 	s.openapi = openAPIDocument()
@@ -148,7 +157,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.authorized(r) {
-		s.writeError(rec, r, &classError{class: errdefs.ErrUnauthenticated, msg: "missing or invalid API token: send Authorization: Bearer <token> or X-API-Key: <token>"})
+		msg := "missing or invalid API token: send Authorization: Bearer <token> or X-API-Key: <token>"
+		if s.takesBasicAuth(r) {
+			msg += ", or the token as the basic-auth password (opencode attach --password <token>)"
+		}
+		s.writeError(rec, r, &classError{class: errdefs.ErrUnauthenticated, msg: msg})
 		return
 	}
 	if _, pattern := s.first.Handler(r); pattern != "" {
@@ -159,7 +172,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authorized reports whether r may proceed: always without a token, else
-// only GET /health or a request carrying the token.
+// only GET /health or a request carrying the token. On the basicAuth
+// routes (/opencode) the token may also be the basic-auth password, which
+// is what `opencode attach --password` sends ("Basic opencode:<password>";
+// the user name, OPENCODE_SERVER_USERNAME's, does not matter).
 func (s *server) authorized(r *http.Request) bool {
 	if s.opts.Token == "" {
 		return true
@@ -170,10 +186,16 @@ func (s *server) authorized(r *http.Request) bool {
 	got := ""
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, tok, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
+		switch {
+		case ok && strings.EqualFold(scheme, "Bearer"):
+			got = strings.TrimSpace(tok)
+		case ok && strings.EqualFold(scheme, "Basic") && s.takesBasicAuth(r):
+			if _, got, ok = r.BasicAuth(); !ok {
+				return false
+			}
+		default:
 			return false
 		}
-		got = strings.TrimSpace(tok)
 	} else {
 		got = r.Header.Get("X-API-Key")
 	}
@@ -182,6 +204,15 @@ func (s *server) authorized(r *http.Request) bool {
 	}
 	sum := sha256.Sum256([]byte(got))
 	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+}
+
+// takesBasicAuth reports whether r goes to a route with basicAuth.
+func (s *server) takesBasicAuth(r *http.Request) bool {
+	if _, pat := s.first.Handler(r); pat != "" {
+		return s.basicAuth[pat]
+	}
+	_, pat := s.mux.Handler(r)
+	return s.basicAuth[pat]
 }
 
 // checkRequestPath refuses request paths with NUL bytes, "." or ".."

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -267,37 +268,55 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	samples := map[string]string{"{name}": "sb", "{uuid}": "1234", "{id}": "cmd1", "{path...}": "tmp/a"}
 	ops := 0
 	seenOp := map[string]bool{}
+	wantOps := 0
 	for _, rt := range routes {
 		p, _ := openAPIPath(rt.pattern)
-		op, ok := doc.Paths[p][strings.ToLower(rt.method)]
-		if !ok || op.OperationID != rt.op {
-			t.Errorf("%s %s is not in the document", rt.method, rt.pattern)
+		methods, opIDs := []string{rt.method}, []string{rt.op}
+		if rt.method == "" {
+			// Every method: listed under each method no route of its own
+			// has, with the method in the operationId.
+			methods, opIDs = nil, nil
+			for _, m := range proxyMethods {
+				if slices.ContainsFunc(routes, func(o route) bool { return o.method == m && o.pattern == rt.pattern }) {
+					continue
+				}
+				methods, opIDs = append(methods, m), append(opIDs, rt.op+m[:1]+strings.ToLower(m[1:]))
+			}
 		}
-		if seenOp[rt.op] {
-			t.Errorf("duplicate operationId %s", rt.op)
+		for i, m := range methods {
+			wantOps++
+			op, ok := doc.Paths[p][strings.ToLower(m)]
+			if !ok || op.OperationID != opIDs[i] {
+				t.Errorf("%s %s is not in the document as %s (%+v)", m, rt.pattern, opIDs[i], op)
+			}
+			if seenOp[opIDs[i]] {
+				t.Errorf("duplicate operationId %s", opIDs[i])
+			}
+			seenOp[opIDs[i]] = true
 		}
-		seenOp[rt.op] = true
 		urlPath := rt.pattern
 		for k, v := range samples {
 			urlPath = strings.ReplaceAll(urlPath, k, v)
 		}
-		r := httptest.NewRequest(rt.method, urlPath, nil)
-		mux := s.mux
-		if rt.first {
-			mux = s.first
-		}
-		if _, pat := mux.Handler(r); pat != rt.method+" "+rt.pattern {
-			t.Errorf("%s %s: the mux routes it to %q", rt.method, urlPath, pat)
-		}
-		if _, pat := s.first.Handler(r); !rt.first && pat != "" {
-			t.Errorf("%s %s is shadowed by %q", rt.method, urlPath, pat)
+		for _, m := range methods {
+			r := httptest.NewRequest(m, urlPath, nil)
+			mux := s.mux
+			if rt.first {
+				mux = s.first
+			}
+			if _, pat := mux.Handler(r); pat != rt.muxPattern() {
+				t.Errorf("%s %s: the mux routes it to %q", m, urlPath, pat)
+			}
+			if _, pat := s.first.Handler(r); !rt.first && pat != "" {
+				t.Errorf("%s %s is shadowed by %q", m, urlPath, pat)
+			}
 		}
 	}
 	for p, m := range doc.Paths {
 		ops += len(m)
 		_ = p
 	}
-	if ops != len(routes) {
-		t.Errorf("the document has %d operations, the table %d routes", ops, len(routes))
+	if ops != wantOps {
+		t.Errorf("the document has %d operations, the table %d", ops, wantOps)
 	}
 }

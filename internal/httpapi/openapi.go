@@ -20,7 +20,22 @@ func openAPIDocument() []byte {
 		if paths[p] == nil {
 			paths[p] = map[string]any{}
 		}
+		if rt.method == "" {
+			continue
+		}
 		paths[p][strings.ToLower(rt.method)] = g.operation(rt, params)
+	}
+	// Routes of every method take the methods no route of their own has.
+	for _, rt := range routes {
+		if rt.method != "" {
+			continue
+		}
+		p, params := openAPIPath(rt.pattern)
+		for _, m := range proxyMethods {
+			if _, taken := paths[p][strings.ToLower(m)]; !taken {
+				paths[p][strings.ToLower(m)] = proxyOperation(rt, params, m)
+			}
+		}
 	}
 	doc := map[string]any{
 		"openapi": "3.1.0",
@@ -45,6 +60,7 @@ func openAPIDocument() []byte {
 			"securitySchemes": map[string]any{
 				"bearer": map[string]any{"type": "http", "scheme": "bearer"},
 				"apiKey": map[string]any{"type": "apiKey", "in": "header", "name": "X-API-Key"},
+				"basic":  map[string]any{"type": "http", "scheme": "basic", "description": "the token as the password, any user (basicAuth routes only)"},
 			},
 		},
 		"security": []any{map[string]any{"bearer": []any{}}, map[string]any{"apiKey": []any{}}},
@@ -68,7 +84,10 @@ func openAPIPath(pattern string) (string, []any) {
 		name := strings.TrimSuffix(strings.Trim(s, "{}"), "...")
 		segs[i] = "{" + name + "}"
 		desc := ""
-		if strings.HasSuffix(s, "...}") {
+		switch {
+		case strings.HasPrefix(pattern, openCodePrefix+"/"):
+			desc = "a path of OpenCode's server API, without its leading / (slashes are not escaped)"
+		case strings.HasSuffix(s, "...}"):
 			desc = "a path inside the sandbox, relative to / (slashes are not escaped)"
 		}
 		params = append(params, map[string]any{
@@ -83,6 +102,9 @@ func (g *schemaGen) operation(rt route, params []any) map[string]any {
 	op := map[string]any{"operationId": rt.op, "tags": []any{rt.tag}, "summary": rt.summary}
 	if rt.public {
 		op["security"] = []any{}
+	}
+	if rt.basicAuth {
+		op["security"] = basicAuthSecurity()
 	}
 	for _, q := range rt.query {
 		s := map[string]any{"type": q.typ}
@@ -129,6 +151,40 @@ func (g *schemaGen) operation(rt route, params []any) map[string]any {
 	op["responses"] = map[string]any{
 		strconv.Itoa(status): ok,
 		"default":            map[string]any{"$ref": "#/components/responses/Error"},
+	}
+	return op
+}
+
+func basicAuthSecurity() []any {
+	return []any{map[string]any{"bearer": []any{}}, map[string]any{"apiKey": []any{}}, map[string]any{"basic": []any{}}}
+}
+
+// proxyMethods are the methods under which the document lists a route of
+// every method.
+var proxyMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// proxyOperation documents method m of a proxy route: any body in, the
+// proxied server's answer out (or an error envelope of ours).
+func proxyOperation(rt route, params []any, m string) map[string]any {
+	op := map[string]any{
+		"operationId": rt.op + m[:1] + strings.ToLower(m[1:]), "tags": []any{rt.tag}, "summary": rt.summary,
+		"responses": map[string]any{
+			"200": map[string]any{
+				"description": "the proxied server's answer, as it is (any status and content type, Server-Sent Events included)",
+				"content":     map[string]any{"*/*": map[string]any{"schema": map[string]any{}}},
+			},
+			"503":     map[string]any{"$ref": "#/components/responses/Error"},
+			"default": map[string]any{"$ref": "#/components/responses/Error"},
+		},
+	}
+	if params != nil {
+		op["parameters"] = params
+	}
+	if rt.basicAuth {
+		op["security"] = basicAuthSecurity()
+	}
+	if m == http.MethodPost || m == http.MethodPut || m == http.MethodPatch {
+		op["requestBody"] = map[string]any{"required": false, "content": map[string]any{"*/*": map[string]any{"schema": map[string]any{}}}}
 	}
 	return op
 }

@@ -9,6 +9,8 @@ import (
 // route is one entry of the route table, which drives both the mux and the
 // OpenAPI document.
 type route struct {
+	// method is "" for a route of every method (a proxy), which the
+	// OpenAPI document lists under each of proxyMethods.
 	method  string
 	pattern string // net/http pattern without the method
 	handle  func(*server, http.ResponseWriter, *http.Request)
@@ -16,6 +18,9 @@ type route struct {
 	first bool
 	// public routes need no token.
 	public bool
+	// basicAuth routes also take the token as the basic-auth password
+	// (what `opencode attach --password` sends).
+	basicAuth bool
 
 	op, tag, summary string
 	// req is the JSON request body's type (a zero value) or nil; reqOptional
@@ -35,6 +40,14 @@ type route struct {
 	stream string
 	status int // success status; 0 means 200
 	query  []param
+}
+
+// muxPattern is rt's net/http pattern.
+func (rt route) muxPattern() string {
+	if rt.method == "" {
+		return rt.pattern
+	}
+	return rt.method + " " + rt.pattern
 }
 
 // param is a query parameter.
@@ -180,4 +193,15 @@ var routes = []route{
 		op: "deleteSecret", tag: "Secrets", summary: "Delete a secret (Unix socket only)", resp: ""},
 	{method: "GET", pattern: "/doctor", handle: (*server).doctor,
 		op: "doctor", tag: "Health", summary: "Check the host's prerequisites", resp: []api.DoctorCheck{}},
+
+	{method: "DELETE", pattern: "/opencode", handle: (*server).openCodeTeardown, basicAuth: true,
+		op: "opencodeTeardown", tag: "OpenCode", summary: "Remove the OpenCode sandbox (opencode-attach) of the /opencode proxy; the next request provisions a new one", resp: ""},
+	{pattern: "/opencode", handle: (*server).openCode, basicAuth: true,
+		op: "opencodeProxyRoot", tag: "OpenCode", summary: openCodeSummary},
+	{pattern: "/opencode/{path...}", handle: (*server).openCode, basicAuth: true,
+		op: "opencodeProxy", tag: "OpenCode", summary: openCodeSummary},
 }
+
+const openCodeSummary = "OpenCode's server API (`opencode attach http://127.0.0.1:18888/opencode --password <token>`), passed through to `opencode serve` " +
+	"in the sandbox opencode-attach, provisioned on the first request (503 with Retry-After while it starts); over TCP the token " +
+	"may also be the basic-auth password"
