@@ -53,7 +53,7 @@ const (
 	agentFinal   = "All done: hello.txt is written."
 )
 
-func newAgentWorld(t *testing.T) *agentWorld {
+func newAgentWorld(t *testing.T, serveArgs ...string) *agentWorld {
 	t.Helper()
 	src := filepath.Join(agentImagesHome(), "images")
 	for _, a := range agents.All() {
@@ -87,7 +87,7 @@ func newAgentWorld(t *testing.T) *agentWorld {
 	if out, err := exec.Command("cp", "-al", src, filepath.Join(w.e.home, "images")).CombinedOutput(); err != nil {
 		t.Fatalf("copying the agent images: %v %s", err, out)
 	}
-	w.startDaemon(t)
+	w.startDaemon(t, serveArgs...)
 	return w
 }
 

@@ -177,15 +177,20 @@ func newWorldNS(t *testing.T) *os.File {
 	return ns
 }
 
-func (w *netWorld) startDaemon(t *testing.T) {
+// startDaemon starts the world's daemon: serve with args, --no-tcp when
+// none are given.
+func (w *netWorld) startDaemon(t *testing.T, args ...string) {
 	t.Helper()
+	if len(args) == 0 {
+		args = []string{"--no-tcp"}
+	}
 	os.MkdirAll(w.e.home, 0o700)
 	logf, err := os.OpenFile(filepath.Join(w.e.home, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(akBin, "serve", "--no-tcp")
+	cmd := exec.Command(akBin, append([]string{"serve"}, args...)...)
 	cmd.Env = w.e.environ()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
