@@ -20,7 +20,7 @@ import (
 // StartDetached, that checks the server password and then serves what the
 // test's handler does.
 type fakeSandboxes struct {
-	t       *testing.T
+	t       testing.TB
 	handler http.Handler
 
 	mu      sync.Mutex
@@ -46,7 +46,7 @@ type fakeSandbox struct {
 	n        int // 1 for the first sandbox created, 2 for the next…
 }
 
-func newFake(t *testing.T, h http.Handler) *fakeSandboxes {
+func newFake(t testing.TB, h http.Handler) *fakeSandboxes {
 	f := &fakeSandboxes{t: t, handler: h,
 		images:  map[string]bool{agent.Image(): true},
 		secrets: []string{"ANTHROPIC_API_KEY"}}

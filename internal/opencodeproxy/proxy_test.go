@@ -29,7 +29,7 @@ type testEnv struct {
 	log *bytes.Buffer
 }
 
-func newTestEnv(t *testing.T, h http.Handler, o Options) *testEnv {
+func newTestEnv(t testing.TB, h http.Handler, o Options) *testEnv {
 	t.Helper()
 	if h == nil {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s %s", r.Method, r.URL.RequestURI()) })
