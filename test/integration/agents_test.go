@@ -1,11 +1,17 @@
 package integration
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -75,7 +81,8 @@ func newAgentWorld(t *testing.T, serveArgs ...string) *agentWorld {
 			}
 		}
 		serve(t, tlsListen(t, allowedIP+":443", leaf), w.fake)
-		names := map[string][]netip.Addr{}
+		serve(t, listen(t, allowedIP+":80"), fakeNPMRegistry(t))
+		names := map[string][]netip.Addr{"registry.npmjs.org": {netip.MustParseAddr(allowedIP)}}
 		for _, h := range apiHosts {
 			names[h] = []netip.Addr{netip.MustParseAddr(allowedIP)}
 		}
@@ -217,6 +224,60 @@ func agentCreateDiffExport(t *testing.T, w *agentWorld) {
 	w.e.ok(t, "sandbox", "export", name, "--branch", "agentkernel/on-demand")
 	if show, err := exec.Command("git", "-C", proj, "show", "agentkernel/on-demand:"+agentFile).CombinedOutput(); err != nil || string(show) != agentContent {
 		t.Errorf("the exported branch: %q %v", show, err)
+	}
+}
+
+// fakeNPMRegistry serves one package, left-pad 1.0.0, over plain HTTP as
+// registry.npmjs.org: its metadata and its tarball, made here.
+func fakeNPMRegistry(t *testing.T) http.Handler {
+	var tgz bytes.Buffer
+	gz := gzip.NewWriter(&tgz)
+	tw := tar.NewWriter(gz)
+	for name, body := range map[string]string{
+		"package/package.json": `{"name":"left-pad","version":"1.0.0","main":"index.js"}`,
+		"package/index.js":     "module.exports = (s, n) => String(s).padStart(n);\n",
+	} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	gz.Close()
+	sum := sha512.Sum512(tgz.Bytes())
+	integrity := "sha512-" + base64.StdEncoding.EncodeToString(sum[:])
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/left-pad":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"name":"left-pad","dist-tags":{"latest":"1.0.0"},"versions":{"1.0.0":{"name":"left-pad","version":"1.0.0",`+
+				`"dist":{"tarball":"http://registry.npmjs.org/left-pad/-/left-pad-1.0.0.tgz","integrity":%q}}}}`, integrity)
+		case "/left-pad/-/left-pad-1.0.0.tgz":
+			w.Write(tgz.Bytes())
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// TestAgentImageBuildNetwork: a Dockerfile on the agents' Node.js base
+// runs npm install, which reaches npm's registry (here the world's) only
+// with the build's npm preset, through the step's gateway; without a
+// policy the step has no network.
+func TestAgentImageBuildNetwork(t *testing.T) {
+	requireEnv(t)
+	w := newAgentWorld(t)
+	base := agents.Chain(agents.Claude)[1].Name
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+base+"\nWORKDIR /app\n"+
+		"RUN npm install --fetch-retries=0 --fetch-timeout=5000 --registry http://registry.npmjs.org/ left-pad && node -e 'console.log(require(\"left-pad\")(\"x\", 3))'\n"), 0o644)
+	t.Cleanup(func() { w.e.ak(t, "image", "rm", "it-npm-on"); w.e.ak(t, "image", "rm", "it-npm-off") })
+	if r := w.e.akEnv(t, nil, "build", "-q", "--no-cache", "-t", "it-npm-off", dir); r.code == 0 {
+		t.Errorf("npm install without a build policy reached the network: %v", r)
+	}
+	if r := w.e.akEnv(t, nil, "build", "-q", "--no-cache", "--preset", "npm", "-t", "it-npm-on", dir); r.code != 0 {
+		t.Fatalf("npm install with --preset npm: %v", r)
+	}
+	if got := w.e.ok(t, "run", "--image", "it-npm-on", "--", "ls", "/app/node_modules/left-pad").stdout; !strings.Contains(got, "index.js") {
+		t.Errorf("the installed package: %q", got)
 	}
 }
 
