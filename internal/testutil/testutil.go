@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // BuildAgent builds cmd/agentkernel-agent (static, CGO_ENABLED=0) into dir
@@ -75,4 +77,25 @@ func Imports(dep, banned string) bool {
 		banned = Module + "/" + banned
 	}
 	return dep == banned || strings.HasPrefix(dep, banned+"/")
+}
+
+// MountWithSpace mounts a small tmpfs at a new directory whose name holds
+// a space, under a temporary directory, and returns its path; it is
+// unmounted when t ends. Mountinfo escapes such paths (\040), which every
+// reader of the mount table must undo. Skips without root or when the
+// mount is refused.
+func MountWithSpace(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := filepath.Join(t.TempDir(), "a dir")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount here: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
 }

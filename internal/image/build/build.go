@@ -92,6 +92,23 @@ func New(o Options) *Builder {
 	}
 }
 
+// acquire takes the builder (one build at a time), saying so in progress
+// when it has to wait; it gives up when ctx ends.
+func (b *Builder) acquire(ctx context.Context, progress func(api.BuildProgress)) error {
+	select {
+	case b.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	progress(api.BuildProgress{Stage: api.BuildStageWait, Message: "waiting for another build to finish"})
+	select {
+	case b.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func imageInfo(img *image.Image) api.ImageInfo {
 	return api.ImageInfo{Name: img.Name, ID: img.ID, Size: img.Size, CreatedAt: img.Created, Source: img.Source}
 }
@@ -128,15 +145,8 @@ func (b *Builder) BuildImage(ctx context.Context, req api.BuildImageRequest, pro
 
 	ctx, cancel := context.WithTimeout(ctx, maxBuildTime)
 	defer cancel()
-	select {
-	case b.sem <- struct{}{}:
-	default:
-		progress(api.BuildProgress{Stage: api.BuildStageWait, Message: "waiting for another build to finish"})
-		select {
-		case b.sem <- struct{}{}:
-		case <-ctx.Done():
-			return api.ImageInfo{}, ctx.Err()
-		}
+	if err := b.acquire(ctx, progress); err != nil {
+		return api.ImageInfo{}, err
 	}
 	defer func() { <-b.sem }()
 	if _, err := b.images.Get(req.Name); err == nil {

@@ -112,15 +112,8 @@ func (b *Builder) buildDockerfile(ctx context.Context, req api.BuildImageRequest
 
 	ctx, cancel := context.WithTimeout(ctx, maxBuildTime)
 	defer cancel()
-	select {
-	case b.sem <- struct{}{}:
-	default:
-		progress(api.BuildProgress{Stage: api.BuildStageWait, Message: "waiting for another build to finish"})
-		select {
-		case b.sem <- struct{}{}:
-		case <-ctx.Done():
-			return api.ImageInfo{}, ctx.Err()
-		}
+	if err := b.acquire(ctx, progress); err != nil {
+		return api.ImageInfo{}, err
 	}
 	defer func() { <-b.sem }()
 	b.sweep()
