@@ -69,8 +69,11 @@ func TestOpenCodeAttach(t *testing.T) {
 			t.Fatalf("%s; the screen:\n%s", what, screen())
 		}
 	}
-	// The TUI is up once it draws its prompt line.
-	waitScreen("the TUI did not come up", 90*time.Second, func(s string) bool { return strings.Count(s, "\n") > 5 && strings.TrimSpace(s) != "" })
+	// The TUI is up once it draws its status line, which names the
+	// sandbox's working directory: it reached the server in the sandbox.
+	waitScreen("the TUI did not come up", 90*time.Second, func(s string) bool {
+		return strings.Contains(s, "ctrl+p") && strings.Contains(s, "/workspace")
+	})
 	if got := w.e.ok(t, "sandbox", "list").stdout; !strings.Contains(got, "opencode-attach") {
 		t.Fatalf("no opencode-attach sandbox:\n%s", got)
 	}
@@ -83,6 +86,9 @@ func TestOpenCodeAttach(t *testing.T) {
 	}
 	prompt("Create the file hello.txt with a greeting")
 	waitScreen("the model's answer did not appear", 90*time.Second, func(s string) bool { return strings.Contains(s, agentFinal) })
+	if os.Getenv("AK_ATTACH_SCREEN") != "" {
+		t.Logf("the screen:\n%s", screen())
+	}
 	if os.Getenv("AK_ATTACH_QUICK") != "" { // while working on this test
 		return
 	}
