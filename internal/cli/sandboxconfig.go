@@ -101,6 +101,9 @@ func mergeConfig(req *api.CreateSandboxRequest, cfg *config.Config) {
 	if req.MemoryMB == 0 {
 		req.MemoryMB = from.MemoryMB
 	}
+	if req.Network == nil {
+		req.Network = from.Network
+	}
 }
 
 // setup is what a config asks of a sandbox once it runs: files to copy

@@ -40,6 +40,16 @@ const (
 // is already resolved; a backend that cannot attach a gateway gets
 // "loopback", and a request that needs a network is then refused.
 func (m *Manager) resolveNetwork(req api.CreateSandboxRequest, spec *backend.Spec) ([]secrets.Binding, error) {
+	if req.Network != nil && req.Network.Profile == "none" {
+		n := req.Network
+		if len(n.Allow)+len(n.Block)+len(n.Presets)+len(n.AllowCIDRs)+len(req.Publish)+len(req.Secrets) > 0 {
+			return nil, fmt.Errorf("%w: network profile none means no network: it takes no allow, block, presets, CIDRs, published ports or secrets", errdefs.ErrInvalidArgument)
+		}
+		if spec.Security.Network == "gateway" {
+			spec.Security.Network = "loopback"
+		}
+		return nil, nil
+	}
 	wants := req.Network != nil || len(req.Publish) > 0 || len(req.Secrets) > 0
 	if spec.Security.Network != "gateway" {
 		if wants {

@@ -233,3 +233,27 @@ func FuzzParseNetworkFlags(f *testing.F) {
 		}
 	})
 }
+
+// TestNetworkNone: network profile "none" (agentkernel.toml's [security]
+// network = false) leaves the sandbox loopback only, with no gateway, and
+// refuses anything that would need a network.
+func TestNetworkNone(t *testing.T) {
+	m := netManager(t)
+	spec := netSpec(t, "gw", "moderate")
+	if _, err := m.resolveNetwork(api.CreateSandboxRequest{Network: &api.NetworkPolicy{Profile: "none"}}, spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec.Security.Network != "loopback" || spec.Gateway != nil {
+		t.Fatalf("network none: %+v, gateway %+v", spec.Security, spec.Gateway)
+	}
+	for _, req := range []api.CreateSandboxRequest{
+		{Network: &api.NetworkPolicy{Profile: "none", Allow: []string{"example.com"}}},
+		{Network: &api.NetworkPolicy{Profile: "none", Presets: []string{"claude"}}},
+		{Network: &api.NetworkPolicy{Profile: "none"}, Publish: []string{"0:80"}},
+		{Network: &api.NetworkPolicy{Profile: "none"}, Secrets: []string{"K:example.com"}},
+	} {
+		if _, err := m.resolveNetwork(req, netSpec(t, "gw", "moderate")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%+v: %v", req, err)
+		}
+	}
+}

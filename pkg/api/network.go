@@ -10,7 +10,9 @@ type NetworkPolicy struct {
 	// Profile is the base allow-list: "moderate" (package registries and
 	// git hosts), "permissive" (any public address) or "restrictive"
 	// (nothing beyond this policy's own lists). Empty in a create request
-	// means the sandbox profile's.
+	// means the sandbox profile's. "none" in a create request means no
+	// network at all: no gateway, loopback only (agentkernel.toml's
+	// [security] network = false); it takes no lists, secrets or ports.
 	Profile string `json:"profile,omitempty"`
 	// Allow lists domains the sandbox may resolve and reach on ports 80
 	// and 443: "example.com" exactly, "*.example.com" every name under it.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,5 +123,25 @@ func TestConcurrentRemove(t *testing.T) {
 	}
 	if removed != 1 || notFound != n-1 {
 		t.Errorf("%d removed, %d not found; want 1 and %d", removed, notFound, n-1)
+	}
+}
+
+// TestConfigNetworkFalse: agentkernel.toml's [security] network = false
+// was accepted and ignored (the sandbox kept the moderate egress policy);
+// it now leaves the sandbox loopback only, and a flag asking for a
+// network with it is refused.
+func TestConfigNetworkFalse(t *testing.T) {
+	requireEnv(t)
+	e := shared
+	cfg := filepath.Join(t.TempDir(), "agentkernel.toml")
+	if err := os.WriteFile(cfg, []byte("[security]\nnetwork = false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := e.ok(t, "run", "--config", cfg, "--", "ls", "/sys/class/net")
+	if strings.TrimSpace(r.stdout) != "lo" {
+		t.Errorf("interfaces with network = false: %q, want lo only", r.stdout)
+	}
+	if r := e.ak(t, "run", "--config", cfg, "--allow", "example.com", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "no network") {
+		t.Errorf("--allow with network = false: %v", r)
 	}
 }
