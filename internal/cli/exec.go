@@ -22,8 +22,9 @@ func newExecCmd(app *App) *cobra.Command {
 		Long: `Exec runs CMD in the sandbox NAME, streams its stdout and stderr live and
 exits with its exit code.
 
-Put the command after -- when it has flags of its own:
-  agentkernel exec dev -- ls -la
+Flags go before NAME; everything after NAME is the command's own, flags
+included (a -- after NAME is allowed and dropped):
+  agentkernel exec dev ls -la
 Stdin is forwarded when it is a pipe or a file, or always with -i; -t gives
 the command a terminal (with -i the local terminal goes raw and its size is
 followed). Ctrl-C is forwarded to the command; a second one disconnects.
@@ -47,6 +48,9 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 		},
 	}
 	cmd.SetFlagErrorFunc(execFlagError)
+	// Everything after NAME is the command's, flags too, as upstream and
+	// docker exec have it: exec dev ls -d /tmp lists /tmp itself.
+	cmd.Flags().SetInterspersed(false)
 	o.execFlags.register(cmd)
 	cmd.Flags().StringVarP(&o.user, "user", "u", "", "run as `USER` (name or uid[:gid]) inside the sandbox")
 	cmd.Flags().BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the command's id")

@@ -112,6 +112,11 @@ func splitCommand(args []string, dash int) (name string, command []string, err e
 		return "", nil, fmt.Errorf("missing the sandbox name and the command")
 	}
 	name, command = args[0], args[1:]
+	// Flag parsing stops at NAME (as docker exec's does), so a "--"
+	// after it is still in command.
+	if len(command) > 0 && command[0] == "--" && dash < 0 {
+		command = command[1:]
+	}
 	if len(command) == 0 {
 		return "", nil, fmt.Errorf("missing the command (agentkernel exec NAME -- CMD…)")
 	}
