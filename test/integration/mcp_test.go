@@ -1,0 +1,150 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mcpSDKVersion is the official TypeScript MCP SDK the test drives the
+// server with; it is installed once into mcpSDKDir.
+const (
+	mcpSDKVersion = "1.32.2"
+	mcpSDKDir     = "/var/cache/agentkernel/mcp-sdk"
+)
+
+// mcpScript is the MCP client: it spawns `agentkernel mcp-server` over
+// stdio, exercises the tools and prints a JSON summary on its last line.
+const mcpScript = `
+import { Client } from "SDK/client/index.js";
+import { StdioClientTransport } from "SDK/client/stdio.js";
+
+const transport = new StdioClientTransport({
+  command: process.env.AK_BIN, args: ["mcp-server"], env: process.env, stderr: "inherit",
+});
+const client = new Client({ name: "agentkernel-it", version: "0" });
+await client.connect(transport);
+const out = {};
+const { tools } = await client.listTools();
+out.tools = tools.map((t) => t.name).sort();
+out.allHaveInputSchema = tools.every((t) => t.inputSchema && t.inputSchema.type === "object");
+const opts = { timeout: 120000 };
+const call = async (name, args) => {
+  const r = await client.callTool({ name, arguments: args }, undefined, opts);
+  if (r.isError) throw new Error(name + ": " + JSON.stringify(r.content));
+  return r.structuredContent;
+};
+const hello = await call("sandbox_run", { command: ["echo", "hello"] });
+out.hello = hello.stdout;
+out.helloExit = hello.exit_code;
+const total = 1572864; // 1.5 MiB of "a"
+const big = await call("sandbox_run", { command: "head -c " + total + " /dev/zero | tr '\\0' a" });
+const m = big.stdout.match(/^(a+)\n\[\.\.\. agentkernel: (\d+) bytes truncated \.\.\.\]\n(a+)$/);
+const kept = m ? m[1].length + m[3].length : 0;
+out.big = {
+  length: Buffer.byteLength(big.stdout), truncated: !!big.truncated, kept,
+  note: !!m && Number(m[2]) === total - kept,
+  headTail: !!m && Math.abs(m[1].length - m[3].length) <= 1,
+};
+const sb = await call("sandbox_create", { name: process.env.SB_NAME });
+out.created = sb.name;
+await call("sandbox_file_write", { name: sb.name, path: "/tmp/mcp.txt", content: "written over MCP\n" });
+out.readBack = (await call("sandbox_file_read", { name: sb.name, path: "/tmp/mcp.txt" })).content;
+out.exec = (await call("sandbox_exec", { name: sb.name, command: "cat /tmp/mcp.txt" })).stdout;
+out.listed = (await call("sandbox_list", {})).sandboxes.some((s) => s.name === sb.name && s.session);
+await client.close();
+console.log(JSON.stringify(out));
+`
+
+// mcpSDK installs the TypeScript SDK once and returns its package
+// directory, or skips t when node or npm is missing.
+func mcpSDK(t *testing.T) string {
+	t.Helper()
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("integration: %s is not installed; TestMCPStdio needs node and npm to run the TypeScript MCP SDK client", tool)
+		}
+	}
+	pkg := filepath.Join(mcpSDKDir, "node_modules", "@modelcontextprotocol", "sdk")
+	var meta struct{ Version string }
+	if b, err := os.ReadFile(filepath.Join(pkg, "package.json")); err == nil && json.Unmarshal(b, &meta) == nil && meta.Version == mcpSDKVersion {
+		return pkg
+	}
+	if err := os.MkdirAll(mcpSDKDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("npm", "install", "--no-audit", "--no-fund", "--prefix", mcpSDKDir, "@modelcontextprotocol/sdk@"+mcpSDKVersion)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("integration: npm install @modelcontextprotocol/sdk@%s failed (no registry?): %v\n%s", mcpSDKVersion, err, out)
+	}
+	return pkg
+}
+
+func TestMCPStdio(t *testing.T) {
+	requireEnv(t)
+	pkg := mcpSDK(t)
+	script := filepath.Join(t.TempDir(), "client.mjs")
+	src := strings.ReplaceAll(mcpScript, `"SDK/`, `"file://`+filepath.Join(pkg, "dist", "esm")+`/`)
+	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const name = "it-mcp-stdio"
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Env = append(shared.environ(), "AK_BIN="+akBin, "SB_NAME="+name)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	t.Cleanup(func() { shared.ak(t, "sandbox", "remove", name) })
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("MCP client: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var got struct {
+		Tools              []string
+		AllHaveInputSchema bool
+		Hello              string
+		HelloExit          int
+		Big                struct {
+			Length    int
+			Truncated bool
+			Kept      int
+			Note      bool
+			HeadTail  bool
+		}
+		Created, ReadBack, Exec string
+		Listed                  bool
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
+		t.Fatalf("summary: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	want := "sandbox_create sandbox_exec sandbox_file_read sandbox_file_write sandbox_list sandbox_remove sandbox_run"
+	if strings.Join(got.Tools, " ") != want || !got.AllHaveInputSchema {
+		t.Errorf("tools %v (every one with an input schema: %v), want %s", got.Tools, got.AllHaveInputSchema, want)
+	}
+	if got.Hello != "hello\n" || got.HelloExit != 0 {
+		t.Errorf("sandbox_run echo hello: stdout %q exit %d", got.Hello, got.HelloExit)
+	}
+	// 1.5 MiB over the default 1 MiB limit: cut in the middle, with the
+	// note counting the bytes cut, the whole within the limit.
+	b := got.Big
+	if !b.Truncated || !b.Note || !b.HeadTail || b.Length > 1<<20 || b.Kept < (1<<20)-100 {
+		t.Errorf("1.5 MiB output: %+v", b)
+	}
+	if got.Created != name || got.ReadBack != "written over MCP\n" || got.Exec != got.ReadBack || !got.Listed {
+		t.Errorf("sandbox_create/file_write/file_read/exec/list: %+v", got)
+	}
+	// The session is over: the sandbox it created is gone.
+	for _, sb := range shared.list(t) {
+		if sb.Name == name || sb.Labels["agentkernel.mcp.session"] != "" {
+			t.Errorf("sandbox %s (%s) left after the MCP session ended", sb.Name, sb.Status)
+		}
+	}
+}
