@@ -23,6 +23,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/daemonconf"
 	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/internal/image/build"
+	akmcp "github.com/agentkernel/agentkernel/internal/mcp"
 	"github.com/agentkernel/agentkernel/internal/opencodeproxy"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
@@ -30,10 +31,14 @@ import (
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
 	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/client"
 )
 
 // DefaultTCPAddr is upstream agentkernel's port, on loopback only.
 const DefaultTCPAddr = "127.0.0.1:18888"
+
+// mcpMaxSandboxes is the most sandboxes one session of /mcp may hold.
+const mcpMaxSandboxes = 10
 
 // shutdownTimeout bounds the wait for in-flight requests at exit.
 const shutdownTimeout = 5 * time.Second
@@ -132,7 +137,14 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	}
 	defer os.Remove(l.Socket())
 	// No ReadTimeout or WriteTimeout: event streams (SSE, /opencode) last.
-	servers := []*http.Server{{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log, OpenCode: openCode}), ReadHeaderTimeout: 30 * time.Second}}
+	// /mcp's tools go through the API like any client's, over the socket.
+	self, err := client.New(client.WithBaseURL("unix://" + l.Socket()))
+	if err != nil {
+		unixLn.Close()
+		return err
+	}
+	mcpHandler := akmcp.HTTPHandler(self, akmcp.Policy{MaxSandboxes: mcpMaxSandboxes})
+	servers := []*http.Server{{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second}}
 	listeners := []net.Listener{unixLn}
 	if cfg.TCPAddr != "" {
 		tok, err := loadOrCreateToken(l.TokenFile())
@@ -145,7 +157,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 			unixLn.Close()
 			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
 		}
-		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: tok, HostPaths: hostPaths, Logger: log, OpenCode: openCode}), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: tok, HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second})
 		listeners = append(listeners, tcpLn)
 		log.Info("serving on TCP (bearer token required)", "addr", tcpLn.Addr().String(), "token_file", l.TokenFile())
 	}

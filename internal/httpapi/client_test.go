@@ -32,7 +32,7 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	if err := os.WriteFile(alpineTar, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, HandlerOptions{Token: "s3cret", HostPaths: []string{hostDir}, OpenCode: &fakeOpenCode{}})
+	e := newEnv(t, HandlerOptions{Token: "s3cret", HostPaths: []string{hostDir}, OpenCode: &fakeOpenCode{}, MCP: mcpStandIn})
 	c, ctx := e.client, testCtx(t)
 	must := func(err error) {
 		t.Helper()
@@ -289,6 +289,7 @@ func TestEveryRouteThroughClient(t *testing.T) {
 
 	exerciseNetworkRoutes(t, c, ctx, "sb1") // network_test.go
 	exerciseOpenCodeRoutes(t, e, "s3cret")  // opencode_test.go
+	exerciseMCPRoute(t, e, "s3cret")        // opencode_test.go
 	must(c.RemoveSandbox(ctx, "sb1"))
 	_, err = c.GetSandbox(ctx, "sb1")
 	wantIs(err, errdefs.ErrNotFound)

@@ -62,6 +62,8 @@ type HandlerOptions struct {
 	// OpenCode serves the /opencode routes; nil answers them 501. The
 	// daemon gives both its handlers the same one.
 	OpenCode OpenCodeProxy
+	// MCP serves /mcp (internal/mcp.HTTPHandler); nil answers it 501.
+	MCP http.Handler
 }
 
 func (o *HandlerOptions) setDefaults() {

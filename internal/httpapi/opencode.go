@@ -65,3 +65,12 @@ func (s *server) openCodeTeardown(w http.ResponseWriter, r *http.Request) {
 	}
 	writeData(w, http.StatusOK, "")
 }
+
+// mcp serves /mcp, every method, with the MCP handler the daemon gave.
+func (s *server) mcp(w http.ResponseWriter, r *http.Request) {
+	if s.opts.MCP == nil {
+		s.writeError(w, r, &classError{class: errdefs.ErrNotImplemented, msg: "this server has no MCP endpoint"})
+		return
+	}
+	s.opts.MCP.ServeHTTP(w, r)
+}

@@ -169,3 +169,24 @@ func TestOpenCodeWithoutProxy(t *testing.T) {
 		}
 	}
 }
+
+// mcpStandIn stands for internal/mcp.HTTPHandler (tested there and in
+// test/integration): it answers which method reached it.
+var mcpStandIn = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Got", r.Method+" "+r.URL.Path)
+})
+
+// exerciseMCPRoute: /mcp takes every method to the MCP handler, with the
+// token; without it, 401.
+func exerciseMCPRoute(t *testing.T, e *testEnv, tok string) {
+	t.Helper()
+	auth := map[string]string{"Authorization": "Bearer " + tok}
+	for _, m := range []string{"POST", "GET", "DELETE"} {
+		if resp, _ := e.do(t, m, "/mcp", nil, auth); resp.Header.Get("X-Got") != m+" /mcp" {
+			t.Errorf("%s /mcp: %d %q", m, resp.StatusCode, resp.Header.Get("X-Got"))
+		}
+	}
+	if resp, _ := e.do(t, "POST", "/mcp", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST /mcp without the token: %d", resp.StatusCode)
+	}
+}

@@ -194,6 +194,9 @@ var routes = []route{
 	{method: "GET", pattern: "/doctor", handle: (*server).doctor,
 		op: "doctor", tag: "Health", summary: "Check the host's prerequisites", resp: []api.DoctorCheck{}},
 
+	{pattern: "/mcp", handle: (*server).mcp,
+		op: "mcp", tag: "MCP", summary: "The MCP server (Streamable HTTP: POST JSON-RPC, GET the event stream, DELETE the session); token required, Origin checked"},
+
 	{method: "DELETE", pattern: "/opencode", handle: (*server).openCodeTeardown, basicAuth: true,
 		op: "opencodeTeardown", tag: "OpenCode", summary: "Remove the OpenCode sandbox (opencode-attach) of the /opencode proxy; the next request provisions a new one", resp: ""},
 	{pattern: "/opencode", handle: (*server).openCode, basicAuth: true,

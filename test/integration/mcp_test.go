@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -24,10 +28,14 @@ const (
 const mcpScript = `
 import { Client } from "SDK/client/index.js";
 import { StdioClientTransport } from "SDK/client/stdio.js";
+import { StreamableHTTPClientTransport } from "SDK/client/streamableHttp.js";
 
-const transport = new StdioClientTransport({
-  command: process.env.AK_BIN, args: ["mcp-server"], env: process.env, stderr: "inherit",
-});
+// MCP_URL: the daemon's /mcp over Streamable HTTP with the token; else
+// mcp-server over stdio.
+const transport = process.env.MCP_URL
+  ? new StreamableHTTPClientTransport(new URL(process.env.MCP_URL),
+      { requestInit: { headers: { Authorization: "Bearer " + process.env.MCP_TOKEN } } })
+  : new StdioClientTransport({ command: process.env.AK_BIN, args: ["mcp-server"], env: process.env, stderr: "inherit" });
 const client = new Client({ name: "agentkernel-it", version: "0" });
 await client.connect(transport);
 const out = {};
@@ -58,6 +66,7 @@ await call("sandbox_file_write", { name: sb.name, path: "/tmp/mcp.txt", content:
 out.readBack = (await call("sandbox_file_read", { name: sb.name, path: "/tmp/mcp.txt" })).content;
 out.exec = (await call("sandbox_exec", { name: sb.name, command: "cat /tmp/mcp.txt" })).stdout;
 out.listed = (await call("sandbox_list", {})).sandboxes.some((s) => s.name === sb.name && s.session);
+if (transport.terminateSession) await transport.terminateSession(); // ends the HTTP session
 await client.close();
 console.log(JSON.stringify(out));
 `
@@ -88,21 +97,80 @@ func mcpSDK(t *testing.T) string {
 
 func TestMCPStdio(t *testing.T) {
 	requireEnv(t)
+	runMCPClient(t, shared, "it-mcp-stdio")
+}
+
+// TestMCPHTTP: the same client over Streamable HTTP at serve's /mcp, with
+// the API token; without it 401, and a foreign Origin 403.
+func TestMCPHTTP(t *testing.T) {
+	requireEnv(t)
+	e := newEnv(t)
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := e.command(ctx, "serve", "--port", strconv.Itoa(port))
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if !waitFor(15*time.Second, func() bool {
+		resp, err := http.Get(base + "/health")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}) {
+		t.Fatal("serve did not answer")
+	}
+	tokb, err := os.ReadFile(filepath.Join(e.home, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(tokb))
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"it","version":"0"}}}`
+	post := func(header map[string]string) int {
+		req, _ := http.NewRequest("POST", base+"/mcp", strings.NewReader(initialize))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := post(nil); st != http.StatusUnauthorized {
+		t.Errorf("POST /mcp without the token: %d, want 401", st)
+	}
+	if st := post(map[string]string{"Authorization": "Bearer " + tok, "Origin": "http://evil.example"}); st != http.StatusForbidden {
+		t.Errorf("POST /mcp from a foreign Origin: %d, want 403", st)
+	}
+	runMCPClient(t, e, "it-mcp-http", "MCP_URL="+base+"/mcp", "MCP_TOKEN="+tok)
+}
+
+// runMCPClient runs the TypeScript client against e's daemon (stdio, or
+// the transport env says) and checks its summary.
+func runMCPClient(t *testing.T, e *env, name string, env ...string) {
+	t.Helper()
 	pkg := mcpSDK(t)
 	script := filepath.Join(t.TempDir(), "client.mjs")
 	src := strings.ReplaceAll(mcpScript, `"SDK/`, `"file://`+filepath.Join(pkg, "dist", "esm")+`/`)
 	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	const name = "it-mcp-stdio"
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", script)
-	cmd.Env = append(shared.environ(), "AK_BIN="+akBin, "SB_NAME="+name)
+	cmd.Env = append(append(e.environ(), "AK_BIN="+akBin, "SB_NAME="+name), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
-	t.Cleanup(func() { shared.ak(t, "sandbox", "remove", name) })
+	t.Cleanup(func() { e.ak(t, "sandbox", "remove", name) })
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("MCP client: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
@@ -141,10 +209,17 @@ func TestMCPStdio(t *testing.T) {
 	if got.Created != name || got.ReadBack != "written over MCP\n" || got.Exec != got.ReadBack || !got.Listed {
 		t.Errorf("sandbox_create/file_write/file_read/exec/list: %+v", got)
 	}
-	// The session is over: the sandbox it created is gone.
-	for _, sb := range shared.list(t) {
-		if sb.Name == name || sb.Labels["agentkernel.mcp.session"] != "" {
-			t.Errorf("sandbox %s (%s) left after the MCP session ended", sb.Name, sb.Status)
+	// The session is over: the sandbox it created goes (over HTTP the
+	// cleanup runs as the session closes, so give it a moment).
+	gone := waitFor(20*time.Second, func() bool {
+		for _, sb := range e.list(t) {
+			if sb.Name == name || sb.Labels["agentkernel.mcp.session"] != "" {
+				return false
+			}
 		}
+		return true
+	})
+	if !gone {
+		t.Errorf("sandboxes left after the MCP session ended: %+v", e.list(t))
 	}
 }
