@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +67,14 @@ await call("sandbox_file_write", { name: sb.name, path: "/tmp/mcp.txt", content:
 out.readBack = (await call("sandbox_file_read", { name: sb.name, path: "/tmp/mcp.txt" })).content;
 out.exec = (await call("sandbox_exec", { name: sb.name, command: "cat /tmp/mcp.txt" })).stdout;
 out.listed = (await call("sandbox_list", {})).sandboxes.some((s) => s.name === sb.name && s.session);
+out.dir = (await call("sandbox_file_list", { name: sb.name, path: "/tmp" })).entries.map((e) => e.name);
+const bg = await call("sandbox_exec_detach", { name: sb.name, command: "echo from-background; sleep 1" });
+for (let i = 0; i < 50; i++) {
+  const st = await call("sandbox_exec_status", { name: sb.name, id: bg.id });
+  if (st.status !== "running") { out.bgStatus = st.status; break; }
+  await new Promise((r) => setTimeout(r, 200));
+}
+out.bgLogs = (await call("sandbox_exec_logs", { name: sb.name, id: bg.id })).stdout;
 if (transport.terminateSession) await transport.terminateSession(); // ends the HTTP session
 await client.close();
 console.log(JSON.stringify(out));
@@ -189,11 +198,14 @@ func runMCPClient(t *testing.T, e *env, name string, env ...string) {
 		}
 		Created, ReadBack, Exec string
 		Listed                  bool
+		Dir                     []string
+		BgStatus, BgLogs        string
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
 		t.Fatalf("summary: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
-	want := "sandbox_create sandbox_exec sandbox_file_read sandbox_file_write sandbox_list sandbox_remove sandbox_run"
+	want := "sandbox_create sandbox_exec sandbox_exec_detach sandbox_exec_kill sandbox_exec_logs sandbox_exec_status sandbox_extend_ttl " +
+		"sandbox_file_list sandbox_file_read sandbox_file_write sandbox_list sandbox_network_log sandbox_remove sandbox_run sandbox_start sandbox_stop"
 	if strings.Join(got.Tools, " ") != want || !got.AllHaveInputSchema {
 		t.Errorf("tools %v (every one with an input schema: %v), want %s", got.Tools, got.AllHaveInputSchema, want)
 	}
@@ -208,6 +220,9 @@ func runMCPClient(t *testing.T, e *env, name string, env ...string) {
 	}
 	if got.Created != name || got.ReadBack != "written over MCP\n" || got.Exec != got.ReadBack || !got.Listed {
 		t.Errorf("sandbox_create/file_write/file_read/exec/list: %+v", got)
+	}
+	if !slices.Contains(got.Dir, "mcp.txt") || got.BgStatus != "completed" || got.BgLogs != "from-background\n" {
+		t.Errorf("sandbox_file_list %v, background command %q with output %q", got.Dir, got.BgStatus, got.BgLogs)
 	}
 	// The session is over: the sandbox it created goes (over HTTP the
 	// cleanup runs as the session closes, so give it a moment).
