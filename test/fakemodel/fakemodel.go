@@ -83,6 +83,15 @@ type Script struct {
 	// Dir is the agent's working directory as the agent sees it. When empty
 	// the fake takes it from the request's prompt.
 	Dir string
+	// Call, when set, replaces the file write: the first request is
+	// answered with a call of this tool with these arguments.
+	Call *ToolCall
+}
+
+// ToolCall names a tool and its arguments.
+type ToolCall struct {
+	Tool string
+	Args map[string]any
 }
 
 // API names a vendor API the fake speaks.

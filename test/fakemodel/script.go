@@ -68,6 +68,17 @@ var (
 // file: a file-writing tool, else a shell tool, else Codex's code-mode exec
 // tool (JavaScript calling exec_command or apply_patch), else apply_patch.
 func (s *Server) planWrite(t turn) (*call, error) {
+	if c := s.script.Call; c != nil {
+		// A named tool (an MCP server's, say) with the script's
+		// arguments, when the request offers a tool of that name or
+		// ending in "__"+name (Claude Code's mcp__SERVER__TOOL).
+		for _, tl := range t.tools {
+			if tl.Name == c.Tool || strings.HasSuffix(tl.Name, "__"+c.Tool) {
+				return &call{Tool: tl.Name, Args: c.Args}, nil
+			}
+		}
+		return nil, fmt.Errorf("the request offers no tool %q", c.Tool)
+	}
 	p := s.filePath(t.body)
 	content := s.script.FileContent
 
