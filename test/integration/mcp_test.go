@@ -75,6 +75,18 @@ for (let i = 0; i < 50; i++) {
   await new Promise((r) => setTimeout(r, 200));
 }
 out.bgLogs = (await call("sandbox_exec_logs", { name: sb.name, id: bg.id })).stdout;
+// A cancelled call kills its command.
+const ac = new AbortController();
+const long = client.callTool({ name: "sandbox_exec", arguments: { name: sb.name, command: "sleep 300" } },
+  undefined, { signal: ac.signal, timeout: 120000 }).catch(() => "cancelled");
+await new Promise((r) => setTimeout(r, 1500));
+ac.abort();
+out.cancelled = await long;
+for (let i = 0; i < 25; i++) {
+  await new Promise((r) => setTimeout(r, 200));
+  out.sleepsLeft = (await call("sandbox_exec", { name: sb.name, command: "ps -eo args | grep -c '^sleep 300' || true" })).stdout.trim();
+  if (out.sleepsLeft === "0") break;
+}
 if (transport.terminateSession) await transport.terminateSession(); // ends the HTTP session
 await client.close();
 console.log(JSON.stringify(out));
@@ -200,6 +212,7 @@ func runMCPClient(t *testing.T, e *env, name string, env ...string) {
 		Listed                  bool
 		Dir                     []string
 		BgStatus, BgLogs        string
+		Cancelled, SleepsLeft   string
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
 		t.Fatalf("summary: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
@@ -223,6 +236,9 @@ func runMCPClient(t *testing.T, e *env, name string, env ...string) {
 	}
 	if !slices.Contains(got.Dir, "mcp.txt") || got.BgStatus != "completed" || got.BgLogs != "from-background\n" {
 		t.Errorf("sandbox_file_list %v, background command %q with output %q", got.Dir, got.BgStatus, got.BgLogs)
+	}
+	if got.Cancelled != "cancelled" || got.SleepsLeft != "0" {
+		t.Errorf("a cancelled sandbox_exec: %q, sleep processes left %q", got.Cancelled, got.SleepsLeft)
 	}
 	// The session is over: the sandbox it created goes (over HTTP the
 	// cleanup runs as the session closes, so give it a moment).
