@@ -347,3 +347,32 @@ func TestCancelledCallCancelsRun(t *testing.T) {
 	}
 	<-errc
 }
+
+// TestResourcesAndPrompt: a sandbox's file reads as sandbox://NAME/PATH
+// through the same access check as the tools, a bad URI is an error, and
+// the prompt explains the tools.
+func TestResourcesAndPrompt(t *testing.T) {
+	f := newFake()
+	cs, _ := connect(t, f, Policy{})
+	ctx := context.Background()
+	var created SandboxOutput
+	call(t, cs, "sandbox_create", map[string]any{"name": "res"}, &created)
+	call(t, cs, "sandbox_file_write", map[string]any{"name": "res", "path": "/work/notes.txt", "content": "hello resource"}, nil)
+	tmpl, err := cs.ListResourceTemplates(ctx, nil)
+	if err != nil || len(tmpl.ResourceTemplates) != 1 || tmpl.ResourceTemplates[0].URITemplate != resourceTemplate {
+		t.Fatalf("templates: %+v %v", tmpl, err)
+	}
+	r, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "sandbox://res/work/notes.txt"})
+	if err != nil || len(r.Contents) != 1 || r.Contents[0].Text != "hello resource" || r.Contents[0].MIMEType != "text/plain" {
+		t.Fatalf("read: %+v %v", r, err)
+	}
+	for _, bad := range []string{"sandbox://res", "file:///etc/passwd", "sandbox:///x"} {
+		if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: bad}); err == nil {
+			t.Errorf("%s: read", bad)
+		}
+	}
+	p, err := cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "agentkernel"})
+	if err != nil || len(p.Messages) != 1 || !strings.Contains(p.Messages[0].Content.(*mcp.TextContent).Text, "sandbox_run") {
+		t.Fatalf("prompt: %+v %v", p, err)
+	}
+}
