@@ -20,13 +20,13 @@ const agentCLIs = "/var/cache/agentkernel/agent-clis/bin"
 // the right command.
 func TestAgentsSeeTheServer(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short")
+		t.Skip("-short: runs the agent CLIs' own mcp list commands")
 	}
 	for _, name := range []string{"claude", "codex", "gemini", "opencode"} {
 		t.Run(name, func(t *testing.T) {
 			cli := filepath.Join(agentCLIs, name)
 			if _, err := os.Stat(cli); err != nil {
-				t.Skipf("%s is not installed under %s", name, agentCLIs)
+				t.Skipf("%s is not installed under %s: run scripts/agent-clis.sh", name, agentCLIs)
 			}
 			tg, _ := Lookup(name)
 			for _, global := range []bool{false, true} {

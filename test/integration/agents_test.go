@@ -124,7 +124,7 @@ func imageInStore(dir, image string) bool {
 func TestAgents(t *testing.T) {
 	requireEnv(t)
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git")
+		t.Skip("needs git (scripts/setup.sh installs it)")
 	}
 	w := newAgentWorld(t)
 	t.Run("CreateDiffExport", func(t *testing.T) { agentCreateDiffExport(t, w) })
