@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -126,30 +123,7 @@ func TestMCPStdio(t *testing.T) {
 func TestMCPHTTP(t *testing.T) {
 	requireEnv(t)
 	e := newEnv(t)
-	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := e.command(ctx, "serve", "--port", strconv.Itoa(port))
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); cmd.Wait() }()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	if !waitFor(15*time.Second, func() bool {
-		resp, err := http.Get(base + "/health")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	}) {
-		t.Fatal("serve did not answer")
-	}
-	tokb, err := os.ReadFile(filepath.Join(e.home, "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := strings.TrimSpace(string(tokb))
+	base, tok := ocServe(t, e) // serve --port, its token
 	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"it","version":"0"}}}`
 	post := func(header map[string]string) int {
 		req, _ := http.NewRequest("POST", base+"/mcp", strings.NewReader(initialize))
