@@ -143,7 +143,12 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		unixLn.Close()
 		return err
 	}
-	mcpHandler := akmcp.HTTPHandler(self, akmcp.Policy{MaxSandboxes: mcpMaxSandboxes})
+	mcpPolicy := akmcp.Policy{MaxSandboxes: mcpMaxSandboxes}.WithConfig(dconf.MCP)
+	if err := mcpPolicy.Check(); err != nil {
+		unixLn.Close()
+		return fmt.Errorf("%s: [mcp]: %w", daemonconf.Path(l.Home), err)
+	}
+	mcpHandler := akmcp.HTTPHandler(self, mcpPolicy)
 	servers := []*http.Server{{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second}}
 	listeners := []net.Listener{unixLn}
 	if cfg.TCPAddr != "" {

@@ -21,7 +21,7 @@ import (
 
 // FileName is the host-wide configuration of a home's daemon and
 // supervisors, $AGENTKERNEL_HOME/daemon.toml. It is optional; today it has
-// two sections:
+// three sections:
 //
 //	[api]
 //	# Host directories that requests over TCP (token holders) may name as
@@ -49,6 +49,17 @@ import (
 //	# replaces all of that.
 //	forbidden = ["169.254.0.0/16"]
 //
+//	[mcp]
+//	# The policy of the MCP server, for /mcp on serve and as the defaults
+//	# of `agentkernel mcp-server` (whose flags override it). A tool's
+//	# arguments can only narrow it.
+//	profile = "moderate"          # the most permissive profile a tool may ask for
+//	images = ["python:3.12"]      # images tools may use (default: any)
+//	max_sandboxes = 10            # per MCP session (0: no limit)
+//	max_output_bytes = 1048576    # per output stream; beyond, cut in the middle
+//	allowed_domains = ["pypi.org", "*.pythonhosted.org"] # the whole egress allow-list
+//	host_dirs = ["/home/me/scratch"] # what upload_dir and download_dir may touch
+//
 // Supervisors read it when their sandbox starts, so a change applies to
 // sandboxes started afterwards. Unknown keys are errors.
 const FileName = "daemon.toml"
@@ -60,6 +71,17 @@ const MaxSize = 1 << 20
 type File struct {
 	API     API     `toml:"api"`
 	Network Network `toml:"network"`
+	MCP     MCP     `toml:"mcp"`
+}
+
+// MCP is the [mcp] section; zero values leave the server's defaults.
+type MCP struct {
+	Profile        string   `toml:"profile"`
+	Images         []string `toml:"images"`
+	MaxSandboxes   *int     `toml:"max_sandboxes"`
+	MaxOutputBytes int      `toml:"max_output_bytes"`
+	AllowedDomains []string `toml:"allowed_domains"`
+	HostDirs       []string `toml:"host_dirs"`
 }
 
 // API is the [api] section.

@@ -18,14 +18,15 @@ import (
 
 // fakeClient records the calls and keeps sandboxes in a map.
 type fakeClient struct {
-	mu        sync.Mutex
-	sandboxes map[string]api.SandboxInfo
-	files     map[string]string
-	creates   int
-	runs      []api.RunRequest
-	removed   []string
-	stdout    string
-	cancelled chan struct{} // closed when a blocking Run sees its ctx end
+	mu         sync.Mutex
+	sandboxes  map[string]api.SandboxInfo
+	files      map[string]string
+	creates    int
+	lastCreate api.CreateSandboxRequest
+	runs       []api.RunRequest
+	removed    []string
+	stdout     string
+	cancelled  chan struct{} // closed when a blocking Run sees its ctx end
 }
 
 func newFake() *fakeClient {
@@ -50,6 +51,7 @@ func (f *fakeClient) CreateSandbox(ctx context.Context, req api.CreateSandboxReq
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.creates++
+	f.lastCreate = req
 	info := api.SandboxInfo{Name: req.Name, Status: "running", Image: req.Image, Profile: req.Profile, Labels: req.Labels}
 	f.sandboxes[req.Name] = info
 	return info, nil
@@ -103,11 +105,11 @@ func (f *fakeClient) WriteFile(ctx context.Context, name, path string, data io.R
 
 // connect starts a server session of New(f, p) and returns a client
 // session of it and the server session.
-func connect(t *testing.T, f *fakeClient, p Policy) (*mcp.ClientSession, *mcp.ServerSession) {
+func connect(t *testing.T, c Client, p Policy) (*mcp.ClientSession, *mcp.ServerSession) {
 	t.Helper()
 	ctx := context.Background()
 	st, ct := mcp.NewInMemoryTransports()
-	ss, err := New(f, p).Connect(ctx, st, nil)
+	ss, err := New(c, p).Connect(ctx, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,8 @@ type Client interface {
 }
 
 // New returns an MCP server whose tools drive the daemon through c within
-// policy. A policy with an unknown profile is treated as restrictive.
+// policy. A policy that fails Check is treated as the restrictive profile
+// with no domains and no host directories; callers should Check first.
 // Sandboxes a session creates are removed when that session ends.
 func New(c Client, policy Policy) *mcp.Server {
 	s, _ := newServer(c, policy)
@@ -61,8 +62,10 @@ func Serve(ctx context.Context, c Client, policy Policy, t mcp.Transport) error 
 func newServer(c Client, policy Policy) (*mcp.Server, *state) {
 	p, err := policy.withDefaults()
 	if err != nil {
-		// Fail closed: an unknown profile allows the least.
-		p.Profile = "restrictive"
+		// Fail closed: a policy that does not check (Check says why)
+		// allows the least: the restrictive profile, no domains beyond
+		// it, no host directories.
+		p = Policy{Profile: "restrictive", AllowedImages: policy.AllowedImages, MaxSandboxes: policy.MaxSandboxes, MaxOutputBytes: DefaultMaxOutputBytes}
 	}
 	st := &state{c: c, policy: p, sessions: map[*mcp.ServerSession]*session{}}
 	s := mcp.NewServer(&mcp.Implementation{Name: "agentkernel", Version: version.Version}, &mcp.ServerOptions{

@@ -23,10 +23,11 @@ func errTooMany(n int) error {
 // client sees.
 type (
 	RunInput struct {
-		Command Command `json:"command" jsonschema:"the command: argv array, or one shell string"`
-		Image   string  `json:"image,omitempty" jsonschema:"image to run in (default: the server's)"`
-		Profile string  `json:"profile,omitempty" jsonschema:"security profile: restrictive, moderate or permissive; at most the server's limit"`
-		Timeout string  `json:"timeout,omitempty" jsonschema:"kill the command after this duration, e.g. 30s or 5m"`
+		Command Command  `json:"command" jsonschema:"the command: argv array, or one shell string"`
+		Image   string   `json:"image,omitempty" jsonschema:"image to run in (default: the server's)"`
+		Profile string   `json:"profile,omitempty" jsonschema:"security profile: restrictive, moderate or permissive; at most the server's limit"`
+		Timeout string   `json:"timeout,omitempty" jsonschema:"kill the command after this duration, e.g. 30s or 5m"`
+		Allow   []string `json:"allow,omitempty" jsonschema:"domains the sandbox may reach (example.com, *.example.com); a subset of the server's allowed domains"`
 	}
 	ExecOutput struct {
 		Stdout    string `json:"stdout"`
@@ -37,10 +38,11 @@ type (
 		Error     string `json:"error,omitempty" jsonschema:"why the sandbox chose the exit code, if it did"`
 	}
 	CreateInput struct {
-		Name    string `json:"name,omitempty" jsonschema:"sandbox name (default: generated)"`
-		Image   string `json:"image,omitempty" jsonschema:"image (default: the server's)"`
-		Profile string `json:"profile,omitempty" jsonschema:"security profile: restrictive, moderate or permissive; at most the server's limit"`
-		Keep    bool   `json:"keep,omitempty" jsonschema:"keep the sandbox after this MCP session ends"`
+		Name    string   `json:"name,omitempty" jsonschema:"sandbox name (default: generated)"`
+		Image   string   `json:"image,omitempty" jsonschema:"image (default: the server's)"`
+		Profile string   `json:"profile,omitempty" jsonschema:"security profile: restrictive, moderate or permissive; at most the server's limit"`
+		Keep    bool     `json:"keep,omitempty" jsonschema:"keep the sandbox after this MCP session ends"`
+		Allow   []string `json:"allow,omitempty" jsonschema:"domains the sandbox may reach (example.com, *.example.com); a subset of the server's allowed domains"`
 	}
 	SandboxOutput struct {
 		Name    string `json:"name"`
@@ -98,6 +100,7 @@ func (st *state) addTools(s *mcp.Server) {
 	mcp.AddTool(s, &mcp.Tool{Name: "sandbox_file_read", Description: "Read a file of a sandbox."}, st.readFile)
 	mcp.AddTool(s, &mcp.Tool{Name: "sandbox_file_write", Description: "Write a file of a sandbox."}, st.writeFile)
 	st.addMoreTools(s)
+	st.addTransferTools(s)
 	st.addResources(s)
 }
 
@@ -116,6 +119,10 @@ func (st *state) run(ctx context.Context, req *mcp.CallToolRequest, in RunInput)
 	if err != nil {
 		return nil, ExecOutput{}, err
 	}
+	network, err := st.policy.network(in.Allow)
+	if err != nil {
+		return nil, ExecOutput{}, err
+	}
 	if len(in.Command) == 0 {
 		return nil, ExecOutput{}, errors.New("command is empty")
 	}
@@ -124,9 +131,10 @@ func (st *state) run(ctx context.Context, req *mcp.CallToolRequest, in RunInput)
 		return nil, ExecOutput{}, err
 	}
 	defer st.release(s)
+	defer reportProgress(ctx, req, elapsedStatus)()
 	// ctx is the request's: a cancelled tools/call ends the HTTP request,
 	// and with it the command and its ephemeral sandbox.
-	r, err := st.c.Run(ctx, api.RunRequest{Command: in.Command, Image: image, Profile: profile, Timeout: in.Timeout})
+	r, err := st.c.Run(ctx, api.RunRequest{Command: in.Command, Image: image, Profile: profile, Timeout: in.Timeout, Network: network})
 	if err != nil {
 		return nil, ExecOutput{}, err
 	}
@@ -142,6 +150,10 @@ func (st *state) create(ctx context.Context, req *mcp.CallToolRequest, in Create
 	if err != nil {
 		return nil, SandboxOutput{}, err
 	}
+	network, err := st.policy.network(in.Allow)
+	if err != nil {
+		return nil, SandboxOutput{}, err
+	}
 	s := st.session(req.Session)
 	if err := st.reserve(s); err != nil {
 		return nil, SandboxOutput{}, err
@@ -153,7 +165,7 @@ func (st *state) create(ctx context.Context, req *mcp.CallToolRequest, in Create
 		name = "mcp-" + hex.EncodeToString(b[:])
 	}
 	info, err := st.c.CreateSandbox(ctx, api.CreateSandboxRequest{
-		Name: name, Image: image, Profile: profile,
+		Name: name, Image: image, Profile: profile, Network: network,
 		Labels: map[string]string{SessionLabel: s.id},
 	})
 	if err != nil {
@@ -200,7 +212,12 @@ func (st *state) exec(ctx context.Context, req *mcp.CallToolRequest, in ExecInpu
 	if len(in.Command) == 0 {
 		return nil, ExecOutput{}, errors.New("command is empty")
 	}
-	r, err := st.c.Exec(ctx, in.Name, api.ExecRequest{Command: in.Command, Timeout: in.Timeout})
+	er := api.ExecRequest{Command: in.Command, Timeout: in.Timeout}
+	if es, ok := st.c.(execStreamer); ok && req.Params.GetProgressToken() != nil {
+		out, err := st.execStreaming(ctx, es, req, in.Name, er)
+		return nil, out, err
+	}
+	r, err := st.c.Exec(ctx, in.Name, er)
 	if err != nil {
 		return nil, ExecOutput{}, err
 	}

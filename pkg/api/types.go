@@ -162,6 +162,9 @@ type RunRequest struct {
 	MemoryMB int      `json:"memory_mb,omitempty"`
 	VCPUs    int      `json:"vcpus,omitempty"`
 	Stdin    string   `json:"stdin,omitempty"`
+	// Network adjusts the egress policy the profile gives, as in
+	// CreateSandboxRequest (an addition to upstream's fields).
+	Network *NetworkPolicy `json:"network,omitempty"`
 }
 
 // RunResponse answers POST /run. It is an ExecResponse plus the name of the

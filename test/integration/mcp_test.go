@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,7 +34,8 @@ import { StreamableHTTPClientTransport } from "SDK/client/streamableHttp.js";
 const transport = process.env.MCP_URL
   ? new StreamableHTTPClientTransport(new URL(process.env.MCP_URL),
       { requestInit: { headers: { Authorization: "Bearer " + process.env.MCP_TOKEN } } })
-  : new StdioClientTransport({ command: process.env.AK_BIN, args: ["mcp-server"], env: process.env, stderr: "inherit" });
+  : new StdioClientTransport({ command: process.env.AK_BIN, args: ["mcp-server", ...JSON.parse(process.env.MCP_ARGS || "[]")],
+      env: process.env, stderr: "inherit" });
 const client = new Client({ name: "agentkernel-it", version: "0" });
 await client.connect(transport);
 const out = {};
@@ -72,6 +74,23 @@ for (let i = 0; i < 50; i++) {
   await new Promise((r) => setTimeout(r, 200));
 }
 out.bgLogs = (await call("sandbox_exec_logs", { name: sb.name, id: bg.id })).stdout;
+// Progress: a command printing for 3 s, called with a progress token.
+const progress = [];
+const ticking = await client.callTool({ name: "sandbox_exec", arguments: { name: sb.name, command: "for i in 1 2 3; do echo tick $i; sleep 1; done" } },
+  undefined, { timeout: 120000, onprogress: (p) => progress.push(p) });
+out.ticking = ticking.structuredContent.stdout;
+out.progress = progress.map((p) => p.message);
+// The policy's domains: one outside them is refused, nothing created.
+const refused = await client.callTool({ name: "sandbox_run", arguments: { command: "true", allow: ["evil.example"] } });
+out.refusedDomain = refused.isError ? refused.content.map((c) => c.text).join("") : "not refused";
+// Directories both ways, within the allowed host directory.
+const hostDir = process.env.HOST_DIR;
+out.uploaded = (await call("sandbox_upload_dir", { name: sb.name, host_path: hostDir + "/proj", path: "/tmp/up" })).copied;
+out.uploadedFile = (await call("sandbox_exec", { name: sb.name, command: "cat /tmp/up/proj/src/main.txt" })).stdout;
+await call("sandbox_exec", { name: sb.name, command: "mkdir -p /tmp/result && echo built > /tmp/result/out.txt" });
+out.downloaded = (await call("sandbox_download_dir", { name: sb.name, path: "/tmp/result", host_path: hostDir + "/back" })).copied;
+const outside = await client.callTool({ name: "sandbox_download_dir", arguments: { name: sb.name, path: "/tmp/result", host_path: "/etc/agentkernel-mcp" } });
+out.outsideRefused = !!outside.isError;
 // A cancelled call kills its command.
 const ac = new AbortController();
 const long = client.callTool({ name: "sandbox_exec", arguments: { name: sb.name, command: "sleep 300" } },
@@ -115,7 +134,9 @@ func mcpSDK(t *testing.T) string {
 
 func TestMCPStdio(t *testing.T) {
 	requireEnv(t)
-	runMCPClient(t, shared, "it-mcp-stdio")
+	hostDir := t.TempDir()
+	args, _ := json.Marshal([]string{"--allow-domain", "example.org", "--allow-dir", hostDir})
+	runMCPClient(t, shared, "it-mcp-stdio", hostDir, "MCP_ARGS="+string(args))
 }
 
 // TestMCPHTTP: the same client over Streamable HTTP at serve's /mcp, with
@@ -123,6 +144,11 @@ func TestMCPStdio(t *testing.T) {
 func TestMCPHTTP(t *testing.T) {
 	requireEnv(t)
 	e := newEnv(t)
+	hostDir := t.TempDir()
+	conf := fmt.Sprintf("[mcp]\nallowed_domains = [\"example.org\"]\nhost_dirs = [%q]\n", hostDir)
+	if err := os.WriteFile(filepath.Join(e.home, "daemon.toml"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	base, tok := ocServe(t, e) // serve --port, its token
 	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"it","version":"0"}}}`
 	post := func(header map[string]string) int {
@@ -145,14 +171,20 @@ func TestMCPHTTP(t *testing.T) {
 	if st := post(map[string]string{"Authorization": "Bearer " + tok, "Origin": "http://evil.example"}); st != http.StatusForbidden {
 		t.Errorf("POST /mcp from a foreign Origin: %d, want 403", st)
 	}
-	runMCPClient(t, e, "it-mcp-http", "MCP_URL="+base+"/mcp", "MCP_TOKEN="+tok)
+	runMCPClient(t, e, "it-mcp-http", hostDir, "MCP_URL="+base+"/mcp", "MCP_TOKEN="+tok)
 }
 
 // runMCPClient runs the TypeScript client against e's daemon (stdio, or
 // the transport env says) and checks its summary.
-func runMCPClient(t *testing.T, e *env, name string, env ...string) {
+func runMCPClient(t *testing.T, e *env, name, hostDir string, env ...string) {
 	t.Helper()
 	pkg := mcpSDK(t)
+	if err := os.MkdirAll(filepath.Join(hostDir, "proj", "src"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hostDir, "proj", "src", "main.txt"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	script := filepath.Join(t.TempDir(), "client.mjs")
 	src := strings.ReplaceAll(mcpScript, `"SDK/`, `"file://`+filepath.Join(pkg, "dist", "esm")+`/`)
 	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
@@ -161,7 +193,7 @@ func runMCPClient(t *testing.T, e *env, name string, env ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", script)
-	cmd.Env = append(append(e.environ(), "AK_BIN="+akBin, "SB_NAME="+name), env...)
+	cmd.Env = append(append(e.environ(), "AK_BIN="+akBin, "SB_NAME="+name, "HOST_DIR="+hostDir), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
@@ -187,12 +219,18 @@ func runMCPClient(t *testing.T, e *env, name string, env ...string) {
 		Dir                     []string
 		BgStatus, BgLogs        string
 		Cancelled, SleepsLeft   string
+		Ticking                 string
+		Progress                []string
+		RefusedDomain           string
+		Uploaded, UploadedFile  string
+		Downloaded              string
+		OutsideRefused          bool
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
 		t.Fatalf("summary: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
-	want := "sandbox_create sandbox_exec sandbox_exec_detach sandbox_exec_kill sandbox_exec_logs sandbox_exec_status sandbox_extend_ttl " +
-		"sandbox_file_list sandbox_file_read sandbox_file_write sandbox_list sandbox_network_log sandbox_remove sandbox_run sandbox_start sandbox_stop"
+	want := "sandbox_create sandbox_download_dir sandbox_exec sandbox_exec_detach sandbox_exec_kill sandbox_exec_logs sandbox_exec_status sandbox_extend_ttl " +
+		"sandbox_file_list sandbox_file_read sandbox_file_write sandbox_list sandbox_network_log sandbox_remove sandbox_run sandbox_start sandbox_stop sandbox_upload_dir"
 	if strings.Join(got.Tools, " ") != want || !got.AllHaveInputSchema {
 		t.Errorf("tools %v (every one with an input schema: %v), want %s", got.Tools, got.AllHaveInputSchema, want)
 	}
@@ -210,6 +248,21 @@ func runMCPClient(t *testing.T, e *env, name string, env ...string) {
 	}
 	if !slices.Contains(got.Dir, "mcp.txt") || got.BgStatus != "completed" || got.BgLogs != "from-background\n" {
 		t.Errorf("sandbox_file_list %v, background command %q with output %q", got.Dir, got.BgStatus, got.BgLogs)
+	}
+	if got.Ticking != "tick 1\ntick 2\ntick 3\n" || len(got.Progress) < 2 || !strings.Contains(got.Progress[len(got.Progress)-1], "bytes of output") {
+		t.Errorf("sandbox_exec with a progress token: output %q, progress %q", got.Ticking, got.Progress)
+	}
+	if !strings.Contains(got.RefusedDomain, `domain "evil.example" is not allowed`) {
+		t.Errorf("sandbox_run allow evil.example: %q", got.RefusedDomain)
+	}
+	if got.Uploaded != "/tmp/up/proj" || got.UploadedFile != "from the host\n" || !got.OutsideRefused {
+		t.Errorf("sandbox_upload_dir: %q (file %q); download outside refused: %v", got.Uploaded, got.UploadedFile, got.OutsideRefused)
+	}
+	if b, err := os.ReadFile(filepath.Join(got.Downloaded, "out.txt")); string(b) != "built\n" || got.Downloaded != filepath.Join(hostDir, "back", "result") {
+		t.Errorf("sandbox_download_dir to %q: %q %v", got.Downloaded, b, err)
+	}
+	if _, err := os.Stat("/etc/agentkernel-mcp"); err == nil {
+		t.Errorf("sandbox_download_dir wrote outside the allowed directory")
 	}
 	if got.Cancelled != "cancelled" || got.SleepsLeft != "0" {
 		t.Errorf("a cancelled sandbox_exec: %q, sleep processes left %q", got.Cancelled, got.SleepsLeft)
