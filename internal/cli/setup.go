@@ -13,7 +13,7 @@ import (
 var SetupFunc func(ctx context.Context, skipDisk bool, logf func(format string, args ...any)) error
 
 func newSetupCmd(app *App) *cobra.Command {
-	var skipDisk bool
+	var skipDisk, plugins bool
 	var agentNames []string
 	cmd := &cobra.Command{
 		Use:   "setup",
@@ -35,7 +35,12 @@ the AI coding agents' images instead, through the daemon: a minimal Debian,
 Node.js and npm from the npm registry (checksums pinned), and each agent's
 CLI from its npm package at a pinned version. Only the npm registry is
 reached, through the build's network gateway. Images already built from the
-same inputs are kept; see agentkernel agents.`,
+same inputs are kept; see agentkernel agents.
+
+Last, for each agent CLI on PATH (claude, codex, gemini, opencode) whose
+configuration lacks the agentkernel MCP server, setup offers to add it
+(plugin install NAME --global): it asks on a terminal, prints the command
+otherwise, and installs without asking with --plugins.`,
 		// With --agents, the arguments are more agent names
 		// ("setup --agents claude codex").
 		Args: cobra.ArbitraryArgs,
@@ -46,7 +51,10 @@ same inputs are kept; see agentkernel agents.`,
 				if err != nil {
 					return err
 				}
-				return buildAgentImages(cmd.Context(), c, append(agentNames, args...), w)
+				if err := buildAgentImages(cmd.Context(), c, append(agentNames, args...), w); err != nil {
+					return err
+				}
+				return offerPlugins(cmd, plugins)
 			}
 			if len(args) > 0 {
 				return fmt.Errorf("setup takes no arguments (agent names go with --agents)")
@@ -54,13 +62,18 @@ same inputs are kept; see agentkernel agents.`,
 			if SetupFunc == nil {
 				return errors.New("setup is not available in this build")
 			}
-			return SetupFunc(cmd.Context(), skipDisk, func(format string, a ...any) {
+			err := SetupFunc(cmd.Context(), skipDisk, func(format string, a ...any) {
 				fmt.Fprintf(w, format+"\n", a...)
 			})
+			if err != nil {
+				return err
+			}
+			return offerPlugins(cmd, plugins)
 		},
 	}
 	cmd.Flags().BoolVar(&skipDisk, "skip-disk", false, "do not build the host image's disk now")
 	cmd.Flags().StringSliceVar(&agentNames, "agents", nil, "build the agents' images instead (all, or the `NAMES` given: claude,codex,gemini,opencode)")
 	cmd.Flags().Lookup("agents").NoOptDefVal = " "
+	cmd.Flags().BoolVar(&plugins, "plugins", false, "add the agentkernel MCP server to every agent CLI found on PATH without asking")
 	return cmd
 }

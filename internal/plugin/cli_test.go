@@ -208,3 +208,38 @@ func TestCLICodexAndMCP(t *testing.T) {
 		}
 	}
 }
+
+// TestCLISetupOffersPlugins: setup ends by offering the MCP server to the
+// agent CLIs on PATH: without a terminal it prints the command; with
+// --plugins it installs (for the user); a second run finds it configured.
+// The agents here are stand-in executables on a PATH the test makes: only
+// their presence is looked at.
+func TestCLISetupOffersPlugins(t *testing.T) {
+	home, _, bin := setup(t)
+	binDir := t.TempDir()
+	for _, name := range []string{"claude", "gemini"} {
+		os.WriteFile(filepath.Join(binDir, name), []byte("#!/bin/sh\n"), 0o755)
+	}
+	t.Setenv("PATH", binDir)
+	prev := cli.SetupFunc
+	cli.SetupFunc = func(context.Context, bool, func(string, ...any)) error { return nil }
+	t.Cleanup(func() { cli.SetupFunc = prev })
+
+	out, errOut, code := run(t, "setup", "--skip-disk")
+	if code != 0 || !strings.Contains(out, "agentkernel plugin install claude --global") ||
+		!strings.Contains(out, "agentkernel plugin install gemini --global") || strings.Contains(out, "codex") {
+		t.Fatalf("setup: %d\n%s\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".claude.json")); err == nil {
+		t.Fatal("setup without --plugins wrote the configuration")
+	}
+	out, errOut, code = run(t, "setup", "--skip-disk", "--plugins")
+	if code != 0 || !strings.Contains(read(t, filepath.Join(home, ".claude.json")), bin) ||
+		!strings.Contains(read(t, filepath.Join(home, ".gemini", "settings.json")), bin) {
+		t.Fatalf("setup --plugins: %d\n%s\n%s", code, out, errOut)
+	}
+	out, _, _ = run(t, "setup", "--skip-disk")
+	if strings.Count(out, "the agentkernel MCP server is configured") != 2 {
+		t.Errorf("second setup:\n%s", out)
+	}
+}
