@@ -13,6 +13,7 @@
 //	AGENTKERNEL_SOAK_EXECS=M           operations per sandbox (50, or 1000)
 //	AGENTKERNEL_SOAK_CONCURRENCY=C     operations in flight (2 x cores)
 //	AGENTKERNEL_SOAK_REPORT=FILE       also write the report to FILE
+//	AGENTKERNEL_SOAK_ONLY=KIND         run only one kind of operation ("exec echo", …)
 package soak
 
 import (
@@ -32,6 +33,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,6 +102,9 @@ type config struct {
 	sandboxes, ops, concurrency int
 	full                        bool
 	report                      string
+	// only, when set, is the one kind of operation to run (for finding
+	// which one a problem comes with).
+	only string
 }
 
 func loadConfig(t *testing.T) config {
@@ -124,6 +129,9 @@ func loadConfig(t *testing.T) config {
 		}
 	}
 	c.report = os.Getenv("AGENTKERNEL_SOAK_REPORT")
+	if c.only = os.Getenv("AGENTKERNEL_SOAK_ONLY"); c.only != "" && !slices.Contains(kinds, c.only) {
+		t.Fatalf("AGENTKERNEL_SOAK_ONLY=%q: want one of %q", c.only, kinds)
+	}
 	return c
 }
 
@@ -234,6 +242,9 @@ func TestSoak(t *testing.T) {
 	s.checkDetachedTables(ctx)
 	h.NoteNamespaces()
 
+	if t.Failed() { // the supervisors' logs go with their sandboxes
+		dumpLogs(t, h)
+	}
 	mem.setPhase("remove")
 	start = time.Now()
 	s.removeAll()
@@ -406,36 +417,57 @@ func (s *soak) load(ctx context.Context) {
 	})
 }
 
-// op runs operation j on b. Each one runs exactly one exec (plain,
+// kinds are the operations, in the order kindOf picks them.
+var kinds = []string{"cp dir in+out", "file write+read+cat", "gateway GET", "published port GET", "detached exec", "exec exit!=0", "exec echo"}
+
+// kindOf is operation j's kind: each one runs exactly one exec (plain,
 // failing on purpose, or detached) and checks every output.
-func (s *soak) op(ctx context.Context, b *box, j int) {
-	tok := fmt.Sprintf("%s-%s-%d", s.run, b.name[strings.LastIndexByte(b.name, '-')+1:], j)
+func (s *soak) kindOf(j int) string {
+	if s.cfg.only != "" {
+		return s.cfg.only
+	}
 	switch {
 	case j%50 == 25: // before j%20 == 5, which 25 also is
-		s.timed(ctx, "cp dir in+out", func(ctx context.Context) error { return s.copyDir(ctx, b, tok) })
+		return "cp dir in+out"
 	case j%20 == 0:
-		s.timed(ctx, "file write+read+cat", func(ctx context.Context) error { return s.files(ctx, b, tok) })
+		return "file write+read+cat"
 	case j%20 == 5:
-		s.timed(ctx, "gateway GET", func(ctx context.Context) error {
+		return "gateway GET"
+	case j%20 == 10:
+		return "published port GET"
+	case j%20 == 15:
+		return "detached exec"
+	case j%2 == 1:
+		return "exec exit!=0"
+	}
+	return "exec echo"
+}
+
+// op runs operation j on b.
+func (s *soak) op(ctx context.Context, b *box, j int) {
+	tok := fmt.Sprintf("%s-%s-%d", s.run, b.name[strings.LastIndexByte(b.name, '-')+1:], j)
+	kind := s.kindOf(j)
+	s.timed(ctx, kind, func(ctx context.Context) error {
+		switch kind {
+		case "cp dir in+out":
+			return s.copyDir(ctx, b, tok)
+		case "file write+read+cat":
+			return s.files(ctx, b, tok)
+		case "gateway GET":
 			r, err := s.exec(ctx, b, "/soak/helper", "get", "http://"+worldName+"/"+tok)
 			return want(err, r, "soak "+tok, "", 0)
-		})
-	case j%20 == 10:
-		s.timed(ctx, "published port GET", func(ctx context.Context) error { return s.publish(ctx, b, tok) })
-	case j%20 == 15:
-		s.timed(ctx, "detached exec", func(ctx context.Context) error { return s.detached(ctx, b, tok, j%3) })
-	case j%2 == 1:
-		code := j%5 + 1
-		s.timed(ctx, "exec exit!=0", func(ctx context.Context) error {
+		case "published port GET":
+			return s.publish(ctx, b, tok)
+		case "detached exec":
+			return s.detached(ctx, b, tok, j%3)
+		case "exec exit!=0":
+			code := j%5 + 1
 			r, err := s.exec(ctx, b, "sh", "-c", fmt.Sprintf("printf %%s %s; printf %%s err-%s >&2; exit %d", tok, tok, code))
 			return want(err, r, tok, "err-"+tok, code)
-		})
-	default:
-		s.timed(ctx, "exec echo", func(ctx context.Context) error {
-			r, err := s.exec(ctx, b, "echo", tok)
-			return want(err, r, tok+"\n", "", 0)
-		})
-	}
+		}
+		r, err := s.exec(ctx, b, "echo", tok)
+		return want(err, r, tok+"\n", "", 0)
+	})
 }
 
 func (s *soak) exec(ctx context.Context, b *box, argv ...string) (api.ExecResponse, error) {
