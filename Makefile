@@ -5,7 +5,7 @@ BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/agentkernel/agentkernel/internal/version.Version=$(VERSION)
 
-.PHONY: all build setup run test test-unit bench fuzz vet clean
+.PHONY: all build setup run test test-unit soak bench fuzz vet clean
 
 all: build
 
@@ -28,6 +28,14 @@ vet:
 # drive them against real runc.
 test: setup build vet
 	$(GO) test -count=1 -timeout 25m ./...
+
+# The load suite at full size (100 sandboxes x 1000 operations; see
+# docs/RELIABILITY.md). `make test` runs its short variant (5 x 50).
+# SOAK_REPORT names a file for the report; AGENTKERNEL_SOAK_SANDBOXES,
+# _EXECS and _CONCURRENCY change the size.
+SOAK_REPORT ?=
+soak: setup build
+	AGENTKERNEL_SOAK=1 AGENTKERNEL_SOAK_REPORT=$(SOAK_REPORT) $(GO) test -count=1 -v -timeout 90m -run TestSoak ./test/soak/
 
 test-unit:
 	$(GO) test -short -count=1 ./...

@@ -134,12 +134,29 @@ func New(cfg Config) (*Gateway, error) {
 	})
 	sack := tcpip.TCPSACKEnabled(true)
 	g.stack.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
+	// The gateway often closes first (the upstream server did), so its
+	// endpoint sits in TIME_WAIT while the sandbox's kernel, the passive
+	// closer, frees the port at once and may pick it again for a new
+	// connection. A SYN for a 4-tuple in TIME_WAIT goes unanswered until
+	// TIME_WAIT ends, so with netstack's default of 60 s a reused port
+	// hung the connection for the client's whole SYN retry budget (about
+	// 31 s; found by test/soak, 1 GET in about 600). The link is a
+	// point-to-point tap with no delayed duplicates to guard against, so
+	// one second is enough: a reused port then costs at most one SYN retry.
+	tw := tcpip.TCPTimeWaitTimeoutOption(gatewayTimeWait)
+	if terr := g.stack.SetTransportProtocolOption(tcp.ProtocolNumber, &tw); terr != nil {
+		return nil, fmt.Errorf("netgw: setting the TIME_WAIT timeout: %s", terr)
+	}
 	tcpFwd := tcp.NewForwarder(g.stack, 0, cfg.MaxHandshakes, g.handleTCP)
 	g.stack.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
 	udpFwd := udp.NewForwarder(g.stack, g.handleUDP)
 	g.stack.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
 	return g, nil
 }
+
+// gatewayTimeWait is how long the gateway's side of a closed TCP flow stays
+// in TIME_WAIT.
+const gatewayTimeWait = time.Second
 
 // SetPolicy replaces the policy of the running gateway. New flows and DNS
 // queries see it at once; flows already proxied are not cut. An invalid

@@ -1,5 +1,5 @@
-// Package testutil holds helpers shared by tests: building the real guest
-// agent binary once, and checks for prerequisites that skip with a message
+// Package testutil holds helpers shared by tests: building the real binaries
+// once, and checks for prerequisites that skip with a message
 // naming what is missing.
 package testutil
 
@@ -30,6 +30,26 @@ func BuildAgent(dir string) (string, error) {
 		return "", fmt.Errorf("building the agent: %v\n%s", err, b)
 	}
 	return out, nil
+}
+
+// BuildBinaries builds bin/agentkernel and the static guest agent into dir,
+// as `make build` does, and returns their paths. The agent sits next to
+// agentkernel, where the daemon looks for it. Call it from TestMain.
+func BuildBinaries(dir string) (ak, agent string, err error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	ak, agent = filepath.Join(dir, "agentkernel"), filepath.Join(dir, "agentkernel-agent")
+	for out, pkg := range map[string]string{ak: "./cmd/agentkernel", agent: "./cmd/agentkernel-agent"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	return ak, agent, nil
 }
 
 // ModuleRoot is the repository's root directory (where go.mod is).

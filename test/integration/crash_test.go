@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -157,12 +155,4 @@ func TestTTL(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return !slices.Contains(e.runcContainers(), info.UUID) }) {
 		t.Errorf("runc container of the expired sandbox is left 5s after it left the list")
 	}
-}
-
-func readPID(p string) (int, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
 }

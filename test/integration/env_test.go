@@ -12,13 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/testutil/akhome"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
 )
@@ -30,19 +28,17 @@ const cliTimeout = 90 * time.Second
 // the UUID of every sandbox it saw, to look for their leftovers at the end.
 type env struct {
 	home string
-
-	mu    sync.Mutex
-	uuids map[string]bool
+	h    *akhome.Home
 }
 
 // newHome makes a fresh home directory, short enough for the Unix socket
 // paths under it (108 bytes at most).
 func newHome() (*env, error) {
-	home, err := os.MkdirTemp("/tmp", "akit")
+	h, err := akhome.New("akit")
 	if err != nil {
 		return nil, err
 	}
-	return &env{home: home, uuids: map[string]bool{}}, nil
+	return &env{home: h.Dir, h: h}, nil
 }
 
 // newEnv gives t a home and daemon of its own, torn down (and its logs
@@ -67,23 +63,13 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) socket() string  { return filepath.Join(e.home, "run", "agentkernel.sock") }
-func (e *env) pidFile() string { return filepath.Join(e.home, "run", "daemon.pid") }
-func (e *env) runcRoot() string {
-	return filepath.Join(e.home, "runc")
-}
+func (e *env) socket() string   { return e.h.Socket() }
+func (e *env) pidFile() string  { return e.h.PIDFile() }
+func (e *env) runcRoot() string { return e.h.RuncRoot() }
 
 // environ is the CLI's environment: ours without AGENTKERNEL_* settings,
 // plus this home.
-func (e *env) environ() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AGENTKERNEL_") {
-			out = append(out, kv)
-		}
-	}
-	return append(out, "AGENTKERNEL_HOME="+e.home)
-}
+func (e *env) environ() []string { return e.h.Environ() }
 
 // command prepares bin/agentkernel with args against this home.
 func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
@@ -190,29 +176,9 @@ func (e *env) create(t testing.TB, name string, flags ...string) api.SandboxInfo
 	return e.info(t, name)
 }
 
-func (e *env) remember(uuid string) {
-	if uuid == "" {
-		return
-	}
-	e.mu.Lock()
-	e.uuids[uuid] = true
-	e.mu.Unlock()
-}
-
 // sandboxDir is the state directory of the sandbox with this UUID: its
 // hex digits without the dashes.
-func (e *env) sandboxDir(uuid string) string {
-	return filepath.Join(e.home, "sandboxes", strings.ReplaceAll(uuid, "-", ""))
-}
-
-// dashedUUID turns a state directory's name back into the UUID (the runc
-// container id and the cgroup name); other names come back unchanged.
-func dashedUUID(s string) string {
-	if len(s) != 32 || strings.Contains(s, "-") {
-		return s
-	}
-	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
-}
+func (e *env) sandboxDir(uuid string) string { return e.h.SandboxDir(uuid) }
 
 // client returns a pkg/client connected to the daemon's Unix socket.
 func (e *env) client(t testing.TB) *client.Client {
@@ -240,42 +206,7 @@ func (e *env) httpClient() *http.Client {
 }
 
 // daemonPID reads the running daemon's pid.
-func (e *env) daemonPID() (int, error) {
-	b, err := os.ReadFile(e.pidFile())
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
-}
-
-// alive reports whether pid is a live (not zombie) process.
-func alive(pid int) bool {
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// pid (comm) S ...: the state follows the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
-// waitFor polls cond every 50ms until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func (e *env) daemonPID() (int, error) { return e.h.DaemonPID() }
 
 // dumpLogs prints the daemon log and every sandbox's supervisor and
 // console logs.
@@ -297,16 +228,6 @@ func (e *env) dumpLogs(w io.Writer) {
 		show(filepath.Join(d, "supervisor.log"))
 		show(filepath.Join(d, "console.log"))
 	}
-}
-
-// socketAnswers reports whether something accepts connections on path.
-func socketAnswers(path string) bool {
-	conn, err := net.DialTimeout("unix", path, time.Second)
-	if err != nil {
-		return false
-	}
-	conn.Close()
-	return true
 }
 
 // clientFor returns a pkg/client for the daemon on the Unix socket path.

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/agentkernel/agentkernel/internal/testutil"
 )
 
 var (
@@ -86,20 +87,7 @@ func requireEnv(t *testing.T) {
 }
 
 // build compiles both binaries statically into dir, as `make build` does.
-func build(dir string) error {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		return err
-	}
-	akBin = filepath.Join(dir, "agentkernel")
-	agentBin = filepath.Join(dir, "agentkernel-agent")
-	for out, pkg := range map[string]string{akBin: "./cmd/agentkernel", agentBin: "./cmd/agentkernel-agent"} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-		}
-	}
-	return nil
+func build(dir string) (err error) {
+	akBin, agentBin, err = testutil.BuildBinaries(dir)
+	return err
 }
