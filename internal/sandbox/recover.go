@@ -94,16 +94,32 @@ func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 	}
 }
 
-// reapLoop removes sandboxes whose TTL has passed.
+// EventRetention is how long the store keeps a sandbox's events (its
+// audit trail, which outlives the sandbox). Without a bound, a daemon
+// that runs many short sandboxes grows its database forever (test/soak
+// found 114,195 rows after one run).
+const EventRetention = 7 * 24 * time.Hour
+
+// reapLoop removes sandboxes whose TTL has passed and, about hourly,
+// events older than EventRetention.
 func (m *Manager) reapLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(reapInterval)
 	defer t.Stop()
+	var pruned time.Time
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case now := <-t.C:
+			if now.Sub(pruned) >= time.Hour {
+				pruned = now
+				if n, err := m.cfg.Store.DeleteEventsBefore(m.ctx, now.Add(-EventRetention)); err != nil {
+					m.log.Warn("pruning old events", "err", err)
+				} else if n > 0 {
+					m.log.Info("pruned old events", "events", n)
+				}
+			}
 			recs, err := m.cfg.Store.ListExpired(m.ctx, now)
 			if err != nil {
 				continue
