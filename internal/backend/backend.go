@@ -47,6 +47,15 @@ type Instance interface {
 	Stop(ctx context.Context) error
 }
 
+// Pauser is implemented by an Instance whose backend reports
+// Capabilities.Pause: Pause freezes every process of the sandbox where it
+// is (they keep their memory and files and use no CPU), Resume lets them
+// go on. Both are idempotent.
+type Pauser interface {
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+}
+
 // ChangesReader is implemented by a backend whose sandboxes keep their
 // filesystem changes as a copy-on-write layer over read-only image layers,
 // so that commit and export can read them without knowing its layout.

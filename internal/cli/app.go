@@ -113,7 +113,7 @@ The CLI talks to the agentkernel daemon over its Unix socket (or --url).`,
 	add("run", newRunCmd(app), newExecCmd(app), newAttachCmd(app), newDetachedCmd(app), newCpCmd(app))
 	add("sandbox", newSandboxCmd(app),
 		// Upstream's top-level names for the sandbox subcommands.
-		newCreateCmd(app), newStartCmd(app), newStopCmd(app), newRemoveCmd(app), newListCmd(app),
+		newCreateCmd(app), newStartCmd(app), newStopCmd(app), newPauseCmd(app), newResumeCmd(app), newRemoveCmd(app), newListCmd(app),
 		newInitCmd(app), newTemplateCmd(app), newAuditCmd(app))
 	img := newImageCmd(app)
 	img.AddCommand(newImageBuildCmd(app))

@@ -24,7 +24,7 @@ func newSandboxCmd(app *App) *cobra.Command {
 		Short:   "Create, inspect and remove sandboxes",
 		Args:    cobra.NoArgs,
 	}
-	cmd.AddCommand(newCreateCmd(app), newStartCmd(app), newStopCmd(app), newRemoveCmd(app),
+	cmd.AddCommand(newCreateCmd(app), newStartCmd(app), newStopCmd(app), newPauseCmd(app), newResumeCmd(app), newRemoveCmd(app),
 		newListCmd(app), newInfoCmd(app), newExtendCmd(app), newLogsCmd(app), newNetworkCmd(app),
 		newCommitCmd(app), newExportCmd(app), newDiffCmd(app))
 	return cmd

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -12,18 +13,26 @@ import (
 )
 
 func newStartCmd(app *App) *cobra.Command {
-	return eachSandbox(app, "start", "Start stopped sandboxes", func(cmd *cobra.Command, c *client.Client, name string) error {
-		info, err := c.StartSandbox(cmd.Context(), name)
-		if err != nil {
-			return err
-		}
-		return printSandbox(cmd.OutOrStdout(), app.JSON, info)
-	})
+	return eachSandboxInfo(app, "start", "Start stopped sandboxes", (*client.Client).StartSandbox)
 }
 
 func newStopCmd(app *App) *cobra.Command {
-	return eachSandbox(app, "stop", "Stop running sandboxes", func(cmd *cobra.Command, c *client.Client, name string) error {
-		info, err := c.StopSandbox(cmd.Context(), name)
+	return eachSandboxInfo(app, "stop", "Stop running sandboxes", (*client.Client).StopSandbox)
+}
+
+func newPauseCmd(app *App) *cobra.Command {
+	return eachSandboxInfo(app, "pause", "Freeze running sandboxes' processes (kept, using no CPU)", (*client.Client).PauseSandbox)
+}
+
+func newResumeCmd(app *App) *cobra.Command {
+	return eachSandboxInfo(app, "resume", "Let paused sandboxes' processes go on where they were", (*client.Client).ResumeSandbox)
+}
+
+// eachSandboxInfo is eachSandbox for an operation that answers the
+// sandbox's new state, which it prints.
+func eachSandboxInfo(app *App, verb, short string, op func(*client.Client, context.Context, string) (api.SandboxInfo, error)) *cobra.Command {
+	return eachSandbox(app, verb, short, func(cmd *cobra.Command, c *client.Client, name string) error {
+		info, err := op(c, cmd.Context(), name)
 		if err != nil {
 			return err
 		}

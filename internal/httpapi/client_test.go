@@ -73,6 +73,13 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	if got.UUID != info.UUID || byUUID.Name != "sb1" {
 		t.Fatalf("get %+v by uuid %+v", got, byUUID)
 	}
+	paused, err := c.PauseSandbox(ctx, "sb1")
+	must(err)
+	resumed, err := c.ResumeSandbox(ctx, "sb1")
+	must(err)
+	if paused.Status != api.StatusPaused || resumed.Status != api.StatusRunning {
+		t.Fatalf("pause %+v, resume %+v", paused, resumed)
+	}
 	stopped, err := c.StopSandbox(ctx, "sb1")
 	must(err)
 	if stopped.Status != api.StatusStopped {

@@ -150,6 +150,14 @@ func (f *fakeService) StopSandbox(_ context.Context, name string) (api.SandboxIn
 	return f.setStatus(name, api.StatusStopped)
 }
 
+func (f *fakeService) PauseSandbox(_ context.Context, name string) (api.SandboxInfo, error) {
+	return f.setStatus(name, api.StatusPaused)
+}
+
+func (f *fakeService) ResumeSandbox(_ context.Context, name string) (api.SandboxInfo, error) {
+	return f.setStatus(name, api.StatusRunning)
+}
+
 func (f *fakeService) RemoveSandbox(_ context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -81,6 +81,14 @@ func (s *server) stopSandbox(w http.ResponseWriter, r *http.Request) {
 	s.sandboxOp(w, r, s.svc.StopSandbox)
 }
 
+func (s *server) pauseSandbox(w http.ResponseWriter, r *http.Request) {
+	s.sandboxOp(w, r, s.svc.PauseSandbox)
+}
+
+func (s *server) resumeSandbox(w http.ResponseWriter, r *http.Request) {
+	s.sandboxOp(w, r, s.svc.ResumeSandbox)
+}
+
 // sandboxOp serves a route that takes {name} and answers a SandboxInfo.
 func (s *server) sandboxOp(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, name string) (api.SandboxInfo, error)) {
 	name, err := pathName(r)

@@ -19,6 +19,8 @@ type Service interface {
 	GetSandboxByUUID(ctx context.Context, uuid string) (api.SandboxInfo, error)
 	StartSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
 	StopSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
+	PauseSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
+	ResumeSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
 	RemoveSandbox(ctx context.Context, name string) error
 	ExtendSandbox(ctx context.Context, name string, by time.Duration) (api.SandboxInfo, error)
 	SandboxLogs(ctx context.Context, name string) ([]api.LogEvent, error)

@@ -22,6 +22,9 @@ func (m *Manager) agentFor(ctx context.Context, name string) (*agentproto.Client
 	if err != nil {
 		return nil, "", err
 	}
+	if rec.Status == api.StatusPaused {
+		return nil, rec.UUID, fmt.Errorf("%w: sandbox %q is paused; resume it with `agentkernel sandbox resume %s`", errdefs.ErrFailedPrecondition, name, name)
+	}
 	l := m.getLive(rec.UUID)
 	if l == nil {
 		return nil, rec.UUID, fmt.Errorf("%w: sandbox %q is %s; start it with `agentkernel sandbox start %s`", errdefs.ErrFailedPrecondition, name, rec.Status, name)

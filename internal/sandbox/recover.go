@@ -25,7 +25,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 	for _, rec := range recs {
 		known[filepath.Base(m.stateDir(rec.UUID))] = true
 		switch rec.Status {
-		case api.StatusRunning, api.StatusStarting, api.StatusStopping:
+		case api.StatusRunning, api.StatusStarting, api.StatusStopping, api.StatusPaused:
 		default:
 			if rec.Ephemeral {
 				m.removeLocked(ctx, rec.UUID, rec.Name)
@@ -37,11 +37,15 @@ func (m *Manager) Recover(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		st, err := sup.Status(pctx)
 		cancel()
-		if err == nil && st.State == "running" {
+		if err == nil && (st.State == "running" || st.State == supervisor.StatePaused) {
 			l := &liveSandbox{uuid: rec.UUID, name: rec.Name, sup: sup}
 			m.watch(l, nil)
-			if rec.Status != api.StatusRunning {
-				m.recordStatus(ctx, rec.UUID, rec.Name, api.StatusRunning, "")
+			want := api.StatusRunning
+			if st.State == supervisor.StatePaused {
+				want = api.StatusPaused
+			}
+			if rec.Status != want {
+				m.recordStatus(ctx, rec.UUID, rec.Name, want, "")
 			}
 			m.log.Info("re-adopted sandbox", "sandbox", rec.Name, "supervisor_pid", st.PID)
 			m.event(rec.UUID, rec.Name, "sandbox_adopted", map[string]any{"supervisor_pid": st.PID})

@@ -17,19 +17,25 @@ import (
 //	created  → starting                 (first start)
 //	starting → running | failed         (the start worked, or did not)
 //	running  → stopping | failed        (a stop; the sandbox ended on its own)
+//	running  → paused                   (a pause: its processes frozen)
+//	paused   → running                  (a resume)
+//	paused   → stopping | failed        (a stop, which resumes first; it ended)
 //	stopping → stopped | failed         (the stop finished; the teardown broke)
 //	stopped  → starting                 (start again)
 //	failed   → starting                 (start again)
 //
 // Recovery after a daemon restart may also move a sandbox the dead daemon
 // left in flight: starting or stopping → running (its supervisor lives
-// and is re-adopted), and running, starting or stopping → stopped (its
-// supervisor had recorded a requested exit).
+// and is re-adopted; stopping → paused when its supervisor says it still
+// is), and running,
+// starting, stopping or paused → stopped (its supervisor had recorded a
+// requested exit).
 var transitions = map[string][]string{
 	api.StatusCreated:  {api.StatusStarting},
 	api.StatusStarting: {api.StatusRunning, api.StatusFailed, api.StatusStopped},
-	api.StatusRunning:  {api.StatusStopping, api.StatusFailed, api.StatusStopped},
-	api.StatusStopping: {api.StatusStopped, api.StatusFailed, api.StatusRunning},
+	api.StatusRunning:  {api.StatusStopping, api.StatusFailed, api.StatusStopped, api.StatusPaused},
+	api.StatusPaused:   {api.StatusRunning, api.StatusStopping, api.StatusFailed, api.StatusStopped},
+	api.StatusStopping: {api.StatusStopped, api.StatusFailed, api.StatusRunning, api.StatusPaused},
 	api.StatusStopped:  {api.StatusStarting},
 	api.StatusFailed:   {api.StatusStarting},
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
-var statuses = []string{api.StatusCreated, api.StatusStarting, api.StatusRunning, api.StatusStopping, api.StatusStopped, api.StatusFailed}
+var statuses = []string{api.StatusCreated, api.StatusStarting, api.StatusRunning, api.StatusStopping, api.StatusStopped, api.StatusFailed, api.StatusPaused}
 
 // TestTransitions checks every pair of statuses against the lifecycle as
 // written down here, independently of the table in state.go.
@@ -21,6 +21,9 @@ func TestTransitions(t *testing.T) {
 		{"starting", "running"}: true, {"starting", "failed"}: true, {"starting", "stopped"}: true,
 		{"running", "stopping"}: true, {"running", "failed"}: true, {"running", "stopped"}: true,
 		{"stopping", "stopped"}: true, {"stopping", "failed"}: true, {"stopping", "running"}: true,
+		{"running", "paused"}: true,
+		{"paused", "running"}: true, {"paused", "stopping"}: true, {"paused", "failed"}: true, {"paused", "stopped"}: true,
+		{"stopping", "paused"}:  true,
 		{"stopped", "starting"}: true,
 		{"failed", "starting"}:  true,
 	}

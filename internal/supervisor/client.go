@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -48,6 +49,10 @@ func (c *Client) call(ctx context.Context, method, path string) (Status, error) 
 		return Status{}, fmt.Errorf("%w: supervisor: %v", errdefs.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusConflict {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return Status{}, fmt.Errorf("%w: %s", errdefs.ErrFailedPrecondition, strings.TrimSpace(string(msg)))
+	}
 	if resp.StatusCode != http.StatusOK {
 		return Status{}, fmt.Errorf("%w: supervisor answered %s", errdefs.ErrUnavailable, resp.Status)
 	}
@@ -57,6 +62,12 @@ func (c *Client) call(ctx context.Context, method, path string) (Status, error) 
 	}
 	return st, nil
 }
+
+// Pause freezes the sandbox's processes; Resume lets them go on. A
+// backend that cannot, or a sandbox that has exited, is an error classed
+// errdefs.ErrFailedPrecondition.
+func (c *Client) Pause(ctx context.Context) (Status, error)  { return c.call(ctx, "POST", "/pause") }
+func (c *Client) Resume(ctx context.Context) (Status, error) { return c.call(ctx, "POST", "/resume") }
 
 // Status asks the supervisor how its sandbox is. An error classed
 // errdefs.ErrUnavailable means no supervisor answers.

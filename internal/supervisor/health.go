@@ -51,6 +51,15 @@ type agentMonitor struct {
 	health   AgentHealth
 	failures int
 	firstBad time.Time
+	paused   bool // the sandbox is frozen: no probes
+}
+
+// setPaused stops (or restarts) the probes while the sandbox is frozen;
+// failures counted before do not carry over.
+func (m *agentMonitor) setPaused(p bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.paused, m.failures = p, 0
 }
 
 // agentConn is what a probe needs of a connection to the agent.
@@ -93,6 +102,12 @@ func (m *agentMonitor) run(done <-chan struct{}, onChange func(AgentHealth)) {
 // probe runs one check and reports the health and whether its state
 // changed.
 func (m *agentMonitor) probe() (AgentHealth, bool) {
+	m.mu.Lock()
+	if m.paused {
+		m.mu.Unlock()
+		return m.current(), false
+	}
+	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), agentProbeTimeout)
 	defer cancel()
 	now := time.Now()
@@ -103,6 +118,9 @@ func (m *agentMonitor) probe() (AgentHealth, bool) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.paused {
+		return m.health, false // paused while the probe ran: its failure means nothing
+	}
 	prev := m.health.State
 	m.health.CheckedAt = now
 	if err == nil {

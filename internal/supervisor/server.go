@@ -137,6 +137,12 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	}
 	s.agentLn.Close()
 	if requested {
+		// A frozen agent cannot end its processes: thaw it first.
+		if s.isPaused() {
+			if err := s.setPaused(context.Background(), false); err != nil {
+				log.Warn("resuming before the stop", "err", err)
+			}
+		}
 		s.shutdownAgent()
 	}
 	s.finish(requested, nil)
@@ -161,6 +167,10 @@ type server struct {
 	startedAt time.Time
 	agentLn   net.Listener
 	agent     *agentMonitor
+
+	// pauseMu guards paused, and serializes pause and resume.
+	pauseMu sync.Mutex
+	paused  bool
 
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when a stop is requested
@@ -260,6 +270,9 @@ func (s *server) spliceAgent(conn net.Conn) {
 func (s *server) status() Status {
 	h := s.agent.current()
 	st := Status{State: "running", PID: os.Getpid(), StartedAt: s.startedAt, Agent: &h}
+	if s.isPaused() {
+		st.State = StatePaused
+	}
 	select {
 	case <-s.doneCh:
 		st.State = "exited"
@@ -287,6 +300,7 @@ func (s *server) mux() *http.ServeMux {
 		}
 	})
 	s.networkRoutes(mux)
+	s.pauseRoutes(mux)
 	return mux
 }
 

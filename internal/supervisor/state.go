@@ -10,7 +10,7 @@ import (
 
 // Status is what a supervisor reports about its sandbox.
 type Status struct {
-	// State is "running" or "exited".
+	// State is "running", "paused" (StatePaused) or "exited".
 	State     string    `json:"state"`
 	PID       int       `json:"pid"` // the supervisor's pid
 	StartedAt time.Time `json:"started_at"`

@@ -28,6 +28,7 @@ const (
 	StatusRunning  = "running"
 	StatusStopping = "stopping"
 	StatusStopped  = "stopped"
+	StatusPaused   = "paused"
 	StatusFailed   = "failed"
 )
 

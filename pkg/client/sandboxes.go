@@ -98,6 +98,17 @@ func (c *Client) StopSandbox(ctx context.Context, name string) (api.SandboxInfo,
 	return c.sandboxInfo(ctx, "POST", name, "stop")
 }
 
+// PauseSandbox freezes a running sandbox's processes; they keep their
+// memory and files.
+func (c *Client) PauseSandbox(ctx context.Context, name string) (api.SandboxInfo, error) {
+	return c.sandboxInfo(ctx, "POST", name, "pause")
+}
+
+// ResumeSandbox lets a paused sandbox's processes go on where they were.
+func (c *Client) ResumeSandbox(ctx context.Context, name string) (api.SandboxInfo, error) {
+	return c.sandboxInfo(ctx, "POST", name, "resume")
+}
+
 // RemoveSandbox stops and removes a sandbox.
 func (c *Client) RemoveSandbox(ctx context.Context, name string) error {
 	p, err := sandboxPath(name)

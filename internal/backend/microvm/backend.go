@@ -123,7 +123,7 @@ func (b *Backend) Name() string { return "microvm" }
 // Capabilities: the boundary is a VM, attached to the network gateway by
 // virtio-net over QEMU's -netdev stream; pause and checkpoint are not done.
 func (b *Backend) Capabilities() backend.Capabilities {
-	return backend.Capabilities{Isolation: "microvm", NetworkGateway: true}
+	return backend.Capabilities{Isolation: "microvm", NetworkGateway: true, Pause: true}
 }
 
 // Kernel returns the installed guest kernel (an error naming `agentkernel

@@ -1,0 +1,65 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// Pause and resume: a paused sandbox keeps its processes and files, frozen
+// by its backend (the cgroup freezer for containers, QMP stop for
+// microVMs), and uses no CPU. Exec and file operations on it are refused
+// with a message saying to resume it; stop and remove work (the
+// supervisor resumes first). Its TTL clock keeps running.
+
+// PauseSandbox freezes a running sandbox.
+func (m *Manager) PauseSandbox(ctx context.Context, name string) (api.SandboxInfo, error) {
+	return m.setPaused(ctx, name, true)
+}
+
+// ResumeSandbox lets a paused sandbox's processes go on where they were.
+func (m *Manager) ResumeSandbox(ctx context.Context, name string) (api.SandboxInfo, error) {
+	return m.setPaused(ctx, name, false)
+}
+
+func (m *Manager) setPaused(ctx context.Context, name string, pause bool) (api.SandboxInfo, error) {
+	rec, err := m.lookup(ctx, name)
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	if b, ok := m.cfg.Backends[rec.Backend]; !ok || !b.Capabilities().Pause {
+		return api.SandboxInfo{}, fmt.Errorf("%w: sandbox %s: the %s backend cannot pause sandboxes", errdefs.ErrNotImplemented, name, rec.Backend)
+	}
+	unlock := m.locks.Lock(rec.UUID)
+	defer unlock()
+	from, to, verb := api.StatusRunning, api.StatusPaused, "pause"
+	if !pause {
+		from, to, verb = api.StatusPaused, api.StatusRunning, "resume"
+	}
+	cur, err := m.cfg.Store.GetSandboxByUUID(ctx, rec.UUID)
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	if cur.Status == to {
+		return m.info(ctx, rec.UUID) // already so
+	}
+	l := m.getLive(rec.UUID)
+	if cur.Status != from || l == nil {
+		return api.SandboxInfo{}, fmt.Errorf("%w: sandbox %s is %s; only a %s sandbox can %s", errdefs.ErrFailedPrecondition, name, cur.Status, from, verb)
+	}
+	if pause {
+		_, err = l.sup.Pause(ctx)
+	} else {
+		_, err = l.sup.Resume(ctx)
+	}
+	if err != nil {
+		return api.SandboxInfo{}, fmt.Errorf("sandbox %s: %s: %w", name, verb, err)
+	}
+	if err := m.setStatus(ctx, rec.UUID, name, to, ""); err != nil {
+		return api.SandboxInfo{}, err
+	}
+	m.event(rec.UUID, name, "sandbox_"+verb+"d", nil)
+	return m.info(ctx, rec.UUID)
+}
