@@ -24,6 +24,7 @@ fails (also when the daemon cannot be reached).`,
 				}
 			} else {
 				printChecks(cmd, checks)
+				printBackends(cmd, app)
 			}
 			if err != nil {
 				return &ExitError{Code: exitFailure}
@@ -57,6 +58,35 @@ func doctorChecks(cmd *cobra.Command, app *App) ([]api.DoctorCheck, error) {
 		checks = []api.DoctorCheck{}
 	}
 	return checks, nil
+}
+
+// printBackends lists the backends and their capabilities (GET /backends)
+// after the checks; a daemon that cannot say is already a failed check.
+func printBackends(cmd *cobra.Command, app *App) {
+	c, err := app.Connect(cmd.Context())
+	if err != nil {
+		return
+	}
+	bs, err := c.Backends(cmd.Context())
+	if err != nil || len(bs) == 0 {
+		return
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintln(w, "backends:")
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	for _, b := range bs {
+		def := ""
+		if b.Default {
+			def = " (default)"
+		}
+		fmt.Fprintf(w, "  %s%s: isolation %s, pause %s, checkpoint %s, network gateway %s\n",
+			oneLine(b.Name), def, oneLine(b.Isolation), yes(b.Pause), yes(b.Checkpoint), yes(b.NetworkGateway))
+	}
 }
 
 func printChecks(cmd *cobra.Command, checks []api.DoctorCheck) {

@@ -73,6 +73,11 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	if got.UUID != info.UUID || byUUID.Name != "sb1" {
 		t.Fatalf("get %+v by uuid %+v", got, byUUID)
 	}
+	bs, err := c.Backends(ctx)
+	must(err)
+	if len(bs) != 1 || bs[0].Name != "container" || !bs[0].Pause || !bs[0].Default {
+		t.Fatalf("backends: %+v", bs)
+	}
 	paused, err := c.PauseSandbox(ctx, "sb1")
 	must(err)
 	resumed, err := c.ResumeSandbox(ctx, "sb1")

@@ -503,6 +503,10 @@ func (f *fakeService) RemoveImage(_ context.Context, name string) error {
 	return nil
 }
 
+func (f *fakeService) Backends(context.Context) []api.BackendInfo {
+	return []api.BackendInfo{{Name: "container", Default: true, Isolation: "container", Pause: true, NetworkGateway: true}}
+}
+
 func (f *fakeService) Doctor(context.Context) []api.DoctorCheck {
 	return []api.DoctorCheck{{Name: "runc", OK: true, Detail: "fake"}, {Name: "kvm", OK: false, Detail: "fake", Fix: "none"}}
 }

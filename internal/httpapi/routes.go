@@ -195,6 +195,8 @@ var routes = []route{
 		op: "setSecret", tag: "Secrets", summary: "Store a secret, encrypted at rest (Unix socket only)", req: api.SetSecretRequest{}, resp: api.SecretInfo{}},
 	{method: "DELETE", pattern: "/secrets/{name}", handle: (*server).deleteSecret,
 		op: "deleteSecret", tag: "Secrets", summary: "Delete a secret (Unix socket only)", resp: ""},
+	{method: "GET", pattern: "/backends", handle: (*server).backends,
+		op: "listBackends", tag: "Health", summary: "The backends this daemon offers and what each can do", resp: []api.BackendInfo{}},
 	{method: "GET", pattern: "/doctor", handle: (*server).doctor,
 		op: "doctor", tag: "Health", summary: "Check the host's prerequisites", resp: []api.DoctorCheck{}},
 

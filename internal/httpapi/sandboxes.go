@@ -221,6 +221,10 @@ func (s *server) removeImage(w http.ResponseWriter, r *http.Request) {
 	writeData(w, http.StatusOK, "Image removed")
 }
 
+func (s *server) backends(w http.ResponseWriter, r *http.Request) {
+	writeData(w, http.StatusOK, s.svc.Backends(r.Context()))
+}
+
 func (s *server) doctor(w http.ResponseWriter, r *http.Request) {
 	checks := s.svc.Doctor(r.Context())
 	if checks == nil {

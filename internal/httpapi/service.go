@@ -58,6 +58,7 @@ type Service interface {
 	PruneImages(ctx context.Context) (api.PruneImagesResponse, error)
 
 	Doctor(ctx context.Context) []api.DoctorCheck
+	Backends(ctx context.Context) []api.BackendInfo
 }
 
 // ImageBuilder is implemented by a Service that can build images

@@ -152,6 +152,18 @@ func (m *Manager) PruneImages(ctx context.Context) (api.PruneImagesResponse, err
 	return m.cfg.Images.Prune(ctx)
 }
 
+// Backends lists the backends this daemon offers, by name, with their
+// capabilities.
+func (m *Manager) Backends(ctx context.Context) []api.BackendInfo {
+	out := []api.BackendInfo{}
+	for _, name := range m.backendNames() {
+		c := m.cfg.Backends[name].Capabilities()
+		out = append(out, api.BackendInfo{Name: name, Default: name == m.cfg.DefaultBackend, Isolation: c.Isolation,
+			Pause: c.Pause, Checkpoint: c.Checkpoint, NetworkGateway: c.NetworkGateway})
+	}
+	return out
+}
+
 // Doctor reports what works on this host.
 func (m *Manager) Doctor(ctx context.Context) []api.DoctorCheck {
 	if m.cfg.Doctor == nil {

@@ -317,6 +317,18 @@ type ImportImageRequest struct {
 }
 
 // DoctorCheck is one line of GET /doctor.
+// BackendInfo answers GET /backends: a backend this daemon offers and what
+// it can do. An operation a backend cannot do is refused naming it.
+type BackendInfo struct {
+	Name    string `json:"name"`
+	Default bool   `json:"default,omitempty"`
+	// Isolation names the boundary: container, gvisor or microvm.
+	Isolation      string `json:"isolation"`
+	Pause          bool   `json:"pause"`
+	Checkpoint     bool   `json:"checkpoint"`
+	NetworkGateway bool   `json:"network_gateway"`
+}
+
 type DoctorCheck struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`

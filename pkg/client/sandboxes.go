@@ -238,6 +238,13 @@ func (c *Client) RemoveImage(ctx context.Context, name string) error {
 }
 
 // Doctor returns the daemon's checks of the host's prerequisites.
+// Backends lists the daemon's backends and what each can do.
+func (c *Client) Backends(ctx context.Context) ([]api.BackendInfo, error) {
+	var out []api.BackendInfo
+	err := c.call(ctx, "GET", "/backends", nil, nil, &out)
+	return out, err
+}
+
 func (c *Client) Doctor(ctx context.Context) ([]api.DoctorCheck, error) {
 	var out []api.DoctorCheck
 	err := c.call(ctx, "GET", "/doctor", nil, nil, &out)

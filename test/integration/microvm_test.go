@@ -69,6 +69,9 @@ func TestMicroVMInfo(t *testing.T) {
 	if !strings.Contains(doc, "microvm: accelerator") {
 		t.Errorf("doctor does not report the accelerator:\n%s", doc)
 	}
+	if !strings.Contains(doc, "microvm: isolation microvm, pause yes") || !strings.Contains(doc, "container (default): isolation container, pause yes") {
+		t.Errorf("doctor does not list the backends' capabilities:\n%s", doc)
+	}
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
