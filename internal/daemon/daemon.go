@@ -96,6 +96,10 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("%s: %w", daemonconf.Path(l.Home), err)
 	}
+	pausedTTLStops, err := dconf.Lifecycle.PausedTTLStops()
+	if err != nil {
+		return fmt.Errorf("%s: %w", daemonconf.Path(l.Home), err)
+	}
 	vault, err := secrets.Open(filepath.Join(l.Home, "secrets"))
 	if err != nil {
 		return err
@@ -107,8 +111,9 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Doctor: func(ctx context.Context) []pkgapi.DoctorCheck {
 			return append(host.doctor(ctx), agentCheck(agentPath), networkCheck(l.Home))
 		},
-		Logger:     log,
-		SandboxCAs: len(netConf.SandboxCAs) > 0,
+		Logger:         log,
+		SandboxCAs:     len(netConf.SandboxCAs) > 0,
+		PausedTTLStops: pausedTTLStops,
 	})
 	defer mgr.Close()
 	if err := mgr.Recover(ctx); err != nil {

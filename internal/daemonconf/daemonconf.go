@@ -21,7 +21,7 @@ import (
 
 // FileName is the host-wide configuration of a home's daemon and
 // supervisors, $AGENTKERNEL_HOME/daemon.toml. It is optional; today it has
-// three sections:
+// four sections:
 //
 //	[api]
 //	# Host directories that requests over TCP (token holders) may name as
@@ -60,6 +60,11 @@ import (
 //	allowed_domains = ["pypi.org", "*.pythonhosted.org"] # the whole egress allow-list
 //	host_dirs = ["/home/me/scratch"] # what upload_dir and download_dir may touch
 //
+//	[lifecycle]
+//	# Whether a paused sandbox's TTL clock runs ("runs", the default) or
+//	# stops ("stops": paused time does not count).
+//	paused_ttl = "runs"
+//
 // Supervisors read it when their sandbox starts, so a change applies to
 // sandboxes started afterwards. Unknown keys are errors.
 const FileName = "daemon.toml"
@@ -69,9 +74,19 @@ const MaxSize = 1 << 20
 
 // File is daemon.toml's contents, unchecked beyond their types.
 type File struct {
-	API     API     `toml:"api"`
-	Network Network `toml:"network"`
-	MCP     MCP     `toml:"mcp"`
+	API       API       `toml:"api"`
+	Network   Network   `toml:"network"`
+	MCP       MCP       `toml:"mcp"`
+	Lifecycle Lifecycle `toml:"lifecycle"`
+}
+
+// Lifecycle is the [lifecycle] section.
+type Lifecycle struct {
+	// PausedTTL says whether a paused sandbox's TTL clock runs: "runs"
+	// (the default: paused time counts) or "stops" (a paused sandbox is
+	// never reaped, and resume moves its expiry on by the time it was
+	// paused).
+	PausedTTL string `toml:"paused_ttl"`
 }
 
 // MCP is the [mcp] section; zero values leave the server's defaults.
@@ -96,6 +111,18 @@ type Network struct {
 	UpstreamCAFiles []string `toml:"upstream_ca_files"`
 	SandboxCAFiles  []string `toml:"sandbox_ca_files"`
 	Forbidden       []string `toml:"forbidden"`
+}
+
+// PausedTTLStops checks [lifecycle] paused_ttl and says whether it is
+// "stops".
+func (l Lifecycle) PausedTTLStops() (bool, error) {
+	switch l.PausedTTL {
+	case "", "runs":
+		return false, nil
+	case "stops":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: lifecycle.paused_ttl: %q: want \"runs\" or \"stops\"", errdefs.ErrInvalidArgument, l.PausedTTL)
 }
 
 // Path is daemon.toml's path in home.

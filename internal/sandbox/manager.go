@@ -90,6 +90,9 @@ type Config struct {
 	// sandbox with a gateway trusts (the variables that name the CA
 	// bundle are then set).
 	SandboxCAs bool
+	// PausedTTLStops stops a paused sandbox's TTL clock: the reaper skips
+	// it and resume moves its expiry on by the time it was paused.
+	PausedTTLStops bool
 }
 
 // Manager runs sandboxes: it implements internal/httpapi.Service. Create it

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -12,7 +13,31 @@ import (
 // by its backend (the cgroup freezer for containers, QMP stop for
 // microVMs), and uses no CPU. Exec and file operations on it are refused
 // with a message saying to resume it; stop and remove work (the
-// supervisor resumes first). Its TTL clock keeps running.
+// supervisor resumes first). Its TTL clock keeps running unless
+// Config.PausedTTLStops.
+
+// moveExpiryPastPause moves a resumed sandbox's expiry on by the time it
+// was paused (since its last sandbox_paused event), for PausedTTLStops.
+func (m *Manager) moveExpiryPastPause(ctx context.Context, uuid, name string) {
+	rec, err := m.cfg.Store.GetSandboxByUUID(ctx, uuid)
+	if err != nil || rec.ExpiresAt == nil {
+		return
+	}
+	evs, err := m.cfg.Store.ListEvents(ctx, uuid, 50)
+	if err != nil {
+		m.log.Warn("finding when the sandbox was paused", "sandbox", name, "err", err)
+		return
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Event == "sandbox_paused" {
+			exp := rec.ExpiresAt.Add(time.Since(evs[i].Time)).UTC()
+			if err := m.cfg.Store.SetSandboxExpiry(ctx, uuid, &exp); err != nil {
+				m.log.Warn("moving the expiry past the pause", "sandbox", name, "err", err)
+			}
+			return
+		}
+	}
+}
 
 // PauseSandbox freezes a running sandbox.
 func (m *Manager) PauseSandbox(ctx context.Context, name string) (api.SandboxInfo, error) {
@@ -59,6 +84,9 @@ func (m *Manager) setPaused(ctx context.Context, name string, pause bool) (api.S
 	}
 	if err := m.setStatus(ctx, rec.UUID, name, to, ""); err != nil {
 		return api.SandboxInfo{}, err
+	}
+	if !pause && m.cfg.PausedTTLStops {
+		m.moveExpiryPastPause(ctx, rec.UUID, name)
 	}
 	m.event(rec.UUID, name, "sandbox_"+verb+"d", nil)
 	return m.info(ctx, rec.UUID)

@@ -129,6 +129,9 @@ func (m *Manager) reapLoop() {
 				continue
 			}
 			for _, rec := range recs {
+				if m.cfg.PausedTTLStops && rec.Status == api.StatusPaused {
+					continue // its clock stands still while paused
+				}
 				m.log.Info("sandbox expired", "sandbox", rec.Name)
 				m.event(rec.UUID, rec.Name, "sandbox_expired", nil)
 				unlock := m.locks.Lock(rec.UUID)

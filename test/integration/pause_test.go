@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,5 +106,62 @@ func checkPauseResume(t *testing.T, e *env, name, backend string) {
 	}
 	if _, err := c.PauseSandbox(ctx, name); err == nil || !strings.Contains(err.Error(), "stopped") {
 		t.Errorf("pause of a stopped sandbox: %v", err)
+	}
+}
+
+// TestPausedTTL: by default a paused sandbox's TTL clock runs (it is
+// reaped while paused); with [lifecycle] paused_ttl = "stops" it is not,
+// and resume moves its expiry on by the time it was paused.
+func TestPausedTTL(t *testing.T) {
+	requireEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	gone := func(e *env, name string) bool {
+		for _, sb := range e.list(t) {
+			if sb.Name == name {
+				return false
+			}
+		}
+		return true
+	}
+
+	shared.ok(t, "sandbox", "list")
+	c := shared.client(t)
+	if _, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Name: "it-pause-ttl", TTL: "3s"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.ak(t, "sandbox", "remove", "it-pause-ttl") })
+	if _, err := c.PauseSandbox(ctx, "it-pause-ttl"); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(20*time.Second, func() bool { return gone(shared, "it-pause-ttl") }) {
+		t.Errorf("by default a paused sandbox past its TTL is reaped; it is still there")
+	}
+
+	e := newEnv(t)
+	if err := os.WriteFile(filepath.Join(e.home, "daemon.toml"), []byte("[lifecycle]\npaused_ttl = \"stops\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.ok(t, "sandbox", "list")
+	c = e.client(t)
+	if _, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Name: "it-pause-ttl2", TTL: "4s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PauseSandbox(ctx, "it-pause-ttl2"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(7 * time.Second)
+	if gone(e, "it-pause-ttl2") {
+		t.Fatal(`with paused_ttl = "stops" the paused sandbox was reaped`)
+	}
+	info, err := c.ResumeSandbox(ctx, "it-pause-ttl2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ExpiresAt == nil || time.Until(*info.ExpiresAt) < 2*time.Second {
+		t.Errorf("after resume the expiry is %v, want about 4 s from the pause moved on by the 7 s paused", info.ExpiresAt)
+	}
+	if !waitFor(20*time.Second, func() bool { return gone(e, "it-pause-ttl2") }) {
+		t.Errorf("the resumed sandbox was not reaped at its moved expiry")
 	}
 }
