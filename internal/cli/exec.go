@@ -51,7 +51,7 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	// Everything after NAME is the command's, flags too, as upstream and
 	// docker exec have it: exec dev ls -d /tmp lists /tmp itself.
 	cmd.Flags().SetInterspersed(false)
-	o.execFlags.register(cmd)
+	o.execFlags.register(cmd, "i")
 	cmd.Flags().StringVarP(&o.user, "user", "u", "", "run as `USER` (name or uid[:gid]) inside the sandbox")
 	cmd.Flags().BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the command's id")
 	return cmd

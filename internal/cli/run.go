@@ -35,14 +35,17 @@ type execFlags struct {
 	tty         bool
 }
 
-func (f *execFlags) register(cmd *cobra.Command) {
+// register adds the flags to cmd; interactiveShort is the shorthand of
+// --interactive ("i" for exec, as docker exec; "" for run, whose -i is
+// upstream's --image).
+func (f *execFlags) register(cmd *cobra.Command, interactiveShort string) {
 	fl := cmd.Flags()
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable `KEY=VALUE` (repeatable)")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working `DIR` inside the sandbox")
 	fl.StringVar(&f.timeout, "timeout", "", "kill the command after this `DURATION` (e.g. 30s, 5m); it then exits 124")
-	fl.BoolVarP(&f.interactive, "interactive", "i", false,
-		"forward stdin (default: only when stdin is a pipe or a file; -i=false never)")
-	fl.BoolVarP(&f.tty, "tty", "t", false, "give the command a terminal (raw mode locally with -i)")
+	fl.BoolVarP(&f.interactive, "interactive", interactiveShort, false,
+		"forward stdin (default: only when stdin is a pipe or a file; --interactive=false never)")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "give the command a terminal (raw mode locally with --interactive)")
 }
 
 // request checks the flags and builds the exec request.
@@ -114,10 +117,11 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	}
 	cmd.Flags().SetInterspersed(false)
 	cmd.SetFlagErrorFunc(flagError(exitCLI))
-	o.execFlags.register(cmd)
+	o.execFlags.register(cmd, "")
 	fl := cmd.Flags()
 	fl.StringVar(&o.name, "name", "", "name the sandbox (default: run-<random>)")
-	fl.StringVar(&o.image, "image", "", "image to run, or \"auto\" to detect and pull it (default: see above)")
+	// -i is --image, as upstream's run has it (not docker's --interactive).
+	fl.StringVarP(&o.image, "image", "i", "", "image to run, or \"auto\" to detect and pull it (default: see above)")
 	fl.StringVar(&o.profile, "profile", "", "security profile: permissive, moderate or restrictive")
 	fl.StringVar(&o.backend, "backend", "", "sandbox backend (default: the daemon's)")
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")

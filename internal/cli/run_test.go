@@ -42,7 +42,7 @@ func TestRunStdin(t *testing.T) {
 		t.Fatalf("code %d, stdout %q", code, out)
 	}
 	// -i=false never forwards.
-	out, _, code = cli(t, strings.NewReader("data"), "--socket", sock, "run", "-i=false", "--", "cat")
+	out, _, code = cli(t, strings.NewReader("data"), "--socket", sock, "run", "--interactive=false", "--", "cat")
 	if code != 0 || out != "" {
 		t.Fatalf("-i=false: code %d, stdout %q", code, out)
 	}

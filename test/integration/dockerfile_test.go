@@ -83,6 +83,10 @@ func TestDockerfileBuild(t *testing.T) {
 	if r.code != 0 || r.stdout != want {
 		t.Errorf("running the built image: want %q\n%v", want, r)
 	}
+	// -i is --image, as upstream's run has it.
+	if r := shared.ak(t, "run", "-i", "it-df:1", "--", "cat", "out.txt"); r.code != 0 || r.stdout != "hello from /app\n" {
+		t.Errorf("run -i IMAGE -- CMD: %v", r)
+	}
 
 	// Second build, through the SDK to see its steps: every layer step
 	// comes from the cache and no sandbox runs.

@@ -53,7 +53,7 @@ func TestRunStdin(t *testing.T) {
 		t.Errorf("stdin not passed through: exit %d, %d bytes out (want %d), stderr %q", r.code, len(r.stdout), len(in)+1, r.stderr)
 	}
 	// -i=false never forwards stdin: cat sees EOF at once.
-	r = shared.akIn(t, strings.NewReader("ignored"), "run", "-i=false", "--", "cat")
+	r = shared.akIn(t, strings.NewReader("ignored"), "run", "--interactive=false", "--", "cat")
 	if r.code != 0 || r.stdout != "" {
 		t.Errorf("-i=false: %v", r)
 	}
