@@ -87,7 +87,10 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 	case len(req.Volumes) > 0:
 		return nil, zero, fmt.Errorf("%w: named volumes are not supported; mount a host directory with dirs (--dir)", errdefs.ErrNotImplemented)
 	}
-	backendName := req.Backend
+	backendName, err := upstreamBackend(req.Backend)
+	if err != nil {
+		return nil, zero, err
+	}
 	if backendName == "" {
 		backendName = m.cfg.DefaultBackend
 	}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -154,4 +155,23 @@ func findDetached(t *testing.T, e *env, name, id string) (api.DetachedCommand, b
 		}
 	}
 	return api.DetachedCommand{}, false
+}
+
+// TestUpstreamBackendNames: upstream's backend names map to ours where the
+// meaning fits and are refused with the reason where it does not.
+func TestUpstreamBackendNames(t *testing.T) {
+	requireEnv(t)
+	shared.ok(t, "sandbox", "list")
+	c := shared.client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := false
+	info, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Name: "it-docker-name", Backend: "docker", Start: &start})
+	if err != nil || info.Backend != "container" {
+		t.Errorf("backend docker: %+v %v, want the container backend", info, err)
+	}
+	shared.ak(t, "sandbox", "remove", "it-docker-name")
+	if _, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Name: "it-apple-name", Backend: "apple", Start: &start}); err == nil || !strings.Contains(err.Error(), "macOS") {
+		t.Errorf("backend apple: %v, want a refusal saying why", err)
+	}
 }
