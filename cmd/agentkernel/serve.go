@@ -21,14 +21,19 @@ func newServeCmd() *cobra.Command {
 	var host string
 	var port int
 	var noTCP bool
+	var apiKeys []string
+	var apiKeyFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: the HTTP API on a Unix socket and on 127.0.0.1:18888",
 		Long: `Run the agentkernel daemon in the foreground.
 
 It serves the HTTP API on a Unix socket (0600) under $AGENTKERNEL_HOME/run and,
-unless --no-tcp, on TCP (default 127.0.0.1:18888). TCP requires a bearer token:
-a random one is generated at first start into $AGENTKERNEL_HOME/token (0600).
+unless --no-tcp, on TCP (default 127.0.0.1:18888). TCP requires a bearer token
+(or X-API-Key): the keys given with --api-key, --api-key-file or
+$AGENTKERNEL_API_KEY, else a random one generated at first start into
+$AGENTKERNEL_HOME/token (0600). Listening beyond loopback needs a key given
+so: the generated file is for local clients.
 Sandboxes keep running when the daemon stops; the next daemon re-adopts them.
 The CLI starts a daemon (without TCP) by itself when none is running.`,
 		Args: cobra.NoArgs,
@@ -45,18 +50,58 @@ The CLI starts a daemon (without TCP) by itself when none is running.`,
 			defer stop()
 			cfg := daemon.Config{Layout: l, Exe: exe, Logger: newLogger()}
 			if !noTCP {
-				if ip := net.ParseIP(host); ip == nil {
+				ip := net.ParseIP(host)
+				if ip == nil {
 					return fmt.Errorf("--host %q: not an IP address", host)
 				}
+				keys, err := serveKeys(apiKeys, apiKeyFile)
+				if err != nil {
+					return err
+				}
+				if !ip.IsLoopback() && len(keys) == 0 {
+					return fmt.Errorf("--host %s: listening beyond loopback needs an API key (--api-key, --api-key-file or AGENTKERNEL_API_KEY), so that the address is not guarded only by a token file on this host", host)
+				}
 				cfg.TCPAddr = net.JoinHostPort(host, strconv.Itoa(port))
+				cfg.APIKeys = keys
 			}
 			return daemon.Run(ctx, cfg)
 		},
 	}
-	cmd.Flags().StringVar(&host, "host", "127.0.0.1", "TCP address to listen on")
+	cmd.Flags().StringVarP(&host, "host", "H", "127.0.0.1", "TCP address to listen on")
+	cmd.Flags().StringArrayVar(&apiKeys, "api-key", nil, "a bearer token TCP clients may use (repeatable; default: $AGENTKERNEL_API_KEY, else the generated token file)")
+	cmd.Flags().StringVar(&apiKeyFile, "api-key-file", "", "a file of API keys, one per line")
 	cmd.Flags().IntVarP(&port, "port", "p", 18888, "TCP port to listen on")
 	cmd.Flags().BoolVar(&noTCP, "no-tcp", false, "serve only the Unix socket")
 	return cmd
+}
+
+// minAPIKeyLen is the shortest API key serve accepts.
+const minAPIKeyLen = 16
+
+// serveKeys gathers the API keys from the flags, the key file and
+// $AGENTKERNEL_API_KEY; each must be at least minAPIKeyLen bytes.
+func serveKeys(flags []string, file string) ([]string, error) {
+	keys := append([]string(nil), flags...)
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--api-key-file: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k := strings.TrimSpace(line); k != "" && !strings.HasPrefix(k, "#") {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if env := os.Getenv("AGENTKERNEL_API_KEY"); env != "" && len(flags) == 0 && file == "" {
+		keys = append(keys, env)
+	}
+	for i, k := range keys {
+		if len(k) < minAPIKeyLen || strings.ContainsAny(k, " \t\r\n") {
+			return nil, fmt.Errorf("API key %d: want at least %d characters without spaces", i+1, minAPIKeyLen)
+		}
+	}
+	return keys, nil
 }
 
 // newSuperviseCmd is the hidden per-sandbox supervisor role, started by the

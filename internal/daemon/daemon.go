@@ -48,6 +48,9 @@ type Config struct {
 	Layout paths.Layout
 	// TCPAddr, when not empty, also serves the API there, token required.
 	TCPAddr string
+	// APIKeys are the tokens TCP accepts (serve --api-key); empty means
+	// the one generated into the home's token file.
+	APIKeys []string
 	// Exe is this binary, run as `Exe supervise DIR` for each sandbox.
 	Exe string
 	// AgentPath is the guest agent binary; found next to Exe if empty.
@@ -157,19 +160,28 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	servers := []*http.Server{{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second}}
 	listeners := []net.Listener{unixLn}
 	if cfg.TCPAddr != "" {
-		tok, err := loadOrCreateToken(l.TokenFile())
-		if err != nil {
-			unixLn.Close()
-			return err
+		keys := cfg.APIKeys
+		if len(keys) == 0 {
+			tok, err := loadOrCreateToken(l.TokenFile())
+			if err != nil {
+				unixLn.Close()
+				return err
+			}
+			keys = []string{tok}
 		}
 		tcpLn, err := net.Listen("tcp", cfg.TCPAddr)
 		if err != nil {
 			unixLn.Close()
 			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
 		}
-		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: tok, HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second})
 		listeners = append(listeners, tcpLn)
-		log.Info("serving on TCP (bearer token required)", "addr", tcpLn.Addr().String(), "token_file", l.TokenFile())
+		if len(cfg.APIKeys) > 0 {
+			// Never the keys themselves.
+			log.Info("serving on TCP (bearer token required)", "addr", tcpLn.Addr().String(), "api_keys", len(cfg.APIKeys))
+		} else {
+			log.Info("serving on TCP (bearer token required)", "addr", tcpLn.Addr().String(), "token_file", l.TokenFile())
+		}
 	}
 	log.Info("daemon ready", "socket", l.Socket(), "pid", os.Getpid())
 

@@ -33,6 +33,9 @@ type HandlerOptions struct {
 	// as "Authorization: Bearer <token>" or upstream's "X-API-Key: <token>".
 	// Empty means no authentication (the Unix socket, protected by its mode).
 	Token string
+	// MoreTokens are further tokens accepted as Token is (serve's
+	// repeated --api-key); they count only with a Token.
+	MoreTokens []string
 	// HostPaths are the host directories that requests over a handler with
 	// a token may name (mounts, image imports, build contexts), each
 	// absolute, clean and with its symlinks resolved; everything else is
@@ -97,8 +100,9 @@ type server struct {
 	svc  Service
 	opts HandlerOptions
 	log  *slog.Logger
-	// tokenSum is the SHA-256 of the token, compared in constant time.
-	tokenSum [32]byte
+	// tokenSums are the SHA-256 of Token and MoreTokens, each compared in
+	// constant time, all of them on every request.
+	tokenSums [][32]byte
 	// first holds the routes that must win over an overlapping pattern
 	// of mux (GET /sandboxes/by-uuid/{uuid} against
 	// GET /sandboxes/{name}/logs and the like); mux holds the rest.
@@ -115,7 +119,7 @@ func NewHandler(svc Service, opts HandlerOptions) http.Handler {
 		svc:       svc,
 		opts:      opts,
 		log:       opts.Logger,
-		tokenSum:  sha256.Sum256([]byte(opts.Token)),
+		tokenSums: tokenSums(opts),
 		first:     http.NewServeMux(),
 		mux:       http.NewServeMux(),
 		basicAuth: map[string]bool{},
@@ -205,7 +209,21 @@ func (s *server) authorized(r *http.Request) bool {
 		return false
 	}
 	sum := sha256.Sum256([]byte(got))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+	ok := 0
+	for _, t := range s.tokenSums {
+		ok |= subtle.ConstantTimeCompare(sum[:], t[:])
+	}
+	return ok == 1
+}
+
+func tokenSums(opts HandlerOptions) [][32]byte {
+	sums := [][32]byte{sha256.Sum256([]byte(opts.Token))}
+	for _, t := range opts.MoreTokens {
+		if t != "" {
+			sums = append(sums, sha256.Sum256([]byte(t)))
+		}
+	}
+	return sums
 }
 
 // takesBasicAuth reports whether r goes to a route with basicAuth.

@@ -368,6 +368,19 @@ func ocEvents(t *testing.T, base, tok string) {
 // base URL and token.
 func ocServe(t *testing.T, e *env) (string, string) {
 	t.Helper()
+	base := serveTCP(t, e)
+	b, err := os.ReadFile(filepath.Join(e.home, "token"))
+	tok := strings.TrimSpace(string(b))
+	if err != nil || len(tok) < 32 {
+		t.Fatalf("token file: %v", err)
+	}
+	return base, tok
+}
+
+// serveTCP starts `serve --port N EXTRA…` in e's home until the test ends
+// and returns its base URL once it answers.
+func serveTCP(t *testing.T, e *env, extra ...string) string {
+	t.Helper()
 	port := freePort(t)
 	logf, err := os.OpenFile(filepath.Join(e.home, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -375,7 +388,7 @@ func ocServe(t *testing.T, e *env) (string, string) {
 	}
 	t.Cleanup(func() { logf.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := e.command(ctx, "serve", "--port", strconv.Itoa(port))
+	cmd := e.command(ctx, append([]string{"serve", "--port", strconv.Itoa(port)}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	if err := cmd.Start(); err != nil {
@@ -402,12 +415,7 @@ func ocServe(t *testing.T, e *env) (string, string) {
 	}) {
 		t.Fatalf("serve --port %d did not answer", port)
 	}
-	b, err := os.ReadFile(filepath.Join(e.home, "token"))
-	tok := strings.TrimSpace(string(b))
-	if err != nil || len(tok) < 32 {
-		t.Fatalf("token file: %v", err)
-	}
-	return base, tok
+	return base
 }
 
 // ocImage imports an image called name whose /usr/local/bin/opencode is

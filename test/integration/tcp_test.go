@@ -241,3 +241,56 @@ func hexIP(h string) string {
 	}
 	return net.IP(b).String()
 }
+
+// TestServeAPIKeys: serve --api-key (repeatable), upstream's quick start:
+// each key works as a Bearer token and as X-API-Key, a wrong one gets 401,
+// no token file is made, and the keys never reach the log; --host beyond
+// loopback without a key is refused saying why.
+func TestServeAPIKeys(t *testing.T) {
+	requireEnv(t)
+	e := newEnv(t)
+	k1, k2 := "key-one-"+randomHex8()+randomHex8(), "key-two-"+randomHex8()+randomHex8()
+	base := serveTCP(t, e, "--api-key", k1, "--api-key", k2)
+	get := func(header, value string) int {
+		req, _ := http.NewRequest("GET", base+"/sandboxes", nil)
+		if header != "" {
+			req.Header.Set(header, value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		header, value string
+		want          int
+	}{
+		{"Authorization", "Bearer " + k1, 200}, {"Authorization", "Bearer " + k2, 200}, {"X-API-Key", k2, 200},
+		{"Authorization", "Bearer " + k1 + "x", 401}, {"X-API-Key", "wrong-key-0123456789", 401}, {"", "", 401},
+	} {
+		if got := get(c.header, c.value); got != c.want {
+			t.Errorf("%s %q: %d, want %d", c.header, c.value, got, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.home, "token")); err == nil {
+		t.Errorf("a token file was generated although keys were given")
+	}
+	// The upstream-style CLI client with the key.
+	if r := e.akEnv(t, []string{"AGENTKERNEL_BASE_URL=" + base, "AGENTKERNEL_API_KEY=" + k2}, "sandbox", "list"); r.code != 0 {
+		t.Errorf("CLI over TCP with AGENTKERNEL_API_KEY: %v", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.home, "daemon.log")); strings.Contains(string(b), k1) || strings.Contains(string(b), k2) {
+		t.Errorf("the daemon log holds an API key")
+	}
+
+	e2 := newEnv(t)
+	r := e2.ak(t, "serve", "--host", "0.0.0.0", "--port", strconv.Itoa(freePort(t)))
+	if r.code == 0 || !strings.Contains(r.stderr, "needs an API key") {
+		t.Errorf("serve --host 0.0.0.0 without a key: %v", r)
+	}
+	if r := e2.ak(t, "serve", "--port", strconv.Itoa(freePort(t)), "--api-key", "short"); r.code == 0 || !strings.Contains(r.stderr, "at least 16") {
+		t.Errorf("serve --api-key short: %v", r)
+	}
+}
