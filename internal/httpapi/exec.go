@@ -170,7 +170,7 @@ func (s *server) exec(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeData(w, http.StatusOK, resp)
+	writeExec(w, resp, resp)
 }
 
 func (s *server) execDetached(w http.ResponseWriter, r *http.Request) {

@@ -59,7 +59,7 @@ func TestUpstreamNodeClient(t *testing.T) {
 	if len(e.fake.sandboxes) != 0 {
 		t.Errorf("sandboxes left behind: %v", e.fake.sandboxes)
 	}
-	if len(e.fake.procs) != 7 { // exec ×2, run, runStream, batch ×2, session
+	if len(e.fake.procs) != 8 { // exec ×3, run, runStream, batch ×2, session
 		t.Errorf("only %d processes ran", len(e.fake.procs))
 	}
 }

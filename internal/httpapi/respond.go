@@ -101,6 +101,23 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // writeData answers status with a success envelope around data.
+// writeExec answers a collected exec or run: 200 when the command exited
+// 0, else upstream's 409 {success: false, error, exit_code, output} (so
+// that upstream clients see a failure as one) with the whole response in
+// data as well.
+func writeExec(w http.ResponseWriter, resp api.ExecResponse, data any) {
+	if resp.ExitCode == 0 {
+		writeData(w, http.StatusOK, data)
+		return
+	}
+	code, out := resp.ExitCode, resp.Output
+	msg := fmt.Sprintf("command exited with code %d", code)
+	if resp.Error != "" {
+		msg += ": " + resp.Error
+	}
+	writeJSON(w, http.StatusConflict, api.Envelope{Error: msg, Code: api.CodeCommandFailed, ExitCode: &code, Output: &out, Data: data})
+}
+
 func writeData(w http.ResponseWriter, status int, data any) {
 	writeJSON(w, status, api.Envelope{Success: true, Data: data})
 }

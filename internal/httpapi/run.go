@@ -96,7 +96,7 @@ func (s *server) run(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeData(w, http.StatusOK, resp)
+	writeExec(w, resp.ExecResponse, resp)
 }
 
 func (s *server) batchRun(w http.ResponseWriter, r *http.Request) {

@@ -18,7 +18,16 @@ type Envelope struct {
 	Data    any    `json:"data,omitempty"`
 	Error   string `json:"error,omitempty"`
 	Code    string `json:"code,omitempty"`
+	// ExitCode and Output are set, as upstream does, on the 409 of /run
+	// and /sandboxes/{name}/exec for a command that exited non-zero (Code
+	// CodeCommandFailed); Data then holds the whole ExecResponse.
+	ExitCode *int    `json:"exit_code,omitempty"`
+	Output   *string `json:"output,omitempty"`
 }
+
+// CodeCommandFailed is Envelope.Code of a command that ran and exited
+// non-zero: an answer, not an error of the API (pkg/client returns Data).
+const CodeCommandFailed = "command_failed"
 
 // Sandbox statuses. Upstream clients know "running" and "stopped"; the others
 // are transient or terminal states of ours.

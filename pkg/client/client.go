@@ -27,6 +27,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -188,6 +189,8 @@ type request struct {
 	body         io.Reader
 	contentType  string
 	accept       string
+	// decodes409: the caller decodes a 409's envelope (call does).
+	decodes409 bool
 }
 
 // send performs r and returns the response when its status is 2xx, else
@@ -213,6 +216,11 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentkernel %s %s: %w", r.method, r.path, err)
 	}
+	// A 409 of a JSON call may be a command that exited non-zero, an
+	// answer with data (see decodeEnvelope); the caller decodes it.
+	if resp.StatusCode == http.StatusConflict && r.decodes409 {
+		return resp, nil
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		return nil, responseError(resp)
@@ -232,7 +240,7 @@ func (c *Client) setHeaders(h http.Header) {
 // call sends in (if not nil) as JSON and decodes the envelope's data into
 // out (if not nil).
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, in, out any) error {
-	r := request{method: method, path: path, query: query, accept: "application/json"}
+	r := request{method: method, path: path, query: query, accept: "application/json", decodes409: true}
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
@@ -262,9 +270,11 @@ func decodeEnvelope(resp *http.Response, out any) error {
 	if err := dec.Decode(&env); err != nil {
 		return fmt.Errorf("agentkernel: decoding the answer (%s): %w", resp.Status, err)
 	}
-	if !env.Success {
+	if !env.Success && !(env.Code == api.CodeCommandFailed && len(env.Data) > 0) {
 		return remoteError(resp.StatusCode, env)
 	}
+	// A command that exited non-zero is an answer (409 for upstream's
+	// clients): its data is the result.
 	if out == nil || len(env.Data) == 0 {
 		return nil
 	}

@@ -103,10 +103,24 @@ func TestAPIHostileInput(t *testing.T) {
 
 	st, body, _ = apiCall(t, e, "POST", "/sandboxes/it-api/exec", "application/json",
 		strings.NewReader(`{"command":["definitely-not-a-command"]}`))
+	// Upstream's answer for a command that fails: 409 with success false,
+	// exit_code and output at the top; ours keeps the whole result in data.
 	var res api.ExecResponse
+	var top struct {
+		Success  bool    `json:"success"`
+		Error    string  `json:"error"`
+		ExitCode *int    `json:"exit_code"`
+		Output   *string `json:"output"`
+	}
 	json.Unmarshal([]byte(body), &api.Envelope{Data: &res})
-	if st != http.StatusOK || res.ExitCode != 127 || !strings.Contains(res.Stderr+res.Error, "not found") {
-		t.Errorf("exec of a missing binary: %d %s, want exit_code 127 and a message", st, body)
+	json.Unmarshal([]byte(body), &top)
+	if st != http.StatusConflict || top.Success || top.ExitCode == nil || *top.ExitCode != 127 || top.Output == nil ||
+		!strings.Contains(top.Error, "127") || res.ExitCode != 127 || !strings.Contains(res.Stderr+res.Error, "not found") {
+		t.Errorf("exec of a missing binary: %d %s, want 409, exit_code 127, output and a message", st, body)
+	}
+	st, body, _ = apiCall(t, e, "POST", "/run", "application/json", strings.NewReader(`{"command":["sh","-c","echo out; exit 3"]}`))
+	if err := json.Unmarshal([]byte(body), &top); err != nil || st != http.StatusConflict || top.Success || top.ExitCode == nil || *top.ExitCode != 3 || top.Output == nil || *top.Output != "out\n" {
+		t.Errorf("POST /run exiting 3: %d %s, want upstream's 409 with exit_code 3 and output", st, body)
 	}
 
 	for _, p := range []string{

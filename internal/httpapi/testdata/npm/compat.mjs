@@ -25,6 +25,9 @@ step("execInSandbox");
 const ex = await c.execInSandbox("npm-box", ["echo", "hello", "node"], { env: ["A=1"], workdir: "/tmp" });
 assert.equal(ex.output, "hello node\n");
 const env = await c.execInSandbox("npm-box", ["env"], { env: ["A=1"], workdir: "/tmp", sudo: true });
+// A command that exits non-zero is a failure to upstream's client (409).
+step("a failing command is a failure");
+await assert.rejects(c.execInSandbox("npm-box", ["exit", "3"]));
 assert.equal(env.output, "A=1\n/tmp\n0\n0s\n");
 
 step("writeFile / readFile / writeFiles / deleteFile");
