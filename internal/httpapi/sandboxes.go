@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
@@ -18,15 +19,53 @@ func pathName(r *http.Request) (string, error) {
 }
 
 func (s *server) listSandboxes(w http.ResponseWriter, r *http.Request) {
+	want, err := parseLabelFilter(r.URL.Query()["label"])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	list, err := s.svc.ListSandboxes(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []api.SandboxInfo{}
+	out := []api.SandboxInfo{}
+	for _, sb := range list {
+		if want.matches(sb.Labels) {
+			out = append(out, sb)
+		}
 	}
-	writeData(w, http.StatusOK, list)
+	writeData(w, http.StatusOK, out)
+}
+
+// labelFilter is GET /sandboxes?label=KEY=VALUE&label=KEY (upstream's):
+// a sandbox is listed when it has every KEY, with VALUE where one is given.
+type labelFilter map[string]*string
+
+func parseLabelFilter(qs []string) (labelFilter, error) {
+	f := labelFilter{}
+	for _, q := range qs {
+		k, v, hasValue := strings.Cut(q, "=")
+		if k == "" {
+			return nil, invalidf("label filter %q: want KEY or KEY=VALUE", q)
+		}
+		if hasValue {
+			f[k] = &v
+		} else {
+			f[k] = nil
+		}
+	}
+	return f, nil
+}
+
+func (f labelFilter) matches(labels map[string]string) bool {
+	for k, v := range f {
+		got, ok := labels[k]
+		if !ok || (v != nil && got != *v) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *server) createSandbox(w http.ResponseWriter, r *http.Request) {
