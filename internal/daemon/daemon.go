@@ -58,6 +58,18 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
+// loopbackHosts are the Host headers a loopback listener at addr serves
+// (the DNS-rebinding guard, httpapi.HandlerOptions.AllowedHosts); nil for
+// a listener beyond loopback, which any name may reach.
+func loopbackHosts(addr net.Addr) []string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok || !ta.IP.IsLoopback() {
+		return nil
+	}
+	port := strconv.Itoa(ta.Port)
+	return []string{net.JoinHostPort(ta.IP.String(), port), "localhost:" + port, "[::1]:" + port, "127.0.0.1:" + port}
+}
+
 // Run serves until ctx is cancelled. Only one daemon runs per home: a
 // second one fails at once, naming the first.
 func Run(ctx context.Context, cfg Config) (retErr error) {
@@ -174,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 			unixLn.Close()
 			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
 		}
-		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], AllowedHosts: loopbackHosts(tcpLn.Addr()), HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second})
 		listeners = append(listeners, tcpLn)
 		if len(cfg.APIKeys) > 0 {
 			// Never the keys themselves.

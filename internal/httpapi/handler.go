@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +34,11 @@ type HandlerOptions struct {
 	// as "Authorization: Bearer <token>" or upstream's "X-API-Key: <token>".
 	// Empty means no authentication (the Unix socket, protected by its mode).
 	Token string
+	// AllowedHosts, when set, are the only Host headers served
+	// ("127.0.0.1:18888", "localhost:18888"; compared without case): a
+	// guard against DNS rebinding, where a web page's own name resolves
+	// to the loopback address and the browser sends that name as Host.
+	AllowedHosts []string
 	// MoreTokens are further tokens accepted as Token is (serve's
 	// repeated --api-key); they count only with a Token.
 	MoreTokens []string
@@ -162,6 +168,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rec, r, err)
 		return
 	}
+	if !s.hostAllowed(r.Host) {
+		s.writeError(rec, r, &classError{class: errdefs.ErrPermissionDenied,
+			msg: fmt.Sprintf("Host %q is not this server's (a guard against DNS rebinding); use %s", boundArgs([]any{r.Host})[0], s.opts.AllowedHosts[0])})
+		return
+	}
 	if !s.authorized(r) {
 		msg := "missing or invalid API token: send Authorization: Bearer <token> or X-API-Key: <token>"
 		if s.takesBasicAuth(r) {
@@ -224,6 +235,19 @@ func tokenSums(opts HandlerOptions) [][32]byte {
 		}
 	}
 	return sums
+}
+
+// hostAllowed reports whether host may be served (see AllowedHosts).
+func (s *server) hostAllowed(host string) bool {
+	if len(s.opts.AllowedHosts) == 0 {
+		return true
+	}
+	for _, h := range s.opts.AllowedHosts {
+		if strings.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
 }
 
 // takesBasicAuth reports whether r goes to a route with basicAuth.

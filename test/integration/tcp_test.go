@@ -244,6 +244,7 @@ func hexIP(h string) string {
 
 // TestServeAPIKeys: serve --api-key (repeatable), upstream's quick start:
 // each key works as a Bearer token and as X-API-Key, a wrong one gets 401,
+// a foreign Host gets 403 (DNS rebinding),
 // no token file is made, and the keys never reach the log; --host beyond
 // loopback without a key is refused saying why.
 func TestServeAPIKeys(t *testing.T) {
@@ -276,6 +277,22 @@ func TestServeAPIKeys(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.home, "token")); err == nil {
 		t.Errorf("a token file was generated although keys were given")
+	}
+	// DNS rebinding: a web page whose name resolves to 127.0.0.1 makes the
+	// browser send that name as Host; refused even with a valid key.
+	port := strings.TrimPrefix(base, "http://127.0.0.1:")
+	for host, want := range map[string]int{"evil.example:" + port: 403, "localhost:" + port: 200, "127.0.0.1:" + port: 200} {
+		req, _ := http.NewRequest("GET", base+"/sandboxes", nil)
+		req.Host = host
+		req.Header.Set("Authorization", "Bearer "+k1)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
+		}
 	}
 	// The upstream-style CLI client with the key.
 	if r := e.akEnv(t, []string{"AGENTKERNEL_BASE_URL=" + base, "AGENTKERNEL_API_KEY=" + k2}, "sandbox", "list"); r.code != 0 {
