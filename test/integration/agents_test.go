@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentkernel/agentkernel/internal/agents"
 	"github.com/agentkernel/agentkernel/internal/netgw/dnstest"
+	"github.com/agentkernel/agentkernel/internal/testutil"
 	"github.com/agentkernel/agentkernel/test/fakemodel"
 )
 
@@ -67,7 +68,7 @@ func newAgentWorld(t *testing.T, serveArgs ...string) *agentWorld {
 			t.Skipf("the agent images are not built: run scripts/agent-images.sh (no %s in %s)", a.Image(), src)
 		}
 	}
-	w := &agentWorld{netWorld: &netWorld{e: newEnv(t), ns: newWorldNS(t)}}
+	w := &agentWorld{netWorld: &netWorld{e: newEnv(t), ns: testutil.NewNetNS(t)}}
 	w.fake = fakemodel.New(fakemodel.Script{FilePath: agentFile, FileContent: agentContent, FinalText: agentFinal, Dir: agents.Workdir})
 	caCert, caKey := testCA(t)
 	caFile := filepath.Join(t.TempDir(), "world-ca.pem")

@@ -9,9 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -210,25 +208,7 @@ func (e *env) daemonPID() (int, error) { return e.h.DaemonPID() }
 
 // dumpLogs prints the daemon log and every sandbox's supervisor and
 // console logs.
-func (e *env) dumpLogs(w io.Writer) {
-	show := func(p string) {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return
-		}
-		const max = 64 << 10
-		if len(b) > max {
-			b = append([]byte("…(truncated)…\n"), b[len(b)-max:]...)
-		}
-		fmt.Fprintf(w, "===== %s =====\n%s\n", p, b)
-	}
-	show(filepath.Join(e.home, "daemon.log"))
-	dirs, _ := filepath.Glob(filepath.Join(e.home, "sandboxes", "*"))
-	for _, d := range dirs {
-		show(filepath.Join(d, "supervisor.log"))
-		show(filepath.Join(d, "console.log"))
-	}
-}
+func (e *env) dumpLogs(w io.Writer) { e.h.DumpLogs(w, 64<<10) }
 
 // clientFor returns a pkg/client for the daemon on the Unix socket path.
 func clientFor(path string) (*client.Client, error) {

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/netgw/dnstest"
+	"github.com/agentkernel/agentkernel/internal/testutil"
 	"github.com/agentkernel/agentkernel/test/conformance"
 )
 
@@ -87,7 +88,7 @@ func (w *netWorld) inWorld(t testing.TB, f func()) {
 
 func newNetWorld(t *testing.T) *netWorld {
 	t.Helper()
-	w := &netWorld{e: newEnv(t), probeDir: t.TempDir(), ns: newWorldNS(t)}
+	w := &netWorld{e: newEnv(t), probeDir: t.TempDir(), ns: testutil.NewNetNS(t)}
 	caCert, caKey := testCA(t)
 	caFile := filepath.Join(w.probeDir, "world-ca.pem")
 	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}), 0o644)
@@ -151,30 +152,6 @@ func newNetWorld(t *testing.T) *netWorld {
 	conformance.BuildProbe(t, w.probeDir)
 	w.startDaemon(t)
 	return w
-}
-
-// startDaemon runs `serve --no-tcp` for the world's home inside the world;
-// the home's teardown stops it.
-// newWorldNS makes a fresh network namespace (with nothing in it, not even
-// lo up), closed when t ends.
-func newWorldNS(t *testing.T) *os.File {
-	t.Helper()
-	var ns *os.File
-	done := make(chan error, 1)
-	go func() { // a fresh namespace on a thread that then dies
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		ns, _ = os.Open("/proc/thread-self/ns/net")
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("creating the world namespace: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
 }
 
 // startDaemon starts the world's daemon: serve with args, --no-tcp when

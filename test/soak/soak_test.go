@@ -190,7 +190,9 @@ func TestSoak(t *testing.T) {
 	s := &soak{t: t, cfg: cfg, h: h, stats: newStats(), run: hex.EncodeToString(b[:])}
 	defer func() {
 		if t.Failed() {
-			dumpLogs(t, h)
+			var logs strings.Builder
+			h.DumpLogs(&logs, 32<<10)
+			t.Log(logs.String())
 		}
 		h.RemoveHome()
 	}()
@@ -243,7 +245,9 @@ func TestSoak(t *testing.T) {
 	h.NoteNamespaces()
 
 	if t.Failed() { // the supervisors' logs go with their sandboxes
-		dumpLogs(t, h)
+		var logs strings.Builder
+		h.DumpLogs(&logs, 32<<10)
+		t.Log(logs.String())
 	}
 	mem.setPhase("remove")
 	start = time.Now()
@@ -690,25 +694,5 @@ func (s *soak) removeAll() {
 	}
 	for _, sb := range list {
 		s.fail("sandbox %s (%s) still listed after its removal", sb.Name, sb.Status)
-	}
-}
-
-// dumpLogs logs the daemon's log and every remaining supervisor log.
-func dumpLogs(t *testing.T, h *akhome.Home) {
-	show := func(p string) {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return
-		}
-		const max = 32 << 10
-		if len(b) > max {
-			b = append([]byte("…(truncated)…\n"), b[len(b)-max:]...)
-		}
-		t.Logf("===== %s =====\n%s", p, b)
-	}
-	show(filepath.Join(h.Dir, "daemon.log"))
-	dirs, _ := filepath.Glob(filepath.Join(h.Layout().SandboxesDir(), "*"))
-	for _, d := range dirs {
-		show(filepath.Join(d, "supervisor.log"))
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/netgw/dnstest"
+	"github.com/agentkernel/agentkernel/internal/testutil"
 	"github.com/agentkernel/agentkernel/internal/testutil/akhome"
 )
 
@@ -80,7 +81,7 @@ func (w *world) dial(ctx context.Context, addr string) (c net.Conn, err error) {
 // and starts the daemon in it.
 func newWorld(t *testing.T, h *akhome.Home) *world {
 	t.Helper()
-	w := &world{h: h, ns: newNS(t)}
+	w := &world{h: h, ns: testutil.NewNetNS(t)}
 	var dnsAddr netip.AddrPort
 	err := w.inWorld(func() error {
 		for _, args := range [][]string{
@@ -116,28 +117,6 @@ func newWorld(t *testing.T, h *akhome.Home) *world {
 	}
 	w.startDaemon(t)
 	return w
-}
-
-// newNS makes a fresh, empty network namespace, closed when t ends.
-func newNS(t *testing.T) *os.File {
-	t.Helper()
-	var ns *os.File
-	done := make(chan error, 1)
-	go func() { // a fresh namespace on a thread that then dies
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		var err error
-		ns, err = os.Open("/proc/thread-self/ns/net")
-		done <- err
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("creating the world namespace: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
 }
 
 // startDaemon runs `agentkernel serve --no-tcp` for the home inside the

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -507,4 +508,25 @@ func nsInode(link string) (uint64, bool) {
 func selfNetns() uint64 {
 	n, _ := nsInode("/proc/thread-self/ns/net")
 	return n
+}
+
+// DumpLogs writes the daemon's log and every sandbox's supervisor and
+// console logs to w, each cut to its last max bytes.
+func (h *Home) DumpLogs(w io.Writer, max int) {
+	show := func(p string) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return
+		}
+		if len(b) > max {
+			b = append([]byte("…(truncated)…\n"), b[len(b)-max:]...)
+		}
+		fmt.Fprintf(w, "===== %s =====\n%s\n", p, b)
+	}
+	show(filepath.Join(h.Dir, "daemon.log"))
+	dirs, _ := filepath.Glob(filepath.Join(h.Layout().SandboxesDir(), "*"))
+	for _, d := range dirs {
+		show(filepath.Join(d, "supervisor.log"))
+		show(filepath.Join(d, "console.log"))
+	}
 }
