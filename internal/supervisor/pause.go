@@ -35,7 +35,7 @@ func (s *server) setPaused(ctx context.Context, pause bool) error {
 		return fmt.Errorf("the sandbox has exited")
 	default:
 	}
-	if s.paused == pause {
+	if s.paused.Load() == pause {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, pauseTimeout)
@@ -49,17 +49,13 @@ func (s *server) setPaused(ctx context.Context, pause bool) error {
 	if err != nil {
 		return err
 	}
-	s.paused = pause
+	s.paused.Store(pause)
 	s.agent.setPaused(pause)
 	s.log.Info("sandbox paused or resumed", "paused", pause)
 	return nil
 }
 
-func (s *server) isPaused() bool {
-	s.pauseMu.Lock()
-	defer s.pauseMu.Unlock()
-	return s.paused
-}
+func (s *server) isPaused() bool { return s.paused.Load() }
 
 func (s *server) pauseRoutes(mux *http.ServeMux) {
 	handle := func(pause bool) http.HandlerFunc {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -168,9 +169,10 @@ type server struct {
 	agentLn   net.Listener
 	agent     *agentMonitor
 
-	// pauseMu guards paused, and serializes pause and resume.
+	// pauseMu serializes pause and resume; paused is read without it, so
+	// that Status never waits for a pause in progress.
 	pauseMu sync.Mutex
-	paused  bool
+	paused  atomic.Bool
 
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when a stop is requested
