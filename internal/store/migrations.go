@@ -71,6 +71,12 @@ CREATE TABLE images (
 DROP TABLE detached;
 DROP TABLE images;
 `,
+	// 3: warm pools. A row whose pool is not empty is a pooled sandbox:
+	// started, never handed to a caller, invisible to lists and lookups
+	// by name until a claim clears the column.
+	`
+ALTER TABLE sandboxes ADD COLUMN pool TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // LatestSchemaVersion is the schema version this binary writes.

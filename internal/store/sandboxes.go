@@ -45,10 +45,13 @@ type Sandbox struct {
 	ExpiresAt *time.Time
 	// StartedAt is when the sandbox last became running; nil is never.
 	StartedAt *time.Time
+	// Pool is the key of the warm pool a pooled sandbox waits in; empty
+	// for a sandbox a caller has (see ClaimSandbox).
+	Pool string
 }
 
 const sandboxColumns = `uuid, name, status, backend, image, profile, spec, vcpus, memory_mb,
-	labels, ephemeral, error, created_at, updated_at, expires_at, started_at`
+	labels, ephemeral, error, created_at, updated_at, expires_at, started_at, pool`
 
 // CreateSandbox inserts sb. CreatedAt defaults to now; UpdatedAt is set to
 // CreatedAt. A taken name or UUID is ErrAlreadyExists. It returns the row as
@@ -63,7 +66,7 @@ func (s *Store) CreateSandbox(ctx context.Context, sb Sandbox) (Sandbox, error) 
 	}{
 		{"uuid", sb.UUID, maxShort}, {"name", sb.Name, maxName}, {"status", sb.Status, maxShort},
 		{"backend", sb.Backend, maxShort}, {"image", sb.Image, maxShort}, {"profile", sb.Profile, maxShort},
-		{"error", sb.Error, maxErrorText},
+		{"error", sb.Error, maxErrorText}, {"pool", sb.Pool, maxShort},
 	} {
 		if err := checkLen(f.name, f.v, f.max); err != nil {
 			return Sandbox{}, fmt.Errorf("creating sandbox %q: %w", sb.Name, err)
@@ -85,9 +88,9 @@ func (s *Store) CreateSandbox(ctx context.Context, sb Sandbox) (Sandbox, error) 
 	sb.CreatedAt = sb.CreatedAt.UTC()
 	sb.UpdatedAt = sb.CreatedAt
 	_, err = s.w.ExecContext(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		sb.UUID, sb.Name, sb.Status, sb.Backend, sb.Image, sb.Profile, string(sb.Spec), sb.VCPUs, sb.MemoryMB,
-		labels, sb.Ephemeral, sb.Error, toNS(sb.CreatedAt), toNS(sb.UpdatedAt), toNullNS(sb.ExpiresAt), toNullNS(sb.StartedAt))
+		labels, sb.Ephemeral, sb.Error, toNS(sb.CreatedAt), toNS(sb.UpdatedAt), toNullNS(sb.ExpiresAt), toNullNS(sb.StartedAt), sb.Pool)
 	if isUnique(err) {
 		return Sandbox{}, fmt.Errorf("sandbox %q: %w", sb.Name, errdefs.ErrAlreadyExists)
 	}
@@ -194,6 +197,40 @@ func (s *Store) SetSandboxExpiry(ctx context.Context, uuid string, expiresAt *ti
 	return s.checkUpdated(res, err, uuid)
 }
 
+// Claim is what a claim binds to a pooled sandbox.
+type Claim struct {
+	Name      string
+	Labels    map[string]string
+	Ephemeral bool
+	ExpiresAt *time.Time
+	Spec      json.RawMessage
+}
+
+// ClaimSandbox hands the pooled sandbox uuid to a caller: it takes c's
+// name, labels, expiry and spec and leaves its pool, in one statement, so
+// two claims of one sandbox cannot both succeed. A sandbox that is not
+// pooled (any more) is ErrNotFound; a taken name is ErrAlreadyExists.
+func (s *Store) ClaimSandbox(ctx context.Context, uuid string, c Claim) error {
+	if err := checkLen("name", c.Name, maxName); err != nil {
+		return fmt.Errorf("claiming sandbox %s: %w", uuid, err)
+	}
+	if len(c.Spec) > maxSpec || !json.Valid(c.Spec) {
+		return fmt.Errorf("claiming sandbox %s: spec is not valid JSON of at most %d bytes: %w", uuid, maxSpec, errdefs.ErrInvalidArgument)
+	}
+	labels, err := encodeLabels(c.Labels)
+	if err != nil {
+		return fmt.Errorf("claiming sandbox %s: %w", uuid, err)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE sandboxes SET
+			name = ?, labels = ?, ephemeral = ?, expires_at = ?, spec = ?, pool = '', updated_at = ?
+		WHERE uuid = ? AND pool <> ''`,
+		c.Name, labels, c.Ephemeral, toNullNS(c.ExpiresAt), string(c.Spec), toNS(s.now()), uuid)
+	if isUnique(err) {
+		return fmt.Errorf("sandbox %q: %w", c.Name, errdefs.ErrAlreadyExists)
+	}
+	return s.checkUpdated(res, err, uuid)
+}
+
 // DeleteSandbox removes a sandbox and its detached commands. Its events stay:
 // the audit trail outlives the sandbox (see DeleteEventsBefore).
 func (s *Store) DeleteSandbox(ctx context.Context, uuid string) error {
@@ -225,7 +262,7 @@ func scanSandbox(sc scanner) (Sandbox, error) {
 		expires, started sql.NullInt64
 	)
 	err := sc.Scan(&sb.UUID, &sb.Name, &sb.Status, &sb.Backend, &sb.Image, &sb.Profile, &spec, &sb.VCPUs, &sb.MemoryMB,
-		&labels, &sb.Ephemeral, &sb.Error, &created, &updated, &expires, &started)
+		&labels, &sb.Ephemeral, &sb.Error, &created, &updated, &expires, &started, &sb.Pool)
 	if err != nil {
 		return Sandbox{}, err
 	}

@@ -217,3 +217,39 @@ func TestDeleteSandboxCascades(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestClaimSandbox(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	if _, err := s.CreateSandbox(ctx, Sandbox{UUID: "p1", Name: ".pool-p1", Status: "running", Pool: "container/host"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSandbox(ctx, Sandbox{UUID: "u1", Name: "taken", Status: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSandboxByUUID(ctx, "p1")
+	if err != nil || got.Pool != "container/host" {
+		t.Fatalf("pooled row: %+v, %v", got, err)
+	}
+	if err := s.ClaimSandbox(ctx, "p1", Claim{Name: "taken", Spec: json.RawMessage(`{}`)}); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("claim under a taken name: %v", err)
+	}
+	exp := time.Now().Add(time.Hour)
+	c := Claim{Name: "mine", Labels: map[string]string{"a": "b"}, Ephemeral: true, ExpiresAt: &exp, Spec: json.RawMessage(`{"name":"mine"}`)}
+	if err := s.ClaimSandbox(ctx, "p1", c); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.GetSandbox(ctx, "mine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Pool != "" || got.UUID != "p1" || !got.Ephemeral || got.Labels["a"] != "b" || got.ExpiresAt == nil || string(got.Spec) != `{"name":"mine"}` {
+		t.Fatalf("claimed row: %+v", got)
+	}
+	// A claimed sandbox cannot be claimed again, nor can one that was never pooled.
+	for _, id := range []string{"p1", "u1", "nosuch"} {
+		if err := s.ClaimSandbox(ctx, id, Claim{Name: "again", Spec: json.RawMessage(`{}`)}); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("second claim of %s: %v", id, err)
+		}
+	}
+}
