@@ -277,3 +277,38 @@ func TestServeSurvivesAcceptErrors(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// TestConfigure: configure sets the environment later execs start from and
+// refuses malformed settings without applying any of them.
+func TestConfigure(t *testing.T) {
+	t.Setenv("AK_CLAIMED", "before")
+	_, dial := startServer(t, Config{})
+	c := dial(t)
+	ctx := context.Background()
+	if err := c.Configure(ctx, agentproto.Configure{Env: []string{"AK_CLAIMED=after", "AK_OTHER=x=y"}}); err != nil {
+		t.Fatal(err)
+	}
+	r := agenttest.RunProcess(t, c, agentproto.ExecRequest{Argv: []string{"sh", "-c", "echo $AK_CLAIMED $AK_OTHER"}}, "")
+	if r.Stdout != "after x=y\n" {
+		t.Errorf("exec after configure saw %q", r.Stdout)
+	}
+	for _, bad := range []agentproto.Configure{
+		{Env: []string{"NOEQUALS"}}, {Env: []string{"=v"}}, {Env: []string{"AGENTKERNEL_X=1"}},
+		{Hostname: "bad name"}, {Hostname: "-x"},
+	} {
+		// The agent's own check, past the client's, as a hostile host's
+		// request would reach it.
+		if err := configure(&bad); err == nil {
+			t.Errorf("configure %+v accepted", bad)
+		}
+		if err := c.Configure(ctx, bad); err == nil {
+			t.Errorf("client sent configure %+v", bad)
+		}
+	}
+	if err := configure(nil); err == nil {
+		t.Error("configure without settings accepted")
+	}
+	if os.Getenv("AK_CLAIMED") != "after" {
+		t.Error("a refused configure changed the environment")
+	}
+}

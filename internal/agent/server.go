@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -295,8 +296,36 @@ func (s *Server) dispatch(ctx context.Context, st *yamux.Stream, req *agentproto
 		return s.bgKill(st, req.ID, req.Signal)
 	case agentproto.OpShutdown:
 		return s.handleShutdown(ctx, st)
+	case agentproto.OpConfigure:
+		if err := configure(req.Configure); err != nil {
+			return err
+		}
+		return result(st, struct{}{})
 	}
 	return s.fileOp(ctx, st, req)
+}
+
+// configure applies a Configure: the environment every later exec starts
+// from and the host name.
+func configure(c *agentproto.Configure) error {
+	if c == nil {
+		return fmt.Errorf("%w: configure without settings", errdefs.ErrInvalidArgument)
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.Hostname != "" {
+		if err := unix.Sethostname([]byte(c.Hostname)); err != nil {
+			return fmt.Errorf("%w: setting the host name: %v", errdefs.ErrFailedPrecondition, err)
+		}
+	}
+	for _, kv := range c.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := os.Setenv(k, v); err != nil {
+			return fmt.Errorf("%w: setting %s: %v", errdefs.ErrInvalidArgument, k, err)
+		}
+	}
+	return nil
 }
 
 // result writes v as the stream's Result frame.

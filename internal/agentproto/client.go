@@ -109,6 +109,16 @@ func (c *Client) Ping(ctx context.Context) error {
 	return err
 }
 
+// Configure sets the agent's defaults for the processes it starts from
+// now on (see Configure).
+func (c *Client) Configure(ctx context.Context, cfg Configure) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	_, err := c.call(ctx, &Request{Op: OpConfigure, Configure: &cfg})
+	return err
+}
+
 // Shutdown asks the agent to stop every process (SIGTERM, a short grace,
 // SIGKILL), sync filesystems and exit 0. The session ends with it.
 func (c *Client) Shutdown(ctx context.Context) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +39,7 @@ const (
 	OpTarOut    = "tar_out"    // Path → Result(FileInfo), Data…, DataEnd
 	OpTarIn     = "tar_in"     // Path; host sends Data…, DataEnd → Result({})
 	OpShutdown  = "shutdown"   // → Result({}), then the agent exits
+	OpConfigure = "configure"  // Configure → Result({})
 	maxIDLength = 128
 	maxUserLen  = 256
 	// MaxArgs and MaxEnv bound an exec's argv and environment. They are
@@ -64,7 +66,41 @@ type Request struct {
 	Mode      uint32       `json:"mode,omitempty"`
 	Recursive bool         `json:"recursive,omitempty"`
 	Parents   bool         `json:"parents,omitempty"`
+	Configure *Configure   `json:"configure,omitempty"`
 }
+
+// Configure changes the agent's defaults for the processes it starts from
+// then on: a warm-pool sandbox learns its caller's settings at claim time
+// this way. Env entries (KEY=VALUE) are set in the agent's environment,
+// the base of every exec's; a non-empty Hostname is set with
+// sethostname(2), which needs CAP_SYS_ADMIN in the sandbox's UTS
+// namespace (a microVM's agent has it; a container's supervisor sets the
+// name from the host instead).
+type Configure struct {
+	Env      []string `json:"env,omitempty"`
+	Hostname string   `json:"hostname,omitempty"`
+}
+
+// Validate checks c's bounds and shapes.
+func (c *Configure) Validate() error {
+	if len(c.Env) > MaxEnv {
+		return fmt.Errorf("%w: %d environment entries (at most %d)", errdefs.ErrInvalidArgument, len(c.Env), MaxEnv)
+	}
+	for _, kv := range c.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsRune(kv, 0) || strings.HasPrefix(k, "AGENTKERNEL_") {
+			return fmt.Errorf("%w: environment entry %q is not KEY=VALUE", errdefs.ErrInvalidArgument, kv)
+		}
+	}
+	if c.Hostname != "" && !hostnameRE.MatchString(c.Hostname) {
+		return fmt.Errorf("%w: hostname %q is not a valid host name label", errdefs.ErrInvalidArgument, c.Hostname)
+	}
+	return nil
+}
+
+// hostnameRE is one DNS label (as backend.HostnameRE, which this package
+// cannot import: the agent is built without the host's packages).
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
 // ExecRequest describes a process to start in the sandbox.
 type ExecRequest struct {
@@ -252,6 +288,11 @@ func (r *Request) validate() error {
 		return ValidPath(r.Path)
 	case OpStat, OpListDir, OpRemove, OpTarOut, OpTarIn:
 		return ValidPath(r.Path)
+	case OpConfigure:
+		if r.Configure == nil {
+			return bad("missing configure")
+		}
+		return r.Configure.Validate()
 	}
 	return fmt.Errorf("%w: unknown op %.40q", errdefs.ErrNotImplemented, r.Op)
 }
