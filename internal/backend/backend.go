@@ -56,6 +56,15 @@ type Pauser interface {
 	Resume(ctx context.Context) error
 }
 
+// HostnameSetter is implemented by an Instance whose host name the host
+// side can change while it runs (a container's UTS namespace, entered from
+// the supervisor, since root in a container lacks CAP_SYS_ADMIN). A claim
+// of a warm-pool sandbox names it this way; without it the supervisor asks
+// the guest agent (agentproto.Configure).
+type HostnameSetter interface {
+	SetHostname(ctx context.Context, name string) error
+}
+
 // ChangesReader is implemented by a backend whose sandboxes keep their
 // filesystem changes as a copy-on-write layer over read-only image layers,
 // so that commit and export can read them without knowing its layout.
@@ -177,6 +186,10 @@ type GatewaySpec struct {
 	Secrets []SecretRef `json:"secrets,omitempty"`
 	// Publish lists loopback ports of the host forwarded to the sandbox.
 	Publish []PortMapping `json:"publish,omitempty"`
+	// InterceptionCA gives the gateway an interception CA, which the
+	// sandbox trusts, even with no secret bound: a warm-pool sandbox
+	// starts this way so that its claim can bind secrets.
+	InterceptionCA bool `json:"interception_ca,omitempty"`
 
 	// Attach is set by the supervisor for Backend.Start and never
 	// stored.

@@ -50,8 +50,9 @@ type Gateway struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 
-	secrets map[string]mitm.Binding // by host; fixed by New
-	proxy   *mitm.Proxy             // nil without secrets
+	// secrets are the bindings by host; SetSecrets replaces them.
+	secrets atomic.Pointer[map[string]mitm.Binding]
+	proxy   *mitm.Proxy // nil without an interception CA
 
 	policy atomic.Pointer[policy.Compiled]
 	stats  counters
@@ -97,10 +98,12 @@ func New(cfg Config) (*Gateway, error) {
 		flows:     make(chan struct{}, cfg.MaxFlows),
 	}
 	g.policy.Store(pol)
-	if g.secrets, err = mitm.Bindings(cfg.Secrets); err != nil {
+	bindings, err := mitm.Bindings(cfg.Secrets)
+	if err != nil {
 		return nil, err
 	}
-	if len(g.secrets) > 0 {
+	g.secrets.Store(&bindings)
+	if cfg.CA != nil {
 		g.proxy = &mitm.Proxy{
 			CA:      cfg.CA,
 			RootCAs: cfg.UpstreamRoots,
@@ -169,6 +172,23 @@ func (g *Gateway) SetPolicy(p policy.Policy) error {
 	}
 	g.policy.Store(c)
 	g.log.Info("netgw: policy changed", "profile", p.Profile, "allow", len(p.Allow), "rules", len(p.Rules))
+	return nil
+}
+
+// SetSecrets replaces the gateway's secret bindings: new flows to a bound
+// host are intercepted and get the credential; flows already proxied keep
+// what they had. Bindings need the interception CA given to New; without
+// one, or with a malformed binding, the old bindings stay in force.
+func (g *Gateway) SetSecrets(bs []mitm.Binding) error {
+	if len(bs) > 0 && g.proxy == nil {
+		return fmt.Errorf("netgw: secrets need an interception CA, and this gateway was started without one: %w", errdefs.ErrFailedPrecondition)
+	}
+	m, err := mitm.Bindings(bs)
+	if err != nil {
+		return err
+	}
+	g.secrets.Store(&m)
+	g.log.Info("netgw: secret bindings changed", "hosts", len(m))
 	return nil
 }
 

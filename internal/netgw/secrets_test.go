@@ -18,12 +18,7 @@ import (
 // binding is not intercepted; the key appears in no log and no audit event.
 func TestSecretInjection(t *testing.T) {
 	w := newWorld(t)
-	ca, err := mitm.NewCA("sandbox CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sandboxCA := filepath.Join(t.TempDir(), "sandbox-ca.pem")
-	os.WriteFile(sandboxCA, ca.CertPEM(), 0o644)
+	ca, sandboxCA := newSandboxCA(t)
 	const secret = "sk-real-0123456789"
 	var logs bytes.Buffer
 	s := newSandbox(t, w, Config{
@@ -57,5 +52,48 @@ func TestSecretInjection(t *testing.T) {
 	audit, _ := json.Marshal(s.find(func(Event) bool { return true }))
 	if bytes.Contains(audit, []byte(secret)) || bytes.Contains(logs.Bytes(), []byte(secret)) {
 		t.Fatal("the secret appears in the audit log or the logs")
+	}
+}
+
+// newSandboxCA makes an interception CA and the file a sandbox trusts it by.
+func newSandboxCA(t *testing.T) (*mitm.CA, string) {
+	ca, err := mitm.NewCA("sandbox CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "sandbox-ca.pem")
+	os.WriteFile(file, ca.CertPEM(), 0o644)
+	return ca, file
+}
+
+// TestSetSecrets: a gateway started with a CA and no bindings (a warm-pool
+// sandbox's) takes bindings while it runs; the next request to the bound
+// host gets the key. Without a CA, bindings are refused and none apply.
+func TestSetSecrets(t *testing.T) {
+	w := newWorld(t)
+	ca, sandboxCA := newSandboxCA(t)
+	s := newSandbox(t, w, Config{Policy: allowPolicy("allowed.test"), CA: ca, UpstreamRoots: w.caPool})
+	hdr := http.Header{"X-Api-Key": {"PLACEHOLDER"}}
+	// Before: spliced, the world's CA verifies it, the placeholder arrives.
+	if r := s.do(helperReq{Op: "get", URL: "https://allowed.test/", CA: w.caFile, Header: hdr}); r.Status != 200 || !strings.HasSuffix(r.Body, "key=PLACEHOLDER") {
+		t.Fatalf("before the binding: %+v", r)
+	}
+	const secret = "sk-claimed-0123456789"
+	if err := s.gw.SetSecrets([]mitm.Binding{{Host: "allowed.test", Header: "x-api-key", Value: secret}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.do(helperReq{Op: "get", URL: "https://allowed.test/", CA: sandboxCA, Header: hdr}); r.Status != 200 || !strings.HasSuffix(r.Body, "key="+secret) {
+		t.Fatalf("after the binding: %+v", r)
+	}
+	if err := s.gw.SetSecrets([]mitm.Binding{{Host: "", Header: "x", Value: "v"}}); err == nil {
+		t.Error("a malformed binding was accepted")
+	}
+
+	plain := newSandbox(t, w, Config{Policy: allowPolicy("allowed.test"), UpstreamRoots: w.caPool})
+	if err := plain.gw.SetSecrets([]mitm.Binding{{Host: "allowed.test", Header: "x-api-key", Value: secret}}); err == nil {
+		t.Error("a gateway without a CA took a secret binding")
+	}
+	if r := plain.do(helperReq{Op: "get", URL: "https://allowed.test/", CA: w.caFile, Header: hdr}); r.Status != 200 || !strings.HasSuffix(r.Body, "key=PLACEHOLDER") {
+		t.Fatalf("refused binding applied anyway: %+v", r)
 	}
 }

@@ -169,7 +169,7 @@ func (g *Gateway) proxyTCP(conn *gonet.TCPConn, ep tcpip.Endpoint, up net.Conn, 
 	ev.Allowed, ev.Rule = true, v.rule
 	g.stats.tcpAllowed.Add(1)
 	start := time.Now()
-	if b, ok := g.secrets[ev.Name]; ok && v.inspect == inspectTLS {
+	if b, ok := (*g.secrets.Load())[ev.Name]; ok && v.inspect == inspectTLS {
 		g.intercept(conn, head, b, ev)
 		return
 	}

@@ -66,6 +66,9 @@ type NetworkSpec struct {
 	// Publish lists host loopback ports forwarded to the sandbox.
 	Publish []Port
 	Config  NetworkConfig
+	// InterceptionCA creates the interception CA even without Secrets
+	// (see backend.GatewaySpec.InterceptionCA).
+	InterceptionCA bool
 }
 
 // Port publishes Sandbox on 127.0.0.1:Host (Host 0: any free port).
@@ -141,7 +144,7 @@ func newNetwork(dir string, spec NetworkSpec, log *slog.Logger) (_ *Network, ret
 		}
 	}()
 	var ca *mitm.CA
-	if len(spec.Secrets) > 0 {
+	if len(spec.Secrets) > 0 || spec.InterceptionCA {
 		if ca, err = mitm.NewCA("agentkernel sandbox " + spec.Sandbox); err != nil {
 			return nil, fmt.Errorf("creating the sandbox's CA: %w", err)
 		}
@@ -234,6 +237,9 @@ func (n *Network) isAttached() bool {
 
 // SetPolicy replaces the running gateway's policy.
 func (n *Network) SetPolicy(p policy.Policy) error { return n.gw.SetPolicy(p) }
+
+// SetSecrets replaces the running gateway's secret bindings.
+func (n *Network) SetSecrets(bs []mitm.Binding) error { return n.gw.SetSecrets(bs) }
 
 // Status reports the policy in force, the published ports and counters.
 func (n *Network) Status() NetworkStatus {
@@ -435,6 +441,9 @@ func (c *Client) callJSON(ctx context.Context, method, path string, in, out any)
 			return &errdefs.Remote{Class: errdefs.FromCode(e.Code), Message: e.Message}
 		}
 		return fmt.Errorf("%w: supervisor answered %s", errdefs.ErrUnavailable, resp.Status)
+	}
+	if out == nil {
+		return nil
 	}
 	return json.Unmarshal(b, out)
 }

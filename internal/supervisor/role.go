@@ -44,7 +44,7 @@ func networkSpec(home string, spec *backend.Spec, r io.Reader) (*NetworkSpec, er
 		return nil, err
 	}
 	g := spec.Gateway
-	ns := &NetworkSpec{Sandbox: spec.Name, Policy: g.Policy, Config: nc}
+	ns := &NetworkSpec{Sandbox: spec.Name, Policy: g.Policy, Config: nc, InterceptionCA: g.InterceptionCA}
 	for _, p := range g.Publish {
 		ns.Publish = append(ns.Publish, Port{Host: p.HostPort, Sandbox: p.SandboxPort})
 	}
@@ -55,17 +55,26 @@ func networkSpec(home string, spec *backend.Spec, r io.Reader) (*NetworkSpec, er
 	if err != nil {
 		return nil, err
 	}
+	if ns.Secrets, err = bindSecrets(g.Secrets, values); err != nil {
+		return nil, err
+	}
+	return ns, nil
+}
+
+// bindSecrets pairs each reference with its value: the gateway's bindings.
+func bindSecrets(refs []backend.SecretRef, values []Secret) ([]mitm.Binding, error) {
 	byName := make(map[string]string, len(values))
 	for _, v := range values {
 		byName[v.Name] = v.Value
 	}
-	for _, ref := range g.Secrets {
+	var out []mitm.Binding
+	for _, ref := range refs {
 		v, ok := byName[ref.VaultName]
 		if !ok {
 			return nil, fmt.Errorf("the daemon did not hand over secret %s", ref.Name)
 		}
 		bnd := secrets.Binding{Name: ref.Name, Host: ref.Host, Header: ref.Header}
-		ns.Secrets = append(ns.Secrets, mitm.Binding{Host: ref.Host, Header: bnd.HeaderName(), Value: bnd.HeaderValue(v)})
+		out = append(out, mitm.Binding{Host: ref.Host, Header: bnd.HeaderName(), Value: bnd.HeaderValue(v)})
 	}
-	return ns, nil
+	return out, nil
 }

@@ -303,6 +303,7 @@ func (s *server) mux() *http.ServeMux {
 	})
 	s.networkRoutes(mux)
 	s.pauseRoutes(mux)
+	s.claimRoutes(mux)
 	return mux
 }
 
