@@ -23,6 +23,7 @@ func newServeCmd() *cobra.Command {
 	var noTCP bool
 	var apiKeys []string
 	var apiKeyFile string
+	var pools []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: the HTTP API on a Unix socket and on 127.0.0.1:18888",
@@ -35,7 +36,14 @@ $AGENTKERNEL_API_KEY, else a random one generated at first start into
 $AGENTKERNEL_HOME/token (0600). Listening beyond loopback needs a key given
 so: the generated file is for local clients.
 Sandboxes keep running when the daemon stops; the next daemon re-adopts them.
-The CLI starts a daemon (without TCP) by itself when none is running.`,
+The CLI starts a daemon (without TCP) by itself when none is running.
+
+Warm pools keep fresh sandboxes started, so that a create or run that matches
+one is ready in milliseconds; each is used once and removed after use. By
+default a pool of 2 serves the default image and profile on the container
+backend ([pools] default_size in daemon.toml, or AGENTKERNEL_DEFAULT_POOL_SIZE;
+0 disables it). --pool KEY=N adds one: KEY is an image ("python:3.12=2") or
+fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := paths.Default()
@@ -48,7 +56,7 @@ The CLI starts a daemon (without TCP) by itself when none is running.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			cfg := daemon.Config{Layout: l, Exe: exe, Logger: newLogger()}
+			cfg := daemon.Config{Layout: l, Exe: exe, Logger: newLogger(), Pools: pools}
 			if !noTCP {
 				ip := net.ParseIP(host)
 				if ip == nil {
@@ -72,6 +80,7 @@ The CLI starts a daemon (without TCP) by itself when none is running.`,
 	cmd.Flags().StringVar(&apiKeyFile, "api-key-file", "", "a file of API keys, one per line")
 	cmd.Flags().IntVarP(&port, "port", "p", 18888, "TCP port to listen on")
 	cmd.Flags().BoolVar(&noTCP, "no-tcp", false, "serve only the Unix socket")
+	cmd.Flags().StringArrayVar(&pools, "pool", nil, "keep a warm pool: KEY=N, KEY an image or backend=,image=,profile=,memory_mb=,vcpus= fields (repeatable)")
 	return cmd
 }
 

@@ -70,6 +70,7 @@ type runOptions struct {
 	memoryMB int
 	vcpus    int
 	keep     bool
+	noPool   bool
 	cfg      configFlags
 	net      netFlags
 	agent    string
@@ -127,6 +128,7 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVar(&o.keep, "keep", false, "keep the sandbox after the command")
+	fl.BoolVar(&o.noPool, "no-pool", false, "start a sandbox of its own even when a warm pool matches")
 	fl.StringVar(&o.dir, "dir", "", "copy host directory `DIR` into the sandbox at /workspace; with --agent its changes come back as git branch agentkernel/NAME (a patch outside git)")
 	fl.StringVar(&o.agent, "agent", "", "run AI coding agent `NAME` (claude, codex, gemini, opencode; see agentkernel agents): the arguments are its prompt")
 	o.net.register(cmd)
@@ -184,7 +186,7 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	}
 	create := api.CreateSandboxRequest{
 		Name: name, Image: image, Profile: o.profile, Backend: o.backend,
-		MemoryMB: o.memoryMB, VCPUs: o.vcpus, Ephemeral: !o.keep,
+		MemoryMB: o.memoryMB, VCPUs: o.vcpus, Ephemeral: !o.keep, NoPool: o.noPool,
 	}
 	mergeConfig(&create, cfg)
 	if err := o.net.apply(&create); err != nil {

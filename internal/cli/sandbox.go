@@ -40,6 +40,7 @@ type createOptions struct {
 	memoryMB int
 	vcpus    int
 	noStart  bool
+	noPool   bool
 	cfg      configFlags
 	net      netFlags
 	agent    string
@@ -143,6 +144,7 @@ that fails the sandbox is removed. NAME defaults to the file's
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVar(&o.noStart, "no-start", false, "create the sandbox stopped")
+	fl.BoolVar(&o.noPool, "no-pool", false, "start a sandbox of its own even when a warm pool matches")
 	fl.StringVar(&o.agent, "agent", "", "make the sandbox for AI coding agent `NAME` (claude, codex, gemini, opencode): its image, network preset and API key; --dir DIR is then copied in")
 	o.net.register(cmd)
 	o.cfg.register(cmd, false)
@@ -167,7 +169,7 @@ func (o *createOptions) request(name string) (api.CreateSandboxRequest, error) {
 	}
 	req := api.CreateSandboxRequest{
 		Name: name, Image: o.image, Profile: o.profile, Backend: o.backend, Dirs: dirs,
-		Labels: labels, TTL: ttl, MemoryMB: o.memoryMB, VCPUs: o.vcpus,
+		Labels: labels, TTL: ttl, MemoryMB: o.memoryMB, VCPUs: o.vcpus, NoPool: o.noPool,
 	}
 	if o.noStart {
 		f := false

@@ -26,6 +26,7 @@ import (
 	akmcp "github.com/agentkernel/agentkernel/internal/mcp"
 	"github.com/agentkernel/agentkernel/internal/opencodeproxy"
 	"github.com/agentkernel/agentkernel/internal/paths"
+	"github.com/agentkernel/agentkernel/internal/pool"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
@@ -55,7 +56,9 @@ type Config struct {
 	Exe string
 	// AgentPath is the guest agent binary; found next to Exe if empty.
 	AgentPath string
-	Logger    *slog.Logger
+	// Pools are serve's --pool KEY=N flags, added to daemon.toml's.
+	Pools  []string
+	Logger *slog.Logger
 }
 
 // loopbackHosts are the Host headers a loopback listener at addr serves
@@ -134,9 +137,16 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err := mgr.Recover(ctx); err != nil {
 		return fmt.Errorf("recovering sandboxes: %w", err)
 	}
+	pools, err := startPools(ctx, mgr, dconf.Pools, cfg.Pools, log)
+	if err != nil {
+		return fmt.Errorf("%s: %w", daemonconf.Path(l.Home), err)
+	}
+	// Closed before mgr (defers run last first): no refill outlives it.
+	defer pools.Close()
+	mgr.SetPools(pools)
 
 	bld := build.New(build.Options{Home: l.Home, Images: host.images, Sandboxes: mgr, Logger: log})
-	svc := service{Manager: mgr, Builder: bld}
+	svc := service{Manager: mgr, Builder: bld, poolService: poolService{pools}}
 	// The /opencode proxy's key outlives the daemon, so that a restarted
 	// one re-adopts the running OpenCode sandbox.
 	ocKey, err := loadOrCreateToken(filepath.Join(l.Home, "opencode.key"))
@@ -227,6 +237,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 type service struct {
 	*sandbox.Manager
 	*build.Builder
+	poolService
 }
 
 var (
@@ -234,6 +245,9 @@ var (
 	_ httpapi.ImageBuilder     = service{}
 	_ httpapi.SandboxCommitter = service{}
 	_ httpapi.SandboxExporter  = service{}
+	_ httpapi.PoolManager      = service{}
+	_ pool.Sandboxes           = (*sandbox.Manager)(nil)
+	_ sandbox.WarmPools        = (*pool.Pools)(nil)
 	_ build.Sandboxes          = (*sandbox.Manager)(nil)
 	_ opencodeproxy.Sandboxes  = (*sandbox.Manager)(nil)
 )

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -65,6 +66,19 @@ import (
 //	# stops ("stops": paused time does not count).
 //	paused_ttl = "runs"
 //
+//	[pools]
+//	# Fresh sandboxes kept started for the default image and profile on the
+//	# container backend (default 2; 0 disables). The environment variable
+//	# AGENTKERNEL_DEFAULT_POOL_SIZE overrides it.
+//	default_size = 2
+//	# More pools, as `serve --pool` takes them (which adds to these).
+//	pools = ["backend=microvm,image=host=1", "python:3.12=2"]
+//	# The memory limits of all pooled sandboxes together stay within this
+//	# (default: a quarter of the host's memory).
+//	memory_budget_mb = 4096
+//	# Pooled sandboxes made at once (default: the CPU count, at most 4).
+//	concurrency = 2
+//
 // Supervisors read it when their sandbox starts, so a change applies to
 // sandboxes started afterwards. Unknown keys are errors.
 const FileName = "daemon.toml"
@@ -78,6 +92,41 @@ type File struct {
 	Network   Network   `toml:"network"`
 	MCP       MCP       `toml:"mcp"`
 	Lifecycle Lifecycle `toml:"lifecycle"`
+	Pools     Pools     `toml:"pools"`
+}
+
+// Pools is the [pools] section.
+type Pools struct {
+	// DefaultSize is the default pool's size; nil means DefaultPoolSize.
+	DefaultSize    *int     `toml:"default_size"`
+	Pools          []string `toml:"pools"`
+	MemoryBudgetMB int      `toml:"memory_budget_mb"`
+	Concurrency    int      `toml:"concurrency"`
+}
+
+// DefaultPoolSize is how many fresh sandboxes the default pool keeps.
+const DefaultPoolSize = 2
+
+// DefaultPoolSizeEnv overrides [pools] default_size.
+const DefaultPoolSizeEnv = "AGENTKERNEL_DEFAULT_POOL_SIZE"
+
+// DefaultPool returns the default pool's size: the environment's
+// DefaultPoolSizeEnv, else default_size, else DefaultPoolSize.
+func (p Pools) DefaultPool() (int, error) {
+	if v, ok := os.LookupEnv(DefaultPoolSizeEnv); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%w: %s=%q: want a size, 0 or more", errdefs.ErrInvalidArgument, DefaultPoolSizeEnv, v)
+		}
+		return n, nil
+	}
+	if p.DefaultSize == nil {
+		return DefaultPoolSize, nil
+	}
+	if *p.DefaultSize < 0 {
+		return 0, fmt.Errorf("%w: pools.default_size: %d", errdefs.ErrInvalidArgument, *p.DefaultSize)
+	}
+	return *p.DefaultSize, nil
 }
 
 // Lifecycle is the [lifecycle] section.

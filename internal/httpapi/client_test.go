@@ -78,6 +78,19 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	if len(bs) != 1 || bs[0].Name != "container" || !bs[0].Pause || !bs[0].Default {
 		t.Fatalf("backends: %+v", bs)
 	}
+	set, err := c.SetPool(ctx, api.SetPoolRequest{PoolKey: api.PoolKey{Image: "host"}, Size: 3})
+	must(err)
+	pools, err := c.ListPools(ctx)
+	must(err)
+	if set.Size != 3 || len(pools) != 1 || pools[0].Image != "host" {
+		t.Fatalf("pools: set %+v, list %+v", set, pools)
+	}
+	if _, err := c.SetPool(ctx, api.SetPoolRequest{Size: -1}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("negative pool size: %v", err)
+	}
+	if _, err := c.SetPool(ctx, api.SetPoolRequest{PoolKey: api.PoolKey{Image: "missing"}, Size: 1}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("pool of a missing image: %v", err)
+	}
 	paused, err := c.PauseSandbox(ctx, "sb1")
 	must(err)
 	resumed, err := c.ResumeSandbox(ctx, "sb1")

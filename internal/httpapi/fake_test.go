@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +36,8 @@ type fakeService struct {
 	procs     []*fakeProc // every process started
 	nextPID   int
 	// gate is closed by a test to let the "gate" script finish.
-	gate chan struct{}
+	gate  chan struct{}
+	pools []api.PoolInfo // what SetPool was given
 	// createErr, when set, fails CreateSandbox.
 	createErr error
 	// pullCancelled is set when a "slow" PullImage saw its ctx end.
@@ -501,6 +503,23 @@ func (f *fakeService) RemoveImage(_ context.Context, name string) error {
 	}
 	delete(f.images, name)
 	return nil
+}
+
+func (f *fakeService) ListPools(context.Context) []api.PoolInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.pools)
+}
+
+func (f *fakeService) SetPool(_ context.Context, req api.SetPoolRequest) (api.PoolInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if req.Image == "missing" {
+		return api.PoolInfo{}, fmt.Errorf("%w: image missing", errdefs.ErrNotFound)
+	}
+	p := api.PoolInfo{PoolKey: req.PoolKey, Size: req.Size}
+	f.pools = append(f.pools, p)
+	return p, nil
 }
 
 func (f *fakeService) Backends(context.Context) []api.BackendInfo {

@@ -47,6 +47,7 @@ func (s *server) withRunSandbox(ctx context.Context, name string, req api.RunReq
 	_, err := s.svc.CreateSandbox(ctx, api.CreateSandboxRequest{
 		Name: name, Image: req.Image, Profile: req.Profile, Backend: req.Backend,
 		MemoryMB: req.MemoryMB, VCPUs: req.VCPUs, Ephemeral: true, Start: &start, Network: req.Network,
+		NoPool: req.Fast != nil && !*req.Fast,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

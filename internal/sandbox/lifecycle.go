@@ -26,6 +26,9 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 	if err != nil {
 		return api.SandboxInfo{}, err
 	}
+	if info, ok, err := m.claim(ctx, req, spec, rec, inline); ok {
+		return info, err
+	}
 	unlock := m.locks.Lock(spec.ID)
 	defer unlock()
 	if _, err := m.cfg.Store.CreateSandbox(ctx, rec); err != nil {
@@ -202,7 +205,7 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 		m.event(uuid, name, "sandbox_failed", map[string]any{"error": err.Error()})
 		return err
 	}
-	l := &liveSandbox{uuid: uuid, name: name, sup: supervisor.Dial(dir)}
+	l := newLiveSandbox(uuid, name, supervisor.Dial(dir))
 	if _, err := l.agentClient(ctx); err != nil {
 		l.sup.Stop(context.WithoutCancel(ctx))
 		err = fmt.Errorf("sandbox %s started but its agent does not answer: %w", name, err)
@@ -263,9 +266,9 @@ func (m *Manager) onUnexpectedExit(l *liveSandbox, reason string) {
 	m.dropLive(l.uuid)
 	l.closeAgent()
 	ctx := context.WithoutCancel(m.ctx)
-	m.log.Warn("sandbox ended unexpectedly", "sandbox", l.name, "reason", reason)
-	m.recordStatus(ctx, l.uuid, l.name, api.StatusFailed, reason)
-	m.event(l.uuid, l.name, "sandbox_failed", map[string]any{"error": reason})
+	m.log.Warn("sandbox ended unexpectedly", "sandbox", l.Name(), "reason", reason)
+	m.recordStatus(ctx, l.uuid, l.Name(), api.StatusFailed, reason)
+	m.event(l.uuid, l.Name(), "sandbox_failed", map[string]any{"error": reason})
 	m.cleanup(ctx, l.uuid)
 }
 

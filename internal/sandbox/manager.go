@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
@@ -122,12 +123,17 @@ type Manager struct {
 	// mu guards live.
 	mu   sync.Mutex
 	live map[string]*liveSandbox // running sandboxes by UUID
+
+	// pools serves creates from warm pools; nil creates every sandbox
+	// cold. Set once by SetPools before serving.
+	pools WarmPools
 }
 
 // liveSandbox is the daemon's handle on a running sandbox.
 type liveSandbox struct {
 	uuid string
-	name string
+	// name changes once, when a pooled sandbox is claimed.
+	name atomic.Pointer[string]
 	sup  *supervisor.Client
 	// stopWatch ends the watcher when the daemon itself stops the sandbox.
 	stopWatch context.CancelFunc
@@ -186,6 +192,15 @@ func (m *Manager) dropLive(uuid string) *liveSandbox {
 	return l
 }
 
+func newLiveSandbox(uuid, name string, sup *supervisor.Client) *liveSandbox {
+	l := &liveSandbox{uuid: uuid, sup: sup}
+	l.setName(name)
+	return l
+}
+
+func (l *liveSandbox) Name() string        { return *l.name.Load() }
+func (l *liveSandbox) setName(name string) { l.name.Store(&name) }
+
 // agentClient returns a connected agent client, reconnecting through the
 // supervisor if the previous connection died.
 func (l *liveSandbox) agentClient(ctx context.Context) (*agentproto.Client, error) {
@@ -202,12 +217,12 @@ func (l *liveSandbox) agentClient(ctx context.Context) (*agentproto.Client, erro
 	}
 	conn, err := l.sup.DialAgent(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: %w", l.name, err)
+		return nil, fmt.Errorf("sandbox %s: %w", l.Name(), err)
 	}
 	c, err := agentproto.NewClient(conn)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("sandbox %s: connecting to its agent: %w", l.name, err)
+		return nil, fmt.Errorf("sandbox %s: connecting to its agent: %w", l.Name(), err)
 	}
 	l.agent = c
 	return c, nil
@@ -225,6 +240,11 @@ func (l *liveSandbox) closeAgent() {
 // event appends to a sandbox's audit trail; failures are logged, not
 // returned: the operation it records has already happened.
 func (m *Manager) event(uuid, name, ev string, details map[string]any) {
+	if strings.HasPrefix(name, pooledNamePrefix) {
+		// A pooled sandbox's life before its claim is nobody's to audit:
+		// its trail starts with the claim's sandbox_created.
+		return
+	}
 	var raw json.RawMessage
 	if details != nil {
 		raw, _ = json.Marshal(details)

@@ -19,8 +19,8 @@ func (m *Manager) lookup(ctx context.Context, name string) (store.Sandbox, error
 		return store.Sandbox{}, err
 	}
 	rec, err := m.cfg.Store.GetSandbox(ctx, name)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return rec, fmt.Errorf("%w: no sandbox named %q", errdefs.ErrNotFound, name)
+	if errors.Is(err, errdefs.ErrNotFound) || err == nil && rec.Pool != "" {
+		return store.Sandbox{}, fmt.Errorf("%w: no sandbox named %q", errdefs.ErrNotFound, name)
 	}
 	return rec, err
 }
@@ -57,6 +57,9 @@ func (m *Manager) ListSandboxes(ctx context.Context) ([]api.SandboxInfo, error) 
 	}
 	out := make([]api.SandboxInfo, 0, len(recs))
 	for _, r := range recs {
+		if r.Pool != "" {
+			continue // pooled: no caller's yet (see GET /pools)
+		}
 		out = append(out, m.toInfo(r))
 	}
 	return out, nil
@@ -74,7 +77,7 @@ func (m *Manager) GetSandbox(ctx context.Context, name string) (api.SandboxInfo,
 // GetSandboxByUUID describes one sandbox by its UUID.
 func (m *Manager) GetSandboxByUUID(ctx context.Context, uuid string) (api.SandboxInfo, error) {
 	rec, err := m.cfg.Store.GetSandboxByUUID(ctx, uuid)
-	if errors.Is(err, errdefs.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) || err == nil && rec.Pool != "" {
 		return api.SandboxInfo{}, fmt.Errorf("%w: no sandbox with uuid %q", errdefs.ErrNotFound, uuid)
 	}
 	if err != nil {

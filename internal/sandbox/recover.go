@@ -24,6 +24,12 @@ func (m *Manager) Recover(ctx context.Context) error {
 	known := map[string]bool{}
 	for _, rec := range recs {
 		known[filepath.Base(m.stateDir(rec.UUID))] = true
+		if rec.Pool != "" && rec.Status != api.StatusRunning {
+			// Half made when the daemon went: never handed out.
+			m.log.Info("removing a pooled sandbox left half made", "sandbox", rec.Name, "status", rec.Status)
+			m.removePooledLocked(ctx, rec)
+			continue
+		}
 		switch rec.Status {
 		case api.StatusRunning, api.StatusStarting, api.StatusStopping, api.StatusPaused:
 		default:
@@ -37,8 +43,12 @@ func (m *Manager) Recover(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		st, err := sup.Status(pctx)
 		cancel()
+		if rec.Pool != "" && (err != nil || st.State != "running") {
+			m.removePooledLocked(ctx, rec)
+			continue
+		}
 		if err == nil && (st.State == "running" || st.State == supervisor.StatePaused) {
-			l := &liveSandbox{uuid: rec.UUID, name: rec.Name, sup: sup}
+			l := newLiveSandbox(rec.UUID, rec.Name, sup)
 			m.watch(l, nil)
 			want := api.StatusRunning
 			if st.State == supervisor.StatePaused {

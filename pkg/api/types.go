@@ -94,6 +94,8 @@ type CreateSandboxRequest struct {
 	Backend string   `json:"backend,omitempty"`
 	// Start defaults to true: a created sandbox is running, as upstream.
 	Start *bool `json:"start,omitempty"`
+	// NoPool creates the sandbox cold even when a warm pool matches.
+	NoPool bool `json:"no_pool,omitempty"`
 	// Ephemeral marks a sandbox owned by a single run.
 	Ephemeral bool `json:"ephemeral,omitempty"`
 

@@ -33,6 +33,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/mountinfo"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/store"
+	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
 )
 
@@ -81,7 +82,9 @@ func (h *Home) SandboxDir(uuid string) string {
 	return h.Layout().SandboxDir(strings.ReplaceAll(uuid, "-", ""))
 }
 
-// Environ is os.Environ without AGENTKERNEL_* settings, plus this home.
+// Environ is os.Environ without AGENTKERNEL_* settings, plus this home and
+// no default warm pool (AGENTKERNEL_DEFAULT_POOL_SIZE=0): a test daemon
+// makes no sandbox it was not asked for, unless the test sets pools.
 func (h *Home) Environ() []string {
 	var out []string
 	for _, kv := range os.Environ() {
@@ -89,7 +92,7 @@ func (h *Home) Environ() []string {
 			out = append(out, kv)
 		}
 	}
-	return append(out, "AGENTKERNEL_HOME="+h.Dir)
+	return append(out, "AGENTKERNEL_HOME="+h.Dir, "AGENTKERNEL_DEFAULT_POOL_SIZE=0")
 }
 
 // Client returns a pkg/client for the home's daemon (Unix socket).
@@ -174,6 +177,14 @@ func (h *Home) Teardown() []string {
 				h.Remember(sb.UUID)
 				if err := c.RemoveSandbox(ctx, sb.Name); err != nil {
 					problems = append(problems, fmt.Sprintf("removing sandbox %s: %v", sb.Name, err))
+				}
+			}
+			// Warm pools' sandboxes are no caller's: drained, they go
+			// before the daemon exits (it waits for removals).
+			pools, _ := c.ListPools(ctx)
+			for _, p := range pools {
+				if _, err := c.SetPool(ctx, api.SetPoolRequest{PoolKey: p.PoolKey}); err != nil {
+					problems = append(problems, fmt.Sprintf("draining pool %s: %v", p.PoolKey, err))
 				}
 			}
 			cancel()
