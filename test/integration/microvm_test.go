@@ -45,6 +45,15 @@ func TestMicroVMConformance(t *testing.T) {
 	conformance.Run(t, e.client(t), conformance.Options{Backend: "microvm", Prefix: "vm-"})
 }
 
+// TestMicroVMPooled runs the suite on a microVM claimed from a warm pool:
+// booted before the request, named and configured by its claim (the host
+// name through the guest agent, which is root in its own kernel).
+func TestMicroVMPooled(t *testing.T) {
+	e := newMicroVMEnv(t)
+	e.ok(t, "sandbox", "list")
+	conformance.RunPooled(t, e.client(t), conformance.Options{Backend: "microvm", Prefix: "vmp-"})
+}
+
 // TestMicroVMInfo checks that the sandbox really has its own kernel and
 // that info and doctor name the accelerator.
 func TestMicroVMInfo(t *testing.T) {
