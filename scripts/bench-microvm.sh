@@ -6,7 +6,8 @@
 #       the other, CREATE_N times (the CLI's wall time, and the backend's
 #       own boot time from the supervisor's log);
 #   (b) `agentkernel run --backend microvm -- true` end to end (hyperfine,
-#       RUNS runs after 1 warm-up; daemon already running);
+#       RUNS runs after 1 warm-up; daemon already running), cold
+#       (--no-pool) and from a full warm pool of one microVM;
 #   (c) host memory of one idle microVM beyond its guest RAM: QEMU's
 #       resident memory outside the guest-RAM mapping, and the supervisor's.
 # Private AGENTKERNEL_HOME and daemon; removes what it made; rerunnable
@@ -61,9 +62,15 @@ for i in $(seq 1 "$CREATE_N"); do
 done
 sort -n "$OUT/microvm-create.txt" | awk '{a[NR]=$1; b[NR]=$2} END {printf "create (CLI wall, ms): min %d  p50 %d  max %d   backend %s (median run)\n", a[1], a[int((NR+1)/2)], a[NR], b[int((NR+1)/2)]}' | tee "$OUT/microvm-create-summary.txt"
 
-# (b) run -- true end to end.
+# (b) run -- true end to end, cold and from a pool of one (before each
+# pooled run, untimed, wait for the pool to be full again).
+"$AK" pool set --backend microvm 1 >/dev/null
+POOL_FULL="sh -c 'until $AK pool list --json | jq -e \"all(.[]; .ready == .size and .starting == 0)\" >/dev/null; do sleep 0.05; done'"
 hyperfine --shell=none --warmup 1 --runs "$RUNS" --export-json "$OUT/microvm-run.json" \
-  "$AK run --backend microvm -- true" | tee "$OUT/microvm-run.txt"
+  --prepare true --prepare "$POOL_FULL" \
+  -n "run --backend microvm -- true" "$AK run --backend microvm --no-pool -- true" \
+  -n "run --backend microvm -- true (warm pool)" "$AK run --backend microvm -- true" | tee "$OUT/microvm-run.txt"
+"$AK" pool drain --backend microvm >/dev/null
 
 # (c) memory of an idle microVM.
 "$AK" sandbox create vmb-mem --backend microvm --memory-mb "$MEM_MB" >/dev/null

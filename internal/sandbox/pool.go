@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/agentproto"
 	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
 	"github.com/agentkernel/agentkernel/internal/secrets"
@@ -112,11 +113,40 @@ func (m *Manager) CreatePooled(ctx context.Context, key api.PoolKey) (string, er
 	if err == nil {
 		err = m.startLocked(ctx, spec.ID, name)
 	}
+	if err == nil {
+		err = m.warmUp(ctx, spec.ID)
+	}
 	if err != nil {
 		m.removeLocked(context.WithoutCancel(ctx), spec.ID, name)
 		return "", err
 	}
 	return spec.ID, nil
+}
+
+// warmUp runs `true` once in a pooled sandbox, so that its first caller
+// does not pay for the first exec: the agent's first fork and exec, the
+// image's files in the page cache and, in a microVM under software
+// emulation, guest code translated for the first time (a first exec there
+// took 400 ms, the next ones 80). It is no caller's command. Whether true
+// exists in the image does not matter; an agent that does not answer does.
+func (m *Manager) warmUp(ctx context.Context, uuid string) error {
+	l := m.getLive(uuid)
+	if l == nil {
+		return fmt.Errorf("%w: pooled sandbox %s stopped", errdefs.ErrUnavailable, uuid)
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	c, err := l.agentClient(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := c.Exec(ctx, agentproto.ExecRequest{Argv: []string{"true"}})
+	if err != nil {
+		return fmt.Errorf("warming up pooled sandbox %s: %w", uuid, err)
+	}
+	defer p.Close()
+	_, err = p.Wait()
+	return err
 }
 
 // RemovePooled removes a pooled sandbox that was never claimed. A claimed
@@ -259,7 +289,7 @@ func (m *Manager) claimOne(ctx context.Context, key api.PoolKey, id string, req 
 	if err != nil {
 		return fail(err)
 	}
-	creq := supervisor.ClaimRequest{Hostname: spec.Hostname, Env: spec.Env}
+	creq := supervisor.ClaimRequest{Hostname: spec.Hostname, Env: addedEnv(pooled.Env, spec.Env)}
 	if spec.Gateway != nil {
 		creq.Policy, creq.Secrets, creq.Values = &spec.Gateway.Policy, spec.Gateway.Secrets, values
 	}
@@ -275,6 +305,23 @@ func (m *Manager) claimOne(ctx context.Context, key api.PoolKey, id string, req 
 	m.event(id, req.Name, "sandbox_started", map[string]any{"took_ms": time.Since(started).Milliseconds(), "claimed": true})
 	info, err := m.info(ctx, id)
 	return info, true, err
+}
+
+// addedEnv returns the entries of want that have not the same value in
+// have: what a claim must set (the image's own environment is there
+// already; a claim only adds to it).
+func addedEnv(have, want []string) []string {
+	set := make(map[string]bool, len(have))
+	for _, kv := range have {
+		set[kv] = true
+	}
+	var out []string
+	for _, kv := range want {
+		if !set[kv] {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // rebind returns want moved onto the pooled sandbox: its ID and state

@@ -91,3 +91,13 @@ func TestNewUUID(t *testing.T) {
 		seen[u] = true
 	}
 }
+
+func TestAddedEnv(t *testing.T) {
+	got := addedEnv([]string{"PATH=/bin", "A=1"}, []string{"PATH=/bin", "A=2", "B=3"})
+	if strings.Join(got, " ") != "A=2 B=3" {
+		t.Errorf("addedEnv = %q", got)
+	}
+	if got := addedEnv([]string{"A=1"}, []string{"A=1"}); got != nil {
+		t.Errorf("nothing added, got %q", got)
+	}
+}

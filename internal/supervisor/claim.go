@@ -41,6 +41,7 @@ type ClaimRequest struct {
 func (s *server) claim(ctx context.Context, req ClaimRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
 	defer cancel()
+	started := time.Now()
 	if s.isPaused() {
 		return fmt.Errorf("%w: the sandbox is paused", errdefs.ErrFailedPrecondition)
 	}
@@ -69,9 +70,11 @@ func (s *server) claim(ctx context.Context, req ClaimRequest) error {
 	} else {
 		cfg.Hostname = req.Hostname
 	}
+	hostnameDone := time.Since(started)
 	if err := s.configureAgent(ctx, cfg); err != nil {
 		return err
 	}
+	agentDone := time.Since(started)
 	if s.net != nil {
 		// Secrets first: the policy that lets the sandbox reach a bound
 		// host must not be in force before the binding is.
@@ -82,7 +85,8 @@ func (s *server) claim(ctx context.Context, req ClaimRequest) error {
 			return err
 		}
 	}
-	s.log.Info("sandbox claimed", "hostname", req.Hostname, "secrets", len(req.Secrets))
+	s.log.Info("sandbox claimed", "hostname", req.Hostname, "secrets", len(req.Secrets),
+		"took", time.Since(started), "hostname_took", hostnameDone, "agent_took", agentDone-hostnameDone)
 	return nil
 }
 

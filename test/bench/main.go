@@ -130,7 +130,7 @@ func createConcurrently(ctx context.Context, c *client.Client, prefix string, n 
 			defer wg.Done()
 			<-start
 			t0 := time.Now()
-			_, errs[i] = c.CreateSandbox(ctx, api.CreateSandboxRequest{Name: fmt.Sprintf("%s%d", prefix, i)})
+			_, errs[i] = c.CreateSandbox(ctx, api.CreateSandboxRequest{Name: fmt.Sprintf("%s%d", prefix, i), NoPool: true})
 			out[i] = time.Since(t0)
 		}(i)
 	}
@@ -160,7 +160,7 @@ func phases(ctx context.Context, c *client.Client, prefix string, n int) (map[st
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("%sp%d", prefix, i)
 		t0 := time.Now()
-		if _, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Name: name, Ephemeral: true}); err != nil {
+		if _, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Name: name, Ephemeral: true, NoPool: true}); err != nil {
 			return nil, err
 		}
 		t1 := time.Now()
