@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/daemonconf"
 	"github.com/agentkernel/agentkernel/internal/paths"
 )
 
@@ -86,6 +87,10 @@ func EnsureRunning(ctx context.Context, layout paths.Layout, exe string) error {
 	}
 }
 
+// daemonSettings are the AGENTKERNEL_* variables that configure a daemon
+// rather than a client; a daemon the CLI starts inherits them.
+var daemonSettings = map[string]bool{daemonconf.DefaultPoolSizeEnv: true}
+
 // scrubbedEnv is the CLI's environment minus what a daemon must not
 // inherit from one user's shell: API keys and the client's own settings.
 func scrubbedEnv() []string {
@@ -93,6 +98,8 @@ func scrubbedEnv() []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
+		case daemonSettings[k]:
+			env = append(env, kv)
 		case strings.HasPrefix(k, "AGENTKERNEL_"):
 		case strings.Contains(k, "KEY"), strings.Contains(k, "TOKEN"), strings.Contains(k, "SECRET"), strings.Contains(k, "PASSWORD"):
 		default:
