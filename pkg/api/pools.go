@@ -112,6 +112,19 @@ type PoolInfo struct {
 	LastError string `json:"last_error,omitempty"`
 }
 
+// String describes the pool on one line. (Without it, PoolInfo would
+// print as its embedded key alone.)
+func (p PoolInfo) String() string {
+	s := fmt.Sprintf("%s: size %d, %d ready, %d starting, %d claimed, %d missed", p.PoolKey, p.Size, p.Ready, p.Starting, p.Claimed, p.Missed)
+	if p.Held != "" {
+		s += ", held by " + p.Held
+	}
+	if p.LastError != "" {
+		s += ", last error: " + p.LastError
+	}
+	return s
+}
+
 // SetPoolRequest is the body of PUT /pools: the pool of PoolKey keeps Size
 // sandboxes ready. Size 0 drains it: its ready sandboxes are removed.
 type SetPoolRequest struct {

@@ -1,11 +1,14 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,8 +38,12 @@ const (
 	NeverIP   = "203.0.113.11"
 	HostIP    = "198.51.100.1"
 	MetaIP    = "169.254.169.254"
-	// worldCA is the test CA inside the sandbox (NetworkWorld.ProbeDir).
-	worldCA = "/probe/world-ca.pem"
+	// probeMount is where a cold run binds NetworkWorld.ProbeDir.
+	probeMount = "/probe"
+	// probeCopy is where a pooled run copies the probe: pooled sandboxes
+	// take no host directories, the host image's root is not writable,
+	// and /var/tmp survives the restart LivePolicyAndAudit makes.
+	probeCopy = "/var/tmp/probe"
 )
 
 // NetworkWorld is what RunNetwork needs from the caller.
@@ -45,8 +52,16 @@ type NetworkWorld struct {
 	// Prefix makes sandbox names unique per run.
 	Prefix string
 	// ProbeDir is a host directory holding the probe (BuildProbe) and the
-	// test CA as world-ca.pem; it is bound read-only at /probe.
+	// test CA as world-ca.pem; it is bound read-only at /probe, or copied
+	// in when Pooled.
 	ProbeDir string
+	// Pooled runs the suite on sandboxes claimed from warm pools: it sets
+	// pools for the backend (default, permissive and restrictive
+	// profiles), copies the probe in through the files API instead of
+	// binding it (a request with host directories is never pooled), and
+	// fails a poolable create that did not claim. The caller's daemon must
+	// have no pools of these keys of its own.
+	Pooled bool
 	// SecretValue is what the suite stores as the vault secret
 	// IT_API_KEY; the caller can look for it on the host afterwards.
 	SecretValue string
@@ -62,7 +77,12 @@ type NetworkWorld struct {
 // secrets never enter the sandbox, ports publish, policy changes live, and
 // the gateway audits what it decided.
 func RunNetwork(t *testing.T, c *client.Client, w NetworkWorld) {
-	s := &netSuite{c: c, w: w}
+	s := &netSuite{c: c, w: w, dir: probeMount}
+	if w.Pooled {
+		s.dir = probeCopy
+		s.setPools(t)
+	}
+	s.worldCA = s.dir + "/world-ca.pem"
 	t.Run("AllowedNameOverHTTPS", s.allowedHTTPS)
 	t.Run("BlockedNameNXDOMAIN", s.blockedName)
 	t.Run("UnresolvedIPRefused", s.unresolvedIP)
@@ -79,25 +99,110 @@ type netSuite struct {
 	c   *client.Client
 	w   NetworkWorld
 	seq atomic.Int32
+	// dir is the probe's directory in the sandbox, worldCA the test CA.
+	dir, worldCA string
+	// pools are the pools a Pooled run set, by profile ("" the default).
+	pools map[string]api.PoolKey
+}
+
+// poolSizes are the pools a Pooled run keeps, by profile: most tests use
+// the default profile, one each permissive and restrictive.
+var poolSizes = map[string]int{"": 2, "permissive": 1, "restrictive": 1}
+
+// poolWait bounds the wait for a pool to be ready.
+const poolWait = 60 * time.Second
+
+// setPools sets the Pooled run's pools and waits until they are full; they
+// are drained at the end.
+func (s *netSuite) setPools(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	s.pools = map[string]api.PoolKey{}
+	for profile, size := range poolSizes {
+		p, err := s.c.SetPool(ctx, api.SetPoolRequest{PoolKey: api.PoolKey{Backend: s.w.Backend, Profile: profile}, Size: size})
+		if err != nil {
+			t.Fatalf("setting the %q pool: %v", profile, err)
+		}
+		s.pools[profile] = p.PoolKey
+		t.Cleanup(func() { s.c.SetPool(context.Background(), api.SetPoolRequest{PoolKey: p.PoolKey, Size: 0}) })
+	}
+	start := time.Now()
+	for profile, size := range poolSizes {
+		WaitPool(t, s.c, s.pools[profile], size, poolWait)
+	}
+	t.Logf("pools ready in %v", time.Since(start))
 }
 
 // sandbox creates a running sandbox with the probe, removed at the end.
+// In a Pooled run, a request a pool can serve must be served from it.
 func (s *netSuite) sandbox(t *testing.T, req api.CreateSandboxRequest) string {
 	t.Helper()
+	ctx := context.Background()
 	req.Name = fmt.Sprintf("%snet%d", s.w.Prefix, s.seq.Add(1))
 	req.Backend = s.w.Backend
-	req.Dirs = append(req.Dirs, s.w.ProbeDir+":/probe:ro")
+	var (
+		key    api.PoolKey
+		pooled bool
+		before api.PoolInfo
+	)
+	if s.w.Pooled {
+		// A published port is bound at start: such a request is created
+		// cold, as every request with no pool of its profile.
+		key, pooled = s.pools[req.Profile]
+		pooled = pooled && len(req.Publish) == 0
+		if pooled {
+			before = WaitPool(t, s.c, key, 1, poolWait)
+		}
+	} else {
+		req.Dirs = append(req.Dirs, s.w.ProbeDir+":"+probeMount+":ro")
+	}
 	start := time.Now()
-	info, err := s.c.CreateSandbox(context.Background(), req)
+	info, err := s.c.CreateSandbox(ctx, req)
 	if err != nil {
 		t.Fatalf("create %s: %v", req.Name, err)
 	}
 	t.Cleanup(func() { s.c.RemoveSandbox(context.Background(), req.Name) })
+	took := time.Since(start)
 	if info.Network != "gateway" && req.Profile != "restrictive" {
 		t.Fatalf("sandbox %s has network %q, want gateway", req.Name, info.Network)
 	}
-	t.Logf("sandbox %s created in %v", req.Name, time.Since(start))
+	how := "cold"
+	if pooled {
+		after := FindPool(t, s.c, key)
+		if after.Claimed <= before.Claimed {
+			t.Fatalf("sandbox %s was not claimed from pool %s: claimed %d, missed %d before; claimed %d, missed %d, ready %d after (last error %q)",
+				req.Name, key, before.Claimed, before.Missed, after.Claimed, after.Missed, after.Ready, after.LastError)
+		}
+		how = "claimed from " + key.String()
+	}
+	if s.w.Pooled && req.Profile != "restrictive" {
+		// The restrictive test runs no probe (and its root is read-only).
+		s.copyProbe(t, req.Name)
+	}
+	t.Logf("sandbox %s created in %v (%s)", req.Name, took, how)
 	return req.Name
+}
+
+// copyProbe copies the probe and the test CA into the sandbox as a user
+// would, through the files API.
+func (s *netSuite) copyProbe(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.c.Mkdir(ctx, name, s.dir); err != nil {
+		t.Fatalf("mkdir %s in %s: %v", s.dir, name, err)
+	}
+	for _, f := range []struct {
+		name string
+		mode os.FileMode
+	}{{"probe", 0o755}, {"world-ca.pem", 0o644}} {
+		b, err := os.ReadFile(filepath.Join(s.w.ProbeDir, f.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.c.WriteFile(ctx, name, s.dir+"/"+f.name, bytes.NewReader(b), f.mode); err != nil {
+			t.Fatalf("writing %s/%s in %s: %v", s.dir, f.name, name, err)
+		}
+	}
 }
 
 func allow(names ...string) *api.NetworkPolicy { return &api.NetworkPolicy{Allow: names} }
@@ -117,7 +222,7 @@ type probeResult struct {
 func (s *netSuite) probe(t *testing.T, name string, req map[string]any, env ...string) probeResult {
 	t.Helper()
 	b, _ := json.Marshal(req)
-	res, err := s.c.Exec(context.Background(), name, api.ExecRequest{Command: []string{"/probe/probe", string(b)}, Env: env, Timeout: "60s"})
+	res, err := s.c.Exec(context.Background(), name, api.ExecRequest{Command: []string{s.dir + "/probe", string(b)}, Env: env, Timeout: "60s"})
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("probe %s: %v %+v", b, err, res)
 	}
@@ -140,7 +245,7 @@ func (s *netSuite) sh(t *testing.T, name, script string, env ...string) api.Exec
 
 func (s *netSuite) allowedHTTPS(t *testing.T) {
 	n := s.sandbox(t, api.CreateSandboxRequest{Network: allow("allowed.test")})
-	r := s.probe(t, n, map[string]any{"op": "get", "url": "https://allowed.test/", "ca": worldCA})
+	r := s.probe(t, n, map[string]any{"op": "get", "url": "https://allowed.test/", "ca": s.worldCA})
 	if r.Status != 200 || r.Body != "hello allowed.test auth=" {
 		t.Fatalf("allowed name over HTTPS: %+v", r)
 	}
@@ -166,13 +271,13 @@ func (s *netSuite) blockedName(t *testing.T) {
 func (s *netSuite) unresolvedIP(t *testing.T) {
 	n := s.sandbox(t, api.CreateSandboxRequest{Network: allow("allowed.test", "never.test")})
 	start := time.Now()
-	r := s.probe(t, n, map[string]any{"op": "get", "url": "https://" + NeverIP + "/", "ca": worldCA})
+	r := s.probe(t, n, map[string]any{"op": "get", "url": "https://" + NeverIP + "/", "ca": s.worldCA})
 	if !r.Refused || time.Since(start) > 10*time.Second {
 		t.Fatalf("never-resolved IP: %+v after %v (want refused at once)", r, time.Since(start))
 	}
 	// Resolving a name for it opens it.
 	s.probe(t, n, map[string]any{"op": "resolve", "name": "never.test"})
-	if r := s.probe(t, n, map[string]any{"op": "get", "url": "https://never.test/", "ca": worldCA}); r.Status != 200 {
+	if r := s.probe(t, n, map[string]any{"op": "get", "url": "https://never.test/", "ca": s.worldCA}); r.Status != 200 {
 		t.Fatalf("after resolving never.test: %+v", r)
 	}
 }
@@ -182,7 +287,7 @@ func (s *netSuite) sniMismatch(t *testing.T) {
 	s.probe(t, n, map[string]any{"op": "resolve", "name": "allowed.test"})
 	// The address was resolved for allowed.test; the ClientHello names
 	// other.test, which the policy does not allow.
-	r := s.probe(t, n, map[string]any{"op": "get", "url": "https://" + AllowedIP + "/", "sni": "other.test", "ca": worldCA})
+	r := s.probe(t, n, map[string]any{"op": "get", "url": "https://" + AllowedIP + "/", "sni": "other.test", "ca": s.worldCA})
 	if r.Status != 0 || (!r.Reset && !r.Refused) {
 		t.Fatalf("SNI other.test to allowed.test's address: %+v", r)
 	}
@@ -217,7 +322,7 @@ func (s *netSuite) ignoresProxy(t *testing.T) {
 	proxy := "http://" + AllowedIP + ":80"
 	env := []string{"HTTPS_PROXY=" + proxy, "HTTP_PROXY=" + proxy, "ALL_PROXY=" + proxy, "https_proxy=" + proxy}
 	// The probe never looks at proxy variables.
-	if r := s.probe(t, n, map[string]any{"op": "get", "url": "https://" + NeverIP + "/", "ca": worldCA}, env...); !r.Refused {
+	if r := s.probe(t, n, map[string]any{"op": "get", "url": "https://" + NeverIP + "/", "ca": s.worldCA}, env...); !r.Refused {
 		t.Errorf("a client ignoring the proxy: %+v", r)
 	}
 	s.probe(t, n, map[string]any{"op": "resolve", "name": "allowed.test"})
@@ -250,7 +355,7 @@ func (s *netSuite) secret(t *testing.T) {
 	}
 	// A host without a binding is not intercepted: the test CA verifies
 	// it and the placeholder arrives as sent.
-	r = s.probe(t, n, map[string]any{"op": "get", "url": "https://other.test/", "ca": worldCA, "auth": "Bearer x"})
+	r = s.probe(t, n, map[string]any{"op": "get", "url": "https://other.test/", "ca": s.worldCA, "auth": "Bearer x"})
 	if r.Status != 200 || r.Body != "hello other.test auth=Bearer x" {
 		t.Fatalf("unbound host: %+v", r)
 	}
@@ -291,7 +396,7 @@ func (s *netSuite) secret(t *testing.T) {
 func (s *netSuite) publish(t *testing.T) {
 	ctx := context.Background()
 	n := s.sandbox(t, api.CreateSandboxRequest{Publish: []string{"0:8080"}})
-	if _, err := s.c.ExecDetached(ctx, n, api.ExecRequest{Command: []string{"/probe/probe", `{"op":"serve","addr":":8080"}`}}); err != nil {
+	if _, err := s.c.ExecDetached(ctx, n, api.ExecRequest{Command: []string{s.dir + "/probe", `{"op":"serve","addr":":8080"}`}}); err != nil {
 		t.Fatal(err)
 	}
 	info, err := s.c.SandboxNetwork(ctx, n)
@@ -326,7 +431,7 @@ func (s *netSuite) livePolicy(t *testing.T) {
 	if err != nil || !info.Running || info.Policy.Profile != "moderate" {
 		t.Fatalf("set: %+v %v", info, err)
 	}
-	if r := s.probe(t, n, map[string]any{"op": "get", "url": "https://other.test/", "ca": worldCA}); r.Status != 200 {
+	if r := s.probe(t, n, map[string]any{"op": "get", "url": "https://other.test/", "ca": s.worldCA}); r.Status != 200 {
 		t.Fatalf("after allowing other.test: %+v", r)
 	}
 	if r := s.probe(t, n, map[string]any{"op": "dial", "addr": NeverIP + ":443"}); r.Err != "" {

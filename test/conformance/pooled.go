@@ -43,18 +43,18 @@ func FindPool(t testing.TB, c *client.Client, key api.PoolKey) api.PoolInfo {
 	return api.PoolInfo{}
 }
 
-// WaitPool waits until the pool of key (resolved) holds ready sandboxes
-// and is making none, and returns it.
+// WaitPool waits until the pool of key (resolved) holds at least ready
+// sandboxes and is making none, and returns it.
 func WaitPool(t testing.TB, c *client.Client, key api.PoolKey, ready int, within time.Duration) api.PoolInfo {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		p := FindPool(t, c, key)
-		if p.Ready == ready && p.Starting == 0 {
+		if p.Ready >= ready && p.Starting == 0 {
 			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pool %s did not reach %d ready within %v: %+v", key, ready, within, p)
+			t.Fatalf("pool %s did not reach %d ready within %v: %s", key, ready, within, p)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -193,20 +193,46 @@ func TestNetwork(t *testing.T) {
 		}
 	}
 	w := newNetWorld(t)
+	value := newSecretValue()
+	conformance.RunNetwork(t, w.e.client(t), w.conformance(t, value, false))
+	t.Run("CLI", func(t *testing.T) { cliNetwork(t, w) })
+	t.Run("BuildNetwork", func(t *testing.T) { buildNetwork(t, w) })
+	t.Run("SecretNotOnHost", func(t *testing.T) { secretNotOnHost(t, w.e, value) })
+}
+
+// TestNetworkPooled runs the network suite on sandboxes claimed from warm
+// pools (the suite sets them: the home has none), in a world of its own:
+// a claim binds the policy and secrets to a sandbox that was started
+// before them, and they must hold the same.
+func TestNetworkPooled(t *testing.T) {
+	requireEnv(t)
+	for _, bin := range []string{"ip", "curl"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s (apt: iproute2, curl)", bin)
+		}
+	}
+	w := newNetWorld(t)
+	value := newSecretValue()
+	conformance.RunNetwork(t, w.e.client(t), w.conformance(t, value, true))
+	t.Run("SecretNotOnHost", func(t *testing.T) { secretNotOnHost(t, w.e, value) })
+}
+
+func newSecretValue() string {
 	var rb [12]byte
 	rand.Read(rb[:])
-	value := "sk-it-" + hex.EncodeToString(rb[:])
-	conformance.RunNetwork(t, w.e.client(t), conformance.NetworkWorld{
-		Backend: "container", Prefix: "it-", ProbeDir: w.probeDir, SecretValue: value,
+	return "sk-it-" + hex.EncodeToString(rb[:])
+}
+
+// conformance is the suite's view of the world.
+func (w *netWorld) conformance(t *testing.T, value string, pooled bool) conformance.NetworkWorld {
+	return conformance.NetworkWorld{
+		Backend: "container", Prefix: "it-", ProbeDir: w.probeDir, SecretValue: value, Pooled: pooled,
 		Leaks: w.leaks.Load,
 		Dial: func(addr string) (c net.Conn, err error) {
 			w.inWorld(t, func() { c, err = net.DialTimeout("tcp", addr, time.Second) })
 			return c, err
 		},
-	})
-	t.Run("CLI", func(t *testing.T) { cliNetwork(t, w) })
-	t.Run("BuildNetwork", func(t *testing.T) { buildNetwork(t, w) })
-	t.Run("SecretNotOnHost", func(t *testing.T) { secretNotOnHost(t, w.e, value) })
+	}
 }
 
 // cliNetwork drives the network commands of the real CLI.
