@@ -186,15 +186,7 @@ func (w *netWorld) startDaemon(t *testing.T, args ...string) {
 // TestNetwork runs the network suite (test/conformance) on the container
 // backend in the world, then what only the real CLI and the host can show.
 func TestNetwork(t *testing.T) {
-	requireEnv(t)
-	for _, bin := range []string{"ip", "curl"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (apt: iproute2, curl)", bin)
-		}
-	}
-	w := newNetWorld(t)
-	value := newSecretValue()
-	conformance.RunNetwork(t, w.e.client(t), w.conformance(t, value, false))
+	w, value := runNetworkSuite(t, false)
 	t.Run("CLI", func(t *testing.T) { cliNetwork(t, w) })
 	t.Run("BuildNetwork", func(t *testing.T) { buildNetwork(t, w) })
 	t.Run("SecretNotOnHost", func(t *testing.T) { secretNotOnHost(t, w.e, value) })
@@ -205,6 +197,13 @@ func TestNetwork(t *testing.T) {
 // a claim binds the policy and secrets to a sandbox that was started
 // before them, and they must hold the same.
 func TestNetworkPooled(t *testing.T) {
+	w, value := runNetworkSuite(t, true)
+	t.Run("SecretNotOnHost", func(t *testing.T) { secretNotOnHost(t, w.e, value) })
+}
+
+// runNetworkSuite builds a world and runs the network suite in it, on cold
+// or pooled sandboxes; it returns the world and the suite's secret value.
+func runNetworkSuite(t *testing.T, pooled bool) (*netWorld, string) {
 	requireEnv(t)
 	for _, bin := range []string{"ip", "curl"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -213,8 +212,8 @@ func TestNetworkPooled(t *testing.T) {
 	}
 	w := newNetWorld(t)
 	value := newSecretValue()
-	conformance.RunNetwork(t, w.e.client(t), w.conformance(t, value, true))
-	t.Run("SecretNotOnHost", func(t *testing.T) { secretNotOnHost(t, w.e, value) })
+	conformance.RunNetwork(t, w.e.client(t), w.conformance(t, value, pooled))
+	return w, value
 }
 
 func newSecretValue() string {
