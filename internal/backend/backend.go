@@ -65,6 +65,13 @@ type HostnameSetter interface {
 	SetHostname(ctx context.Context, name string) error
 }
 
+// ResourceUpdater is implemented by an Instance whose limits can change
+// while it runs (a container's cgroup). A claim of a warm-pool sandbox
+// gives it its caller's limits this way.
+type ResourceUpdater interface {
+	UpdateResources(ctx context.Context, r Resources) error
+}
+
 // ChangesReader is implemented by a backend whose sandboxes keep their
 // filesystem changes as a copy-on-write layer over read-only image layers,
 // so that commit and export can read them without knowing its layout.
@@ -96,6 +103,10 @@ type Capabilities struct {
 	// sandboxes no network beyond loopback, and refuses requests that
 	// need one.
 	NetworkGateway bool `json:"network_gateway"`
+	// Resize says a running sandbox's memory and CPU limits can change in
+	// place (its Instance is a ResourceUpdater): a warm pool's sandbox
+	// then serves requests of any size.
+	Resize bool `json:"resize"`
 }
 
 // Spec is everything a backend needs to run one sandbox. The daemon writes it

@@ -133,7 +133,7 @@ func Generate(s *backend.Spec, c Config) (*specs.Spec, error) {
 	if c.CgroupParent != "" && (!filepath.IsAbs(c.CgroupParent) || filepath.Clean(c.CgroupParent) != c.CgroupParent) {
 		return nil, fmt.Errorf("%w: cgroup parent %q must be an absolute, clean path", errdefs.ErrInvalidArgument, c.CgroupParent)
 	}
-	res, err := resources(s.Resources)
+	res, err := Resources(s.Resources)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +239,10 @@ func Generate(s *backend.Spec, c Config) (*specs.Spec, error) {
 }
 
 // resources converts and bounds the sandbox's limits.
-func resources(r backend.Resources) (*specs.LinuxResources, error) {
+// Resources returns the cgroup limits of r (defaults for its zero
+// fields), checked against the bounds: what Generate puts in the bundle and
+// what a running container is updated to.
+func Resources(r backend.Resources) (*specs.LinuxResources, error) {
 	mem, cpus, pids := r.MemoryMB, r.VCPUs, r.PidsLimit
 	if mem == 0 {
 		mem = DefaultMemoryMB

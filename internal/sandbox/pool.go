@@ -204,10 +204,11 @@ func poolable(req api.CreateSandboxRequest, spec *backend.Spec) bool {
 }
 
 // sameStart reports whether a sandbox started from pooled would be the one
-// want describes, apart from what a claim binds.
-func sameStart(pooled, want *backend.Spec) bool {
+// want describes, apart from what a claim binds (and its limits, when
+// resize says the claim can change them).
+func sameStart(pooled, want *backend.Spec, resize bool) bool {
 	return pooled.Backend == want.Backend && pooled.AgentPath == want.AgentPath &&
-		reflect.DeepEqual(pooled.Rootfs, want.Rootfs) && pooled.Resources == want.Resources &&
+		reflect.DeepEqual(pooled.Rootfs, want.Rootfs) && (resize || pooled.Resources == want.Resources) &&
 		reflect.DeepEqual(pooled.Security, want.Security) && pooled.Workdir == want.Workdir &&
 		pooled.User == want.User && reflect.DeepEqual(pooled.Cmd, want.Cmd) &&
 		len(pooled.Mounts) == 0 && len(want.Mounts) == 0 && (pooled.Gateway == nil) == (want.Gateway == nil)
@@ -221,21 +222,43 @@ func (m *Manager) claim(ctx context.Context, req api.CreateSandboxRequest, spec 
 	if m.pools == nil || !poolable(req, spec) {
 		return api.SandboxInfo{}, false, nil
 	}
-	key := keyOf(spec, rec)
-	for range maxClaimAttempts {
-		id, ok := m.pools.Take(key)
-		if !ok {
-			return api.SandboxInfo{}, false, nil
-		}
-		info, done, err := m.claimOne(ctx, key, id, req, spec, rec, inline)
-		if done {
-			return info, true, err
-		}
-		if err != nil {
-			m.log.Warn("claiming a pooled sandbox failed; trying another", "pool", key.String(), "err", err)
+	for _, key := range m.claimKeys(spec, rec) {
+		for range maxClaimAttempts {
+			id, ok := m.pools.Take(key)
+			if !ok {
+				break
+			}
+			info, done, err := m.claimOne(ctx, key, id, req, spec, rec, inline)
+			if done {
+				return info, true, err
+			}
+			if err != nil {
+				m.log.Warn("claiming a pooled sandbox failed; trying another", "pool", key.String(), "err", err)
+			}
 		}
 	}
 	return api.SandboxInfo{}, false, nil
+}
+
+// claimKeys are the pools that may serve a request, best first: its own
+// key and, on a backend that changes limits in place, the key of the
+// default resources (the claim then resizes the sandbox).
+func (m *Manager) claimKeys(spec *backend.Spec, rec store.Sandbox) []api.PoolKey {
+	key := keyOf(spec, rec)
+	keys := []api.PoolKey{key}
+	def, err := ResolveResources(0, 0)
+	if err == nil && m.resizes(spec.Backend) && (key.MemoryMB != def.MemoryMB || key.VCPUs != def.VCPUs) {
+		dk := key
+		dk.MemoryMB, dk.VCPUs = def.MemoryMB, def.VCPUs
+		keys = append(keys, dk)
+	}
+	return keys
+}
+
+// resizes reports whether the backend changes a running sandbox's limits.
+func (m *Manager) resizes(backendName string) bool {
+	b, ok := m.cfg.Backends[backendName]
+	return ok && b.Capabilities().Resize
 }
 
 // claimOne claims the pooled sandbox id for req. done false means the
@@ -252,7 +275,7 @@ func (m *Manager) claimOne(ctx context.Context, key api.PoolKey, id string, req 
 	}
 	pooled, err := specOf(member.Spec)
 	l := m.getLive(id)
-	if err != nil || member.Pool == "" || member.Status != api.StatusRunning || l == nil || !sameStart(pooled, want) {
+	if err != nil || member.Pool == "" || member.Status != api.StatusRunning || l == nil || !sameStart(pooled, want, m.resizes(want.Backend)) {
 		if member.Pool != "" {
 			m.removePooledLocked(context.WithoutCancel(ctx), member)
 		}
@@ -266,6 +289,7 @@ func (m *Manager) claimOne(ctx context.Context, key api.PoolKey, id string, req 
 	}
 	err = m.cfg.Store.ClaimSandbox(ctx, id, store.Claim{
 		Name: req.Name, Labels: rec.Labels, Ephemeral: rec.Ephemeral, ExpiresAt: rec.ExpiresAt, Spec: specJSON,
+		VCPUs: rec.VCPUs, MemoryMB: rec.MemoryMB,
 	})
 	if err != nil {
 		// Nothing of the caller's is bound yet: the sandbox is as fresh
@@ -290,6 +314,9 @@ func (m *Manager) claimOne(ctx context.Context, key api.PoolKey, id string, req 
 		return fail(err)
 	}
 	creq := supervisor.ClaimRequest{Hostname: spec.Hostname, Env: addedEnv(pooled.Env, spec.Env)}
+	if spec.Resources != pooled.Resources {
+		creq.Resources = &spec.Resources
+	}
 	if spec.Gateway != nil {
 		creq.Policy, creq.Secrets, creq.Values = &spec.Gateway.Policy, spec.Gateway.Secrets, values
 	}

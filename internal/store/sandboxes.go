@@ -204,10 +204,13 @@ type Claim struct {
 	Ephemeral bool
 	ExpiresAt *time.Time
 	Spec      json.RawMessage
+	// VCPUs and MemoryMB are the caller's limits (a claim may resize).
+	VCPUs    int
+	MemoryMB int
 }
 
 // ClaimSandbox hands the pooled sandbox uuid to a caller: it takes c's
-// name, labels, expiry and spec and leaves its pool, in one statement, so
+// name, labels, expiry, spec and limits and leaves its pool, in one statement, so
 // two claims of one sandbox cannot both succeed. A sandbox that is not
 // pooled (any more) is ErrNotFound; a taken name is ErrAlreadyExists.
 func (s *Store) ClaimSandbox(ctx context.Context, uuid string, c Claim) error {
@@ -222,9 +225,9 @@ func (s *Store) ClaimSandbox(ctx context.Context, uuid string, c Claim) error {
 		return fmt.Errorf("claiming sandbox %s: %w", uuid, err)
 	}
 	res, err := s.w.ExecContext(ctx, `UPDATE sandboxes SET
-			name = ?, labels = ?, ephemeral = ?, expires_at = ?, spec = ?, pool = '', updated_at = ?
+			name = ?, labels = ?, ephemeral = ?, expires_at = ?, spec = ?, vcpus = ?, memory_mb = ?, pool = '', updated_at = ?
 		WHERE uuid = ? AND pool <> ''`,
-		c.Name, labels, c.Ephemeral, toNullNS(c.ExpiresAt), string(c.Spec), toNS(s.now()), uuid)
+		c.Name, labels, c.Ephemeral, toNullNS(c.ExpiresAt), string(c.Spec), c.VCPUs, c.MemoryMB, toNS(s.now()), uuid)
 	if isUnique(err) {
 		return fmt.Errorf("sandbox %q: %w", c.Name, errdefs.ErrAlreadyExists)
 	}

@@ -235,7 +235,7 @@ func TestClaimSandbox(t *testing.T) {
 		t.Fatalf("claim under a taken name: %v", err)
 	}
 	exp := time.Now().Add(time.Hour)
-	c := Claim{Name: "mine", Labels: map[string]string{"a": "b"}, Ephemeral: true, ExpiresAt: &exp, Spec: json.RawMessage(`{"name":"mine"}`)}
+	c := Claim{Name: "mine", Labels: map[string]string{"a": "b"}, Ephemeral: true, ExpiresAt: &exp, Spec: json.RawMessage(`{"name":"mine"}`), VCPUs: 2, MemoryMB: 1024}
 	if err := s.ClaimSandbox(ctx, "p1", c); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,8 @@ func TestClaimSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Pool != "" || got.UUID != "p1" || !got.Ephemeral || got.Labels["a"] != "b" || got.ExpiresAt == nil || string(got.Spec) != `{"name":"mine"}` {
+	if got.Pool != "" || got.UUID != "p1" || !got.Ephemeral || got.Labels["a"] != "b" || got.ExpiresAt == nil || string(got.Spec) != `{"name":"mine"}` ||
+		got.VCPUs != 2 || got.MemoryMB != 1024 {
 		t.Fatalf("claimed row: %+v", got)
 	}
 	// A claimed sandbox cannot be claimed again, nor can one that was never pooled.

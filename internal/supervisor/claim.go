@@ -36,6 +36,9 @@ type ClaimRequest struct {
 	// Secrets are the bindings and Values their values from the vault.
 	Secrets []backend.SecretRef `json:"secrets,omitempty"`
 	Values  []Secret            `json:"values,omitempty"`
+	// Resources, when set, are the caller's limits, applied in place
+	// (the backend must be a backend.ResourceUpdater).
+	Resources *backend.Resources `json:"resources,omitempty"`
 }
 
 func (s *server) claim(ctx context.Context, req ClaimRequest) error {
@@ -59,6 +62,15 @@ func (s *server) claim(ctx context.Context, req ClaimRequest) error {
 			return fmt.Errorf("%w: a claim of a sandbox with a gateway must give its policy", errdefs.ErrInvalidArgument)
 		}
 		if _, err := policy.Compile(*req.Policy); err != nil {
+			return err
+		}
+	}
+	if req.Resources != nil {
+		ru, ok := s.inst.(backend.ResourceUpdater)
+		if !ok {
+			return fmt.Errorf("%w: this sandbox's backend cannot change its limits in place", errdefs.ErrFailedPrecondition)
+		}
+		if err := ru.UpdateResources(ctx, *req.Resources); err != nil {
 			return err
 		}
 	}

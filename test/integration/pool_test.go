@@ -162,7 +162,7 @@ func TestPools(t *testing.T) {
 		e.waitPoolReady(t, 0, 2)
 		before := e.pool(t, 0)
 		e.create(t, "pool-np", "--no-pool")
-		e.create(t, "pool-mem", "--memory-mb", "256")
+		e.create(t, "pool-perm", "--profile", "permissive") // no pool of that profile
 		e.ok(t, "run", "--no-pool", "--", "true")
 		after := e.pool(t, 0)
 		if after.Claimed != before.Claimed || after.Missed != before.Missed {
@@ -172,6 +172,22 @@ func TestPools(t *testing.T) {
 		e.ok(t, "run", "--", "true")
 		if got := e.pool(t, 0).Claimed; got != before.Claimed+1 {
 			t.Errorf("run did not claim from the pool (claimed %d, was %d)", got, before.Claimed)
+		}
+	})
+
+	t.Run("ResizedClaim", func(t *testing.T) {
+		// Other limits claim from the default pool too: the container's
+		// cgroup is changed in place.
+		e.waitPoolReady(t, 0, 2)
+		before := e.pool(t, 0).Claimed
+		info := e.create(t, "pool-big", "--memory-mb", "768", "--vcpus", "2")
+		if e.pool(t, 0).Claimed != before+1 || info.MemoryMB != 768 || info.VCPUs != 2 {
+			t.Fatalf("resized claim: %+v (pool claimed %d, was %d)", info, e.pool(t, 0).Claimed, before)
+		}
+		out := e.ok(t, "exec", "pool-big", "--", "sh", "-c",
+			"cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null; true").stdout
+		if !strings.Contains(out, fmt.Sprint(768<<20)) || !strings.Contains(out, "200000") {
+			t.Errorf("resized claim's cgroup limits:\n%s", out)
 		}
 	})
 

@@ -108,7 +108,7 @@ func (b *Backend) Name() string { return "container" }
 // Capabilities reports no pause or checkpoint support yet; sandboxes
 // attach to their network gateway through a network namespace.
 func (b *Backend) Capabilities() backend.Capabilities {
-	return backend.Capabilities{Isolation: "container", NetworkGateway: true, Pause: true}
+	return backend.Capabilities{Isolation: "container", NetworkGateway: true, Pause: true, Resize: true}
 }
 
 // check verifies, until it once succeeds, that we are root, that the

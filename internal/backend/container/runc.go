@@ -3,6 +3,7 @@ package container
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -43,7 +46,13 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 // command runs the runtime with args; it returns stdout, and an error that
 // quotes stderr (at most 8 KiB of either is kept).
 func (r *runc) command(ctx context.Context, args ...string) ([]byte, error) {
+	return r.commandIn(ctx, nil, args...)
+}
+
+// commandIn is command with stdin (nil: none).
+func (r *runc) commandIn(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, r.path, append([]string{"--root", r.root}, args...)...)
+	cmd.Stdin = stdin
 	stdout := &boundedBuffer{max: 8 << 10}
 	stderr := &boundedBuffer{max: 8 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -100,6 +109,17 @@ func (r *runc) kill(ctx context.Context, id, sig string) error {
 		strings.Contains(err.Error(), "process already finished")) {
 		return nil
 	}
+	return err
+}
+
+// update changes a running container's cgroup limits to res (its memory,
+// CPU and pids limits; the device rules stay as they were).
+func (r *runc) update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	b, err := json.Marshal(specs.LinuxResources{Memory: res.Memory, CPU: res.CPU, Pids: res.Pids})
+	if err != nil {
+		return err
+	}
+	_, err = r.commandIn(ctx, bytes.NewReader(b), "update", "--resources", "-", id)
 	return err
 }
 
