@@ -72,7 +72,11 @@ func startAgent(t testing.TB, wrapper ...string) *agentProc {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		// Connectable, not only present: the socket file exists from
+		// bind(2), a moment before listen(2), when a connect is refused
+		// (seen under load in CI).
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			return a
 		}
 		select {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
+	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -18,22 +19,29 @@ import (
 // agentFor returns the agent client of a running sandbox, or a
 // failed-precondition error that says how to start it.
 func (m *Manager) agentFor(ctx context.Context, name string) (*agentproto.Client, string, error) {
+	c, rec, err := m.agentAndRecord(ctx, name)
+	return c, rec.UUID, err
+}
+
+// agentAndRecord is agentFor, also returning the sandbox's record (one
+// store read per exec, not one per question asked of it).
+func (m *Manager) agentAndRecord(ctx context.Context, name string) (*agentproto.Client, store.Sandbox, error) {
 	rec, err := m.lookup(ctx, name)
 	if err != nil {
-		return nil, "", err
+		return nil, rec, err
 	}
 	if rec.Status == api.StatusPaused {
-		return nil, rec.UUID, fmt.Errorf("%w: sandbox %q is paused; resume it with `agentkernel sandbox resume %s`", errdefs.ErrFailedPrecondition, name, name)
+		return nil, rec, fmt.Errorf("%w: sandbox %q is paused; resume it with `agentkernel sandbox resume %s`", errdefs.ErrFailedPrecondition, name, name)
 	}
 	l := m.getLive(rec.UUID)
 	if l == nil {
-		return nil, rec.UUID, fmt.Errorf("%w: sandbox %q is %s; start it with `agentkernel sandbox start %s`", errdefs.ErrFailedPrecondition, name, rec.Status, name)
+		return nil, rec, fmt.Errorf("%w: sandbox %q is %s; start it with `agentkernel sandbox start %s`", errdefs.ErrFailedPrecondition, name, rec.Status, name)
 	}
 	c, err := l.agentClient(ctx)
 	if err != nil {
-		return nil, rec.UUID, m.explainAgentFailure(ctx, rec.UUID, name, err)
+		return nil, rec, m.explainAgentFailure(ctx, rec.UUID, name, err)
 	}
-	return c, rec.UUID, nil
+	return c, rec, nil
 }
 
 // explainAgentFailure adds what the sandbox's supervisor knows to err, a
@@ -60,11 +68,12 @@ func (m *Manager) explainAgentFailure(ctx context.Context, uuid, name string, er
 
 // Exec starts a process in a running sandbox.
 func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Process, error) {
-	c, uuid, err := m.agentFor(ctx, name)
+	c, rec, err := m.agentAndRecord(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	if req, err = m.withImageDefaults(ctx, name, req); err != nil {
+	uuid := rec.UUID
+	if req, err = withImageDefaults(rec, req); err != nil {
 		return nil, err
 	}
 	p, err := c.Exec(ctx, toAgentExec(req))
@@ -92,11 +101,12 @@ func (p process) Wait() (ExitStatus, error) {
 
 // StartDetached starts a background process that outlives the request.
 func (m *Manager) StartDetached(ctx context.Context, name string, req ExecOptions) (api.DetachedCommand, error) {
-	c, uuid, err := m.agentFor(ctx, name)
+	c, rec, err := m.agentAndRecord(ctx, name)
 	if err != nil {
 		return api.DetachedCommand{}, err
 	}
-	if req, err = m.withImageDefaults(ctx, name, req); err != nil {
+	uuid := rec.UUID
+	if req, err = withImageDefaults(rec, req); err != nil {
 		return api.DetachedCommand{}, err
 	}
 	req.Stdin, req.TTY = false, false

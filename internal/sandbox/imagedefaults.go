@@ -1,11 +1,11 @@
 package sandbox
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 
 	"github.com/agentkernel/agentkernel/internal/backend"
+	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -13,17 +13,13 @@ import (
 // image, as Docker does for a container's processes: the working
 // directory, the user, and, for a request with no command, the image's
 // Entrypoint followed by its Cmd.
-func (m *Manager) withImageDefaults(ctx context.Context, name string, req ExecOptions) (ExecOptions, error) {
+func withImageDefaults(rec store.Sandbox, req ExecOptions) (ExecOptions, error) {
 	if req.Workdir != "" && req.User != "" && len(req.Argv) > 0 {
 		return req, nil
 	}
-	rec, err := m.lookup(ctx, name)
-	if err != nil {
-		return req, err
-	}
 	var spec backend.Spec
 	if err := json.Unmarshal(rec.Spec, &spec); err != nil {
-		return req, fmt.Errorf("sandbox %s: reading its spec: %w", name, err)
+		return req, fmt.Errorf("sandbox %s: reading its spec: %w", rec.Name, err)
 	}
 	if req.Workdir == "" {
 		req.Workdir = spec.Workdir
