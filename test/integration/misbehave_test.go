@@ -27,7 +27,11 @@ func TestMemoryPressureSparesAgent(t *testing.T) {
 	e.create(t, "it-oom", "--memory-mb", "128")
 	t.Cleanup(func() { e.ak(t, "sandbox", "remove", "it-oom") })
 
-	r := e.ok(t, "exec", "it-oom", "--", "sh", "-c", "cat /proc/1/oom_score_adj /proc/self/oom_score_adj")
+	// The agent boosts the process it started (sh, $$) just after the exec:
+	// read sh's own value, not that of a child it forks at once (which may
+	// inherit the agent's before the boost lands; seen under load in CI).
+	r := e.ok(t, "exec", "it-oom", "--", "sh", "-c",
+		`for i in $(seq 50); do [ "$(cat /proc/$$/oom_score_adj)" != "$(cat /proc/1/oom_score_adj)" ] && break; sleep 0.1; done; cat /proc/1/oom_score_adj /proc/$$/oom_score_adj`)
 	f := strings.Fields(r.stdout)
 	if len(f) != 2 {
 		t.Fatalf("oom_score_adj: %q", r.stdout)
