@@ -12,6 +12,7 @@
 # once), OUT (/tmp/agentkernel-bench), NO_BUILD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib-drain.sh
 AK=$PWD/bin/agentkernel
 N=${N:-200}
 PAR=${PAR:-4}
@@ -26,6 +27,7 @@ AGENTKERNEL_HOME=$(mktemp -d /tmp/ak-dens.XXXXXX)
 export AGENTKERNEL_DEFAULT_POOL_SIZE=0
 cleanup() {
   set +e
+  drain_pools "$AK"
   "$AK" sandbox list --json 2>/dev/null | jq -r '.[].name' | xargs -r -P "$PAR" -n 1 "$AK" sandbox remove >/dev/null 2>&1
   if [ -f "$AGENTKERNEL_HOME/run/daemon.pid" ]; then
     pid=$(cat "$AGENTKERNEL_HOME/run/daemon.pid"); kill "$pid" 2>/dev/null

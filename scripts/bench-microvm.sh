@@ -18,6 +18,7 @@
 # OUT (default /tmp/agentkernel-bench), NO_BUILD=1 (use bin/ as it is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib-drain.sh
 ROOT=$PWD
 AK=$ROOT/bin/agentkernel
 RUNS=${RUNS:-10}
@@ -35,6 +36,7 @@ mkdir -p "$OUT"
 export AGENTKERNEL_HOME
 AGENTKERNEL_HOME=$(mktemp -d /tmp/ak-vmbench.XXXXXX)
 cleanup() {
+  drain_pools "$AK"
   "$AK" sandbox list --json 2>/dev/null | jq -r '.[].name' | while read -r n; do "$AK" sandbox remove "$n" >/dev/null 2>&1 || true; done
   if [ -f "$AGENTKERNEL_HOME/run/daemon.pid" ]; then kill "$(cat "$AGENTKERNEL_HOME/run/daemon.pid")" 2>/dev/null || true; sleep 1; fi
   rm -rf "$AGENTKERNEL_HOME"

@@ -17,6 +17,7 @@
 # NO_BUILD=1 (measure the binaries already in bin/ instead of rebuilding).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib-drain.sh
 ROOT=$PWD
 AK=$ROOT/bin/agentkernel
 RUNS=${RUNS:-50}
@@ -44,6 +45,7 @@ mkdir -p "$OUT" "$RAW_ROOT"
 cleanup() {
   set +e
   if [ -S "$AGENTKERNEL_HOME/run/agentkernel.sock" ]; then
+  drain_pools "$AK"
     for n in $("$AK" sandbox list --json 2>/dev/null | jq -r '.[].name'); do
       "$AK" sandbox remove "$n" >/dev/null 2>&1
     done

@@ -89,7 +89,13 @@ func EnsureRunning(ctx context.Context, layout paths.Layout, exe string) error {
 
 // daemonSettings are the AGENTKERNEL_* variables that configure a daemon
 // rather than a client; a daemon the CLI starts inherits them.
-var daemonSettings = map[string]bool{daemonconf.DefaultPoolSizeEnv: true}
+var daemonSettings = map[string]bool{
+	daemonconf.DefaultPoolSizeEnv: true,
+	"AGENTKERNEL_LOG":             true, // the log level (debug, warn, error)
+	"AGENTKERNEL_MICROVM_ACCEL":   true, // kvm, tcg or the probe's choice
+	"AGENTKERNEL_MICROVM_DEBUG":   true,
+	"AGENTKERNEL_AGENT":           true, // the guest agent binary
+}
 
 // scrubbedEnv is the CLI's environment minus what a daemon must not
 // inherit from one user's shell: API keys and the client's own settings.

@@ -22,11 +22,13 @@ import (
 // false, starts it. A sandbox that fails to start stays, marked failed, so
 // its console log can be read; an ephemeral one is removed.
 func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (api.SandboxInfo, error) {
+	ph := newPhases()
 	spec, rec, inline, err := m.buildSpec(ctx, req)
 	if err != nil {
 		return api.SandboxInfo{}, err
 	}
-	if info, ok, err := m.claim(ctx, req, spec, rec, inline); ok {
+	ph.mark("spec")
+	if info, ok, err := m.claim(ctx, req, spec, rec, inline, ph); ok {
 		return info, err
 	}
 	unlock := m.locks.Lock(spec.ID)
@@ -34,6 +36,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 	if _, err := m.cfg.Store.CreateSandbox(ctx, rec); err != nil {
 		return api.SandboxInfo{}, fmt.Errorf("sandbox %q: %w", req.Name, err)
 	}
+	ph.mark("record")
 	dir := spec.StateDir
 	if err := mkStateDir(dir); err == nil {
 		err = backend.WriteSpec(dir, spec)
@@ -48,6 +51,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 		return api.SandboxInfo{}, fmt.Errorf("sandbox %q: preparing its state: %w", req.Name, err)
 	}
 	m.event(spec.ID, spec.Name, "sandbox_created", map[string]any{"image": rec.Image, "backend": rec.Backend, "profile": rec.Profile})
+	ph.mark("state")
 	if req.Start == nil || *req.Start {
 		if err := m.startLocked(ctx, spec.ID, spec.Name); err != nil {
 			if req.Ephemeral {
@@ -55,8 +59,11 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 			}
 			return api.SandboxInfo{}, err
 		}
+		ph.mark("start")
 	}
-	return m.info(ctx, spec.ID)
+	info, err := m.info(ctx, spec.ID)
+	ph.log(m.log, "sandbox created cold", "sandbox", spec.Name)
+	return info, err
 }
 
 // buildSpec turns a request into a Spec and its store row, refusing what it

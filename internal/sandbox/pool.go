@@ -218,7 +218,7 @@ func sameStart(pooled, want *backend.Spec, resize bool) bool {
 // sandbox could serve it (none ready, or the claims failed) and the
 // caller creates it cold; ok true with an error is the request's answer
 // (a taken name, say).
-func (m *Manager) claim(ctx context.Context, req api.CreateSandboxRequest, spec *backend.Spec, rec store.Sandbox, inline []secrets.Binding) (api.SandboxInfo, bool, error) {
+func (m *Manager) claim(ctx context.Context, req api.CreateSandboxRequest, spec *backend.Spec, rec store.Sandbox, inline []secrets.Binding, ph *phases) (api.SandboxInfo, bool, error) {
 	if m.pools == nil || !poolable(req, spec) {
 		return api.SandboxInfo{}, false, nil
 	}
@@ -228,7 +228,7 @@ func (m *Manager) claim(ctx context.Context, req api.CreateSandboxRequest, spec 
 			if !ok {
 				break
 			}
-			info, done, err := m.claimOne(ctx, key, id, req, spec, rec, inline)
+			info, done, err := m.claimOne(ctx, key, id, req, spec, rec, inline, ph)
 			if done {
 				return info, true, err
 			}
@@ -265,7 +265,7 @@ func (m *Manager) resizes(backendName string) bool {
 // sandbox could not serve (it is removed, or returned when untouched) and
 // another may be tried.
 func (m *Manager) claimOne(ctx context.Context, key api.PoolKey, id string, req api.CreateSandboxRequest,
-	want *backend.Spec, rec store.Sandbox, inline []secrets.Binding) (api.SandboxInfo, bool, error) {
+	want *backend.Spec, rec store.Sandbox, inline []secrets.Binding, ph *phases) (api.SandboxInfo, bool, error) {
 	started := time.Now()
 	unlock := m.locks.Lock(id)
 	defer unlock()
@@ -297,6 +297,7 @@ func (m *Manager) claimOne(ctx context.Context, key api.PoolKey, id string, req 
 		m.pools.Return(key, id)
 		return api.SandboxInfo{}, true, fmt.Errorf("sandbox %q: %w", req.Name, err)
 	}
+	ph.mark("record")
 	// From here the sandbox is the caller's: a failure removes it.
 	fail := func(err error) (api.SandboxInfo, bool, error) {
 		m.removeLocked(context.WithoutCancel(ctx), id, req.Name)
@@ -313,6 +314,7 @@ func (m *Manager) claimOne(ctx context.Context, key api.PoolKey, id string, req 
 	if err != nil {
 		return fail(err)
 	}
+	ph.mark("state")
 	creq := supervisor.ClaimRequest{Hostname: spec.Hostname, Env: addedEnv(pooled.Env, spec.Env)}
 	if spec.Resources != pooled.Resources {
 		creq.Resources = &spec.Resources
@@ -326,11 +328,13 @@ func (m *Manager) claimOne(ctx context.Context, key api.PoolKey, id string, req 
 	if err != nil {
 		return fail(fmt.Errorf("binding the caller's settings: %w", err))
 	}
+	ph.mark("bind")
 	l.setName(req.Name)
 	m.event(id, req.Name, "sandbox_created", map[string]any{"image": rec.Image, "backend": rec.Backend, "profile": rec.Profile,
 		"pool": key.String()})
 	m.event(id, req.Name, "sandbox_started", map[string]any{"took_ms": time.Since(started).Milliseconds(), "claimed": true})
 	info, err := m.info(ctx, id)
+	ph.log(m.log, "sandbox claimed from a pool", "sandbox", req.Name, "pool", key.String())
 	return info, true, err
 }
 
