@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/daemonconf"
+	"github.com/agentkernel/agentkernel/internal/events"
 	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/internal/image/build"
 	akmcp "github.com/agentkernel/agentkernel/internal/mcp"
@@ -122,6 +123,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return err
 	}
+	broker := events.NewBroker()
 	mgr := sandbox.NewManager(sandbox.Config{
 		Layout: l, Store: st, Images: imageService{host.images}, Backends: host.backends(), DefaultBackend: "container",
 		AgentPath: agentPath, SupervisorExe: cfg.Exe, SupervisorArgs: []string{"supervise"},
@@ -132,6 +134,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Logger:         log,
 		SandboxCAs:     len(netConf.SandboxCAs) > 0,
 		PausedTTLStops: pausedTTLStops,
+		Events:         broker,
 	})
 	defer mgr.Close()
 	if err := mgr.Recover(ctx); err != nil {
@@ -146,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	mgr.SetPools(pools)
 
 	bld := build.New(build.Options{Home: l.Home, Images: host.images, Sandboxes: mgr, Logger: log})
-	svc := service{Manager: mgr, Builder: bld, poolService: poolService{pools}}
+	svc := service{Manager: mgr, Builder: bld, poolService: poolService{pools}, eventService: eventService{broker}}
 	// The /opencode proxy's key outlives the daemon, so that a restarted
 	// one re-adopts the running OpenCode sandbox.
 	ocKey, err := loadOrCreateToken(filepath.Join(l.Home, "opencode.key"))
@@ -238,6 +241,15 @@ type service struct {
 	*sandbox.Manager
 	*build.Builder
 	poolService
+	eventService
+}
+
+// eventService gives the HTTP API live events from the broker the
+// Manager publishes to (the history is the Manager's).
+type eventService struct{ b *events.Broker }
+
+func (e eventService) SubscribeEvents(buffer int) (<-chan pkgapi.Event, func()) {
+	return e.b.Subscribe(buffer)
 }
 
 var (
@@ -246,6 +258,7 @@ var (
 	_ httpapi.SandboxCommitter = service{}
 	_ httpapi.SandboxExporter  = service{}
 	_ httpapi.PoolManager      = service{}
+	_ httpapi.EventSource      = service{}
 	_ pool.Sandboxes           = (*sandbox.Manager)(nil)
 	_ sandbox.WarmPools        = (*pool.Pools)(nil)
 	_ build.Sandboxes          = (*sandbox.Manager)(nil)

@@ -78,6 +78,25 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	if len(bs) != 1 || bs[0].Name != "container" || !bs[0].Pause || !bs[0].Default {
 		t.Fatalf("backends: %+v", bs)
 	}
+	e.fake.emit("sb1", "sandbox_created")
+	e.fake.emit("other", "sandbox_created")
+	recorded, err := c.Events(ctx, client.EventsOptions{Sandbox: "sb1"}, 10)
+	must(err)
+	if len(recorded) != 1 || recorded[0].Event != "sandbox_created" || recorded[0].Sandbox != "sb1" {
+		t.Fatalf("events: %+v", recorded)
+	}
+	zero := int64(0)
+	var followed []api.Event
+	errStop := errors.New("stop")
+	if err := c.FollowEvents(ctx, client.EventsOptions{After: &zero}, func(ev api.Event) error {
+		followed = append(followed, ev)
+		if len(followed) == 2 {
+			return errStop
+		}
+		return nil
+	}); !errors.Is(err, errStop) || followed[1].Sandbox != "other" {
+		t.Fatalf("follow: %v %+v", err, followed)
+	}
 	set, err := c.SetPool(ctx, api.SetPoolRequest{PoolKey: api.PoolKey{Image: "host"}, Size: 3})
 	must(err)
 	pools, err := c.ListPools(ctx)

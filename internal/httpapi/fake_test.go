@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/events"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -36,8 +37,10 @@ type fakeService struct {
 	procs     []*fakeProc // every process started
 	nextPID   int
 	// gate is closed by a test to let the "gate" script finish.
-	gate  chan struct{}
-	pools []api.PoolInfo // what SetPool was given
+	gate     chan struct{}
+	pools    []api.PoolInfo // what SetPool was given
+	eventLog []api.Event    // recorded events (emit)
+	broker   *events.Broker
 	// createErr, when set, fails CreateSandbox.
 	createErr error
 	// pullCancelled is set when a "slow" PullImage saw its ctx end.
@@ -503,6 +506,48 @@ func (f *fakeService) RemoveImage(_ context.Context, name string) error {
 	}
 	delete(f.images, name)
 	return nil
+}
+
+// emit records and publishes an event, as the Manager does.
+func (f *fakeService) emit(sandbox, name string) api.Event {
+	f.mu.Lock()
+	ev := api.Event{ID: int64(len(f.eventLog) + 1), Time: time.Now(), Event: name, Sandbox: sandbox, SandboxUUID: "uuid-" + sandbox}
+	f.eventLog = append(f.eventLog, ev)
+	if f.broker == nil {
+		f.broker = events.NewBroker()
+	}
+	b := f.broker
+	f.mu.Unlock()
+	b.Publish(ev)
+	return ev
+}
+
+func (f *fakeService) EventsAfter(_ context.Context, after int64, limit int) ([]api.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []api.Event
+	for _, ev := range f.eventLog {
+		if ev.ID > after && len(out) < limit {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeService) LastEventID(context.Context) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int64(len(f.eventLog)), nil
+}
+
+func (f *fakeService) SubscribeEvents(n int) (<-chan api.Event, func()) {
+	f.mu.Lock()
+	if f.broker == nil {
+		f.broker = events.NewBroker()
+	}
+	b := f.broker
+	f.mu.Unlock()
+	return b.Subscribe(n)
 }
 
 func (f *fakeService) ListPools(context.Context) []api.PoolInfo {

@@ -195,6 +195,8 @@ var routes = []route{
 		op: "setSecret", tag: "Secrets", summary: "Store a secret, encrypted at rest (Unix socket only)", req: api.SetSecretRequest{}, resp: api.SecretInfo{}},
 	{method: "DELETE", pattern: "/secrets/{name}", handle: (*server).deleteSecret,
 		op: "deleteSecret", tag: "Secrets", summary: "Delete a secret (Unix socket only)", resp: ""},
+	{method: "GET", pattern: "/events", handle: (*server).events,
+		op: "events", tag: "Events", summary: "Sandbox events: Server-Sent Events (id per event; resume with Last-Event-ID or ?after=ID; ?sandbox=NAME, ?label=KEY[=VALUE]), or without Accept: text/event-stream a JSON list collected for ?wait= (30s) up to ?limit= (100)", resp: []api.Event{}},
 	{method: "GET", pattern: "/pools", handle: (*server).listPools,
 		op: "listPools", tag: "Pools", summary: "The warm pools of fresh sandboxes: size, ready, starting, claims", resp: []api.PoolInfo{}},
 	{method: "PUT", pattern: "/pools", handle: (*server).setPool,

@@ -33,6 +33,19 @@ func (e *sseWriter) event(name string, data any) error {
 	return e.rc.Flush()
 }
 
+// eventID writes an event with an id line, which a reconnecting client
+// sends back as Last-Event-ID.
+func (e *sseWriter) eventID(id int64, name string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(e.w, "id: %d\nevent: %s\ndata: %s\n\n", id, name, b); err != nil {
+		return err
+	}
+	return e.rc.Flush()
+}
+
 func (e *sseWriter) comment(text string) error {
 	if _, err := fmt.Fprintf(e.w, ": %s\n\n", text); err != nil {
 		return err
@@ -88,6 +101,18 @@ func (b *sseStream) send(event string, data any) error {
 	defer b.mu.Unlock()
 	b.startLocked()
 	err := b.sse.event(event, data)
+	if err != nil {
+		b.cancel()
+	}
+	return err
+}
+
+// sendID is send with an event id.
+func (b *sseStream) sendID(id int64, event string, data any) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.startLocked()
+	err := b.sse.eventID(id, event, data)
 	if err != nil {
 		b.cancel()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -81,7 +82,19 @@ func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Proce
 		return nil, m.explainAgentFailure(ctx, uuid, name, fmt.Errorf("sandbox %s: exec: %w", name, err))
 	}
 	m.event(uuid, name, "command_executed", map[string]any{"command": req.Argv, "pid": p.PID(), "tty": req.TTY})
-	return process{p}, nil
+	return &process{Process: p, finished: func(st agentproto.ExitStatus, err error, took time.Duration) {
+		d := map[string]any{"command": req.Argv, "pid": p.PID(), "exit_code": st.Code, "duration_ms": took.Milliseconds()}
+		if st.Signal != 0 {
+			d["signal"] = st.Signal
+		}
+		if st.TimedOut {
+			d["timed_out"] = true
+		}
+		if err != nil {
+			d["error"] = err.Error()
+		}
+		m.event(uuid, name, "command_finished", d)
+	}, started: time.Now()}, nil
 }
 
 func toAgentExec(req ExecOptions) agentproto.ExecRequest {
@@ -91,11 +104,18 @@ func toAgentExec(req ExecOptions) agentproto.ExecRequest {
 	}
 }
 
-// process adapts an agent process to the API's Process.
-type process struct{ *agentproto.Process }
+// process adapts an agent process to the API's Process, and records how
+// it finished (once, however often Wait is called).
+type process struct {
+	*agentproto.Process
+	started  time.Time
+	once     sync.Once
+	finished func(agentproto.ExitStatus, error, time.Duration)
+}
 
-func (p process) Wait() (ExitStatus, error) {
+func (p *process) Wait() (ExitStatus, error) {
 	st, err := p.Process.Wait()
+	p.once.Do(func() { p.finished(st, err, time.Since(p.started)) })
 	return ExitStatus{Code: st.Code, Signal: st.Signal, TimedOut: st.TimedOut, Error: st.Error}, err
 }
 

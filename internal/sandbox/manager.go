@@ -94,6 +94,15 @@ type Config struct {
 	// PausedTTLStops stops a paused sandbox's TTL clock: the reaper skips
 	// it and resume moves its expiry on by the time it was paused.
 	PausedTTLStops bool
+	// Events, when set, is told of every event once it is recorded (GET
+	// /events, webhooks).
+	Events EventSink
+}
+
+// EventSink takes recorded events; internal/events' Broker implements it.
+// Publish must not block.
+type EventSink interface {
+	Publish(api.Event)
 }
 
 // Manager runs sandboxes: it implements internal/httpapi.Service. Create it
@@ -127,6 +136,10 @@ type Manager struct {
 	// pools serves creates from warm pools; nil creates every sandbox
 	// cold. Set once by SetPools before serving.
 	pools WarmPools
+
+	// eventMu makes events reach Config.Events in the order of their IDs
+	// (a follower skips what it has seen by ID).
+	eventMu sync.Mutex
 }
 
 // liveSandbox is the daemon's handle on a running sandbox.
@@ -249,11 +262,46 @@ func (m *Manager) event(uuid, name, ev string, details map[string]any) {
 	if details != nil {
 		raw, _ = json.Marshal(details)
 	}
-	if _, err := m.cfg.Store.AppendEvent(context.WithoutCancel(m.ctx), store.Event{
+	m.eventMu.Lock()
+	defer m.eventMu.Unlock()
+	rec, err := m.cfg.Store.AppendEvent(context.WithoutCancel(m.ctx), store.Event{
 		SandboxUUID: uuid, SandboxName: name, Event: ev, Details: raw,
-	}); err != nil {
+	})
+	if err != nil {
 		m.log.Warn("recording event", "sandbox", name, "event", ev, "err", err)
+		return
 	}
+	if m.cfg.Events != nil {
+		m.cfg.Events.Publish(toAPIEvent(rec))
+	}
+}
+
+// LastEventID is the newest recorded event's ID (0 when none).
+func (m *Manager) LastEventID(ctx context.Context) (int64, error) {
+	return m.cfg.Store.LastEventID(ctx)
+}
+
+// toAPIEvent is a recorded event on the wire.
+func toAPIEvent(e store.Event) api.Event {
+	out := api.Event{ID: e.ID, Time: e.Time, Event: e.Event, Sandbox: e.SandboxName, SandboxUUID: e.SandboxUUID}
+	if len(e.Details) > 0 {
+		json.Unmarshal(e.Details, &out.Details)
+	}
+	return out
+}
+
+// EventsAfter returns the recorded events of every sandbox after the one
+// with ID after, oldest first (see store.ListEventsAfter).
+func (m *Manager) EventsAfter(ctx context.Context, after int64, limit int) ([]api.Event, error) {
+	recs, err := m.cfg.Store.ListEventsAfter(ctx, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Event, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, toAPIEvent(r))
+	}
+	return out, nil
 }
 
 // newUUID returns a random (version 4) UUID.

@@ -82,11 +82,48 @@ func (s *Store) ListEvents(ctx context.Context, sandboxUUID string, limit int) (
 	if limit <= 0 || limit > s.eventsKeep {
 		limit = s.eventsKeep
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, sandbox_uuid, sandbox_name, time, event, details FROM (
+	out, err := s.queryEvents(ctx, `SELECT id, sandbox_uuid, sandbox_name, time, event, details FROM (
 			SELECT * FROM events WHERE sandbox_uuid = ? ORDER BY id DESC LIMIT ?
 		) ORDER BY id`, sandboxUUID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("listing events of sandbox %s: %w", sandboxUUID, err)
+	}
+	return out, nil
+}
+
+// MaxEventsPage bounds one ListEventsAfter.
+const MaxEventsPage = 1000
+
+// ListEventsAfter returns the events of every sandbox with an ID above
+// after, oldest first, at most limit (MaxEventsPage if limit <= 0 or
+// more): the history a reconnecting /events client resumes from. IDs only
+// grow, so "above after" is exactly what it missed, as far as the history
+// (DefaultEventsPerSandbox per sandbox, EventRetention) reaches.
+func (s *Store) ListEventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
+	if limit <= 0 || limit > MaxEventsPage {
+		limit = MaxEventsPage
+	}
+	out, err := s.queryEvents(ctx, `SELECT id, sandbox_uuid, sandbox_name, time, event, details FROM events
+		WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing events after %d: %w", after, err)
+	}
+	return out, nil
+}
+
+// LastEventID is the ID of the newest event, 0 when there is none.
+func (s *Store) LastEventID(ctx context.Context) (int64, error) {
+	var id sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT MAX(id) FROM events`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("reading the last event id: %w", err)
+	}
+	return id.Int64, nil
+}
+
+func (s *Store) queryEvents(ctx context.Context, q string, args ...any) ([]Event, error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []Event
@@ -97,7 +134,7 @@ func (s *Store) ListEvents(ctx context.Context, sandboxUUID string, limit int) (
 			details sql.NullString
 		)
 		if err := rows.Scan(&ev.ID, &ev.SandboxUUID, &ev.SandboxName, &t, &ev.Event, &details); err != nil {
-			return nil, fmt.Errorf("listing events of sandbox %s: %w", sandboxUUID, err)
+			return nil, err
 		}
 		ev.Time = fromNS(t)
 		if details.Valid {
@@ -105,10 +142,7 @@ func (s *Store) ListEvents(ctx context.Context, sandboxUUID string, limit int) (
 		}
 		out = append(out, ev)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing events of sandbox %s: %w", sandboxUUID, err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // DeleteEventsBefore drops every event older than t, of any sandbox, and

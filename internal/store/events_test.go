@@ -150,3 +150,29 @@ func TestConcurrentWrites(t *testing.T) {
 		t.Fatalf("%d sandboxes, want %d", len(list), writers*perWriter/10)
 	}
 }
+
+func TestListEventsAfter(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	if id, err := s.LastEventID(ctx); err != nil || id != 0 {
+		t.Fatalf("empty store: last id %d, %v", id, err)
+	}
+	var ids []int64
+	for i, sb := range []string{"a", "b", "a", "c"} {
+		ev, err := s.AppendEvent(ctx, Event{SandboxUUID: sb, SandboxName: sb, Event: fmt.Sprintf("e%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ev.ID)
+	}
+	got, err := s.ListEventsAfter(ctx, ids[1], 0)
+	if err != nil || len(got) != 2 || got[0].ID != ids[2] || got[1].Event != "e3" || got[1].SandboxUUID != "c" {
+		t.Fatalf("after %d: %+v, %v", ids[1], got, err)
+	}
+	if got, _ := s.ListEventsAfter(ctx, 0, 1); len(got) != 1 || got[0].ID != ids[0] {
+		t.Fatalf("first page of 1: %+v", got)
+	}
+	if last, _ := s.LastEventID(ctx); last != ids[3] {
+		t.Fatalf("last id %d, want %d", last, ids[3])
+	}
+}

@@ -346,3 +346,15 @@ type DoctorCheck struct {
 	Detail string `json:"detail"`
 	Fix    string `json:"fix,omitempty"`
 }
+
+// Event is one lifecycle event of a sandbox as GET /events streams it and
+// webhooks deliver it. ID grows with every event the daemon records; a
+// client resumes after the last one it saw (Last-Event-ID).
+type Event struct {
+	ID          int64          `json:"id"`
+	Time        time.Time      `json:"time"`
+	Event       string         `json:"event"`
+	Sandbox     string         `json:"sandbox"`
+	SandboxUUID string         `json:"sandbox_uuid"`
+	Details     map[string]any `json:"details,omitempty"`
+}
