@@ -23,7 +23,8 @@ func newServeCmd() *cobra.Command {
 	var noTCP bool
 	var apiKeys []string
 	var apiKeyFile string
-	var pools []string
+	var pools, webhooks []string
+	var webhookSecret string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: the HTTP API on a Unix socket and on 127.0.0.1:18888",
@@ -56,7 +57,8 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			cfg := daemon.Config{Layout: l, Exe: exe, Logger: newLogger(), Pools: pools}
+			cfg := daemon.Config{Layout: l, Exe: exe, Logger: newLogger(), Pools: pools,
+				WebhookURLs: webhooks, WebhookSecret: webhookSecret}
 			if !noTCP {
 				ip := net.ParseIP(host)
 				if ip == nil {
@@ -80,6 +82,8 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 	cmd.Flags().StringVar(&apiKeyFile, "api-key-file", "", "a file of API keys, one per line")
 	cmd.Flags().IntVarP(&port, "port", "p", 18888, "TCP port to listen on")
 	cmd.Flags().BoolVar(&noTCP, "no-tcp", false, "serve only the Unix socket")
+	cmd.Flags().StringArrayVar(&webhooks, "webhook-url", nil, "POST every sandbox event to this URL, signed (X-Agentkernel-Signature: t=…,v1=HMAC-SHA256), retried, dead-lettered under $AGENTKERNEL_HOME/webhooks (repeatable)")
+	cmd.Flags().StringVar(&webhookSecret, "webhook-secret", daemon.DefaultWebhookSecret, "the vault secret webhooks are signed with (agentkernel secret set NAME)")
 	cmd.Flags().StringArrayVar(&pools, "pool", nil, "keep a warm pool: KEY=N, KEY an image or backend=,image=,profile=,memory_mb=,vcpus= fields (repeatable)")
 	return cmd
 }

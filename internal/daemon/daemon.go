@@ -32,6 +32,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
+	"github.com/agentkernel/agentkernel/internal/webhook"
 	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
 )
@@ -58,8 +59,12 @@ type Config struct {
 	// AgentPath is the guest agent binary; found next to Exe if empty.
 	AgentPath string
 	// Pools are serve's --pool KEY=N flags, added to daemon.toml's.
-	Pools  []string
-	Logger *slog.Logger
+	Pools []string
+	// WebhookURLs receive every event, signed with the vault secret
+	// named WebhookSecret.
+	WebhookURLs   []string
+	WebhookSecret string
+	Logger        *slog.Logger
 }
 
 // loopbackHosts are the Host headers a loopback listener at addr serves
@@ -150,6 +155,13 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 
 	bld := build.New(build.Options{Home: l.Home, Images: host.images, Sandboxes: mgr, Logger: log})
 	svc := service{Manager: mgr, Builder: bld, poolService: poolService{pools}, eventService: eventService{broker}}
+	if len(cfg.WebhookURLs) > 0 {
+		hooks, err := startWebhooks(ctx, l, vault, svc, cfg.WebhookURLs, cfg.WebhookSecret, log)
+		if err != nil {
+			return err
+		}
+		defer hooks.Close()
+	}
 	// The /opencode proxy's key outlives the daemon, so that a restarted
 	// one re-adopts the running OpenCode sandbox.
 	ocKey, err := loadOrCreateToken(filepath.Join(l.Home, "opencode.key"))
@@ -243,6 +255,23 @@ type service struct {
 	poolService
 	eventService
 }
+
+// startWebhooks starts delivering events to urls, signed with the vault's
+// secret called secretName; the daemon refuses to start without it.
+func startWebhooks(ctx context.Context, l paths.Layout, vault *secrets.Vault, src webhook.Source, urls []string, secretName string, log *slog.Logger) (*webhook.Deliverers, error) {
+	if secretName == "" {
+		secretName = DefaultWebhookSecret
+	}
+	key, err := vault.Get(secretName)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-url: the signing secret %s is not in the vault (%v); set one of at least 16 characters with: agentkernel secret set %s", secretName, err, secretName)
+	}
+	return webhook.Start(ctx, webhook.Config{URLs: urls, Secret: []byte(key), Source: src,
+		Dir: filepath.Join(l.Home, "webhooks"), Logger: log})
+}
+
+// DefaultWebhookSecret names the vault secret webhooks are signed with.
+const DefaultWebhookSecret = "WEBHOOK_SECRET"
 
 // eventService gives the HTTP API live events from the broker the
 // Manager publishes to (the history is the Manager's).

@@ -59,6 +59,13 @@ func (b *Broker) Subscribe(buffer int) (<-chan api.Event, func()) {
 	}
 }
 
+// Subscribers is how many subscriptions are open.
+func (b *Broker) Subscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
 func (b *Broker) closeLocked(s *subscription) {
 	if !s.closed {
 		s.closed = true
