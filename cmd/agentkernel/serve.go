@@ -24,7 +24,8 @@ func newServeCmd() *cobra.Command {
 	var apiKeys []string
 	var apiKeyFile string
 	var pools, webhooks []string
-	var webhookSecret string
+	var webhookSecret, metricsAddr string
+	var metricsPublic bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: the HTTP API on a Unix socket and on 127.0.0.1:18888",
@@ -58,7 +59,7 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cfg := daemon.Config{Layout: l, Exe: exe, Logger: newLogger(), Pools: pools,
-				WebhookURLs: webhooks, WebhookSecret: webhookSecret}
+				WebhookURLs: webhooks, WebhookSecret: webhookSecret, MetricsAddr: metricsAddr, MetricsPublic: metricsPublic}
 			if !noTCP {
 				ip := net.ParseIP(host)
 				if ip == nil {
@@ -84,6 +85,8 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 	cmd.Flags().BoolVar(&noTCP, "no-tcp", false, "serve only the Unix socket")
 	cmd.Flags().StringArrayVar(&webhooks, "webhook-url", nil, "POST every sandbox event to this URL, signed (X-Agentkernel-Signature: t=…,v1=HMAC-SHA256), retried, dead-lettered under $AGENTKERNEL_HOME/webhooks (repeatable)")
 	cmd.Flags().StringVar(&webhookSecret, "webhook-secret", daemon.DefaultWebhookSecret, "the vault secret webhooks are signed with (agentkernel secret set NAME)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "also serve GET /metrics alone on this loopback `ADDR` (127.0.0.1:PORT), for scrapers")
+	cmd.Flags().BoolVar(&metricsPublic, "metrics-public", false, "serve GET /metrics over TCP without the API key")
 	cmd.Flags().StringArrayVar(&pools, "pool", nil, "keep a warm pool: KEY=N, KEY an image or backend=,image=,profile=,memory_mb=,vcpus= fields (repeatable)")
 	return cmd
 }

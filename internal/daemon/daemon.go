@@ -25,6 +25,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/httpapi"
 	"github.com/agentkernel/agentkernel/internal/image/build"
 	akmcp "github.com/agentkernel/agentkernel/internal/mcp"
+	"github.com/agentkernel/agentkernel/internal/metrics"
 	"github.com/agentkernel/agentkernel/internal/opencodeproxy"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/pool"
@@ -64,6 +65,10 @@ type Config struct {
 	// named WebhookSecret.
 	WebhookURLs   []string
 	WebhookSecret string
+	// MetricsPublic serves GET /metrics without the token; MetricsAddr,
+	// when set, also serves it alone on that loopback address.
+	MetricsPublic bool
+	MetricsAddr   string
 	Logger        *slog.Logger
 }
 
@@ -129,7 +134,19 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return err
 	}
 	broker := events.NewBroker()
-	mgr := sandbox.NewManager(sandbox.Config{
+	var pools *pool.Pools // set below; the metrics read it when scraped
+	var mgr *sandbox.Manager
+	mtr := metrics.New(metrics.Sources{
+		Sandboxes: func(ctx context.Context) ([]pkgapi.SandboxInfo, error) { return mgr.ListSandboxes(ctx) },
+		Pools: func() []pkgapi.PoolInfo {
+			if pools == nil {
+				return nil
+			}
+			return pools.List()
+		},
+		Followers: broker.Subscribers,
+	})
+	mgr = sandbox.NewManager(sandbox.Config{
 		Layout: l, Store: st, Images: imageService{host.images}, Backends: host.backends(), DefaultBackend: "container",
 		AgentPath: agentPath, SupervisorExe: cfg.Exe, SupervisorArgs: []string{"supervise"},
 		SupervisorEnv: supervisorEnv(l), Secrets: vault,
@@ -140,12 +157,13 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		SandboxCAs:     len(netConf.SandboxCAs) > 0,
 		PausedTTLStops: pausedTTLStops,
 		Events:         broker,
+		Observer:       mtr,
 	})
 	defer mgr.Close()
 	if err := mgr.Recover(ctx); err != nil {
 		return fmt.Errorf("recovering sandboxes: %w", err)
 	}
-	pools, err := startPools(ctx, mgr, dconf.Pools, cfg.Pools, log)
+	pools, err = startPools(ctx, mgr, dconf.Pools, cfg.Pools, log)
 	if err != nil {
 		return fmt.Errorf("%s: %w", daemonconf.Path(l.Home), err)
 	}
@@ -154,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	mgr.SetPools(pools)
 
 	bld := build.New(build.Options{Home: l.Home, Images: host.images, Sandboxes: mgr, Logger: log})
-	svc := service{Manager: mgr, Builder: bld, poolService: poolService{pools}, eventService: eventService{broker}}
+	svc := service{Manager: mgr, Builder: bld, poolService: poolService{pools}, eventService: eventService{broker}, metrics: mtr}
 	if len(cfg.WebhookURLs) > 0 {
 		hooks, err := startWebhooks(ctx, l, vault, svc, cfg.WebhookURLs, cfg.WebhookSecret, log)
 		if err != nil {
@@ -196,22 +214,33 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	mcpHandler := akmcp.HTTPHandler(self, mcpPolicy)
 	servers := []*http.Server{{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second}}
 	listeners := []net.Listener{unixLn}
-	if cfg.TCPAddr != "" {
-		keys := cfg.APIKeys
-		if len(keys) == 0 {
-			tok, err := loadOrCreateToken(l.TokenFile())
-			if err != nil {
-				unixLn.Close()
-				return err
-			}
-			keys = []string{tok}
+	keys := cfg.APIKeys
+	if len(keys) == 0 && (cfg.TCPAddr != "" || cfg.MetricsAddr != "") {
+		tok, err := loadOrCreateToken(l.TokenFile())
+		if err != nil {
+			unixLn.Close()
+			return err
 		}
+		keys = []string{tok}
+	}
+	if cfg.MetricsAddr != "" {
+		mln, err := listenLoopback(cfg.MetricsAddr)
+		if err != nil {
+			unixLn.Close()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		h := httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], MetricsPublic: cfg.MetricsPublic, Logger: log})
+		servers = append(servers, &http.Server{Handler: httpapi.OnlyMetrics(h), ReadHeaderTimeout: 30 * time.Second})
+		listeners = append(listeners, mln)
+		log.Info("serving /metrics", "addr", mln.Addr().String(), "public", cfg.MetricsPublic)
+	}
+	if cfg.TCPAddr != "" {
 		tcpLn, err := net.Listen("tcp", cfg.TCPAddr)
 		if err != nil {
 			unixLn.Close()
 			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
 		}
-		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], AllowedHosts: loopbackHosts(tcpLn.Addr()), HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], AllowedHosts: loopbackHosts(tcpLn.Addr()), HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler, MetricsPublic: cfg.MetricsPublic}), ReadHeaderTimeout: 30 * time.Second})
 		listeners = append(listeners, tcpLn)
 		if len(cfg.APIKeys) > 0 {
 			// Never the keys themselves.
@@ -254,7 +283,11 @@ type service struct {
 	*build.Builder
 	poolService
 	eventService
+	metrics *metrics.Metrics
 }
+
+// MetricsHandler serves the daemon's Prometheus registry (GET /metrics).
+func (s service) MetricsHandler() http.Handler { return s.metrics.Handler() }
 
 // startWebhooks starts delivering events to urls, signed with the vault's
 // secret called secretName; the daemon refuses to start without it.
@@ -268,6 +301,18 @@ func startWebhooks(ctx context.Context, l paths.Layout, vault *secrets.Vault, sr
 	}
 	return webhook.Start(ctx, webhook.Config{URLs: urls, Secret: []byte(key), Source: src,
 		Dir: filepath.Join(l.Home, "webhooks"), Logger: log})
+}
+
+// listenLoopback listens on addr, which must be a loopback IP and port.
+func listenLoopback(addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("%s: metrics are served on a loopback address only (127.0.0.1:PORT)", addr)
+	}
+	return net.Listen("tcp", addr)
 }
 
 // DefaultWebhookSecret names the vault secret webhooks are signed with.
@@ -288,6 +333,7 @@ var (
 	_ httpapi.SandboxExporter  = service{}
 	_ httpapi.PoolManager      = service{}
 	_ httpapi.EventSource      = service{}
+	_ httpapi.MetricsSource    = service{}
 	_ pool.Sandboxes           = (*sandbox.Manager)(nil)
 	_ sandbox.WarmPools        = (*pool.Pools)(nil)
 	_ build.Sandboxes          = (*sandbox.Manager)(nil)

@@ -78,6 +78,13 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	if len(bs) != 1 || bs[0].Name != "container" || !bs[0].Pause || !bs[0].Default {
 		t.Fatalf("backends: %+v", bs)
 	}
+	resp, body = e.do(t, "GET", "/metrics", nil, map[string]string{"Authorization": "Bearer s3cret"})
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `agentkernel_operations_total{backend="container",op="exec",result="ok"} 1`) {
+		t.Fatalf("metrics: %d %.300s", resp.StatusCode, body)
+	}
+	if resp, _ := e.do(t, "GET", "/metrics", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("metrics without the token: %d", resp.StatusCode)
+	}
 	e.fake.emit("sb1", "sandbox_created")
 	e.fake.emit("other", "sandbox_created")
 	recorded, err := c.Events(ctx, client.EventsOptions{Sandbox: "sb1"}, 10)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"path"
 	"slices"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/events"
+	"github.com/agentkernel/agentkernel/internal/metrics"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -548,6 +550,13 @@ func (f *fakeService) SubscribeEvents(n int) (<-chan api.Event, func()) {
 	b := f.broker
 	f.mu.Unlock()
 	return b.Subscribe(n)
+}
+
+// MetricsHandler serves a real registry with one observed exec.
+func (f *fakeService) MetricsHandler() http.Handler {
+	m := metrics.New(metrics.Sources{})
+	m.Observe("exec", "container", time.Millisecond, nil)
+	return m.Handler()
 }
 
 func (f *fakeService) ListPools(context.Context) []api.PoolInfo {

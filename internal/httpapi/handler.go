@@ -42,6 +42,9 @@ type HandlerOptions struct {
 	// MoreTokens are further tokens accepted as Token is (serve's
 	// repeated --api-key); they count only with a Token.
 	MoreTokens []string
+	// MetricsPublic serves GET /metrics without the token (serve
+	// --metrics-public), for scrapers that cannot send one.
+	MetricsPublic bool
 	// HostPaths are the host directories that requests over a handler with
 	// a token may name (mounts, image imports, build contexts), each
 	// absolute, clean and with its symlinks resolved; everything else is
@@ -197,7 +200,8 @@ func (s *server) authorized(r *http.Request) bool {
 	if s.opts.Token == "" {
 		return true
 	}
-	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == "/health" {
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		(r.URL.Path == "/health" || r.URL.Path == "/metrics" && s.opts.MetricsPublic) {
 		return true
 	}
 	got := ""

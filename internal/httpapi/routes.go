@@ -197,6 +197,8 @@ var routes = []route{
 		op: "deleteSecret", tag: "Secrets", summary: "Delete a secret (Unix socket only)", resp: ""},
 	{method: "GET", pattern: "/events", handle: (*server).events,
 		op: "events", tag: "Events", summary: "Sandbox events: Server-Sent Events (id per event; resume with Last-Event-ID or ?after=ID; ?sandbox=NAME, ?label=KEY[=VALUE]), or without Accept: text/event-stream a JSON list collected for ?wait= (30s) up to ?limit= (100)", resp: []api.Event{}},
+	{method: "GET", pattern: "/metrics", handle: (*server).metrics,
+		op: "metrics", tag: "Health", summary: "Prometheus metrics (text format): operations and their latency by backend, sandboxes by status, warm pools, event followers, the Go runtime; the token is needed over TCP unless serve --metrics-public", resp: ""},
 	{method: "GET", pattern: "/pools", handle: (*server).listPools,
 		op: "listPools", tag: "Pools", summary: "The warm pools of fresh sandboxes: size, ready, starting, claims", resp: []api.PoolInfo{}},
 	{method: "PUT", pattern: "/pools", handle: (*server).setPool,

@@ -94,6 +94,9 @@ func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Proce
 			d["error"] = err.Error()
 		}
 		m.event(uuid, name, "command_finished", d)
+		if m.cfg.Observer != nil {
+			m.cfg.Observer.Observe("exec", rec.Backend, took, err)
+		}
 	}, started: time.Now()}, nil
 }
 

@@ -21,7 +21,7 @@ import (
 // CreateSandbox validates req, records the sandbox and, unless req.Start is
 // false, starts it. A sandbox that fails to start stays, marked failed, so
 // its console log can be read; an ephemeral one is removed.
-func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (api.SandboxInfo, error) {
+func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (_ api.SandboxInfo, retErr error) {
 	ph := newPhases()
 	spec, rec, inline, err := m.buildSpec(ctx, req)
 	if err != nil {
@@ -29,8 +29,10 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 	}
 	ph.mark("spec")
 	if info, ok, err := m.claim(ctx, req, spec, rec, inline, ph); ok {
+		m.observe("claim", spec.Backend, ph.start, err)
 		return info, err
 	}
+	defer func() { m.observe("create", spec.Backend, ph.start, retErr) }()
 	unlock := m.locks.Lock(spec.ID)
 	defer unlock()
 	if _, err := m.cfg.Store.CreateSandbox(ctx, rec); err != nil {
@@ -340,9 +342,12 @@ func (m *Manager) RemoveSandbox(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	started := time.Now()
 	unlock := m.locks.Lock(rec.UUID)
 	defer unlock()
-	return m.removeLocked(ctx, rec.UUID, rec.Name)
+	err = m.removeLocked(ctx, rec.UUID, rec.Name)
+	m.observe("remove", rec.Backend, started, err)
+	return err
 }
 
 func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {

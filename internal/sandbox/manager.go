@@ -97,6 +97,22 @@ type Config struct {
 	// Events, when set, is told of every event once it is recorded (GET
 	// /events, webhooks).
 	Events EventSink
+	// Observer, when set, is told how long each create, claim, exec and
+	// removal took (GET /metrics).
+	Observer Observer
+}
+
+// Observer takes the duration of operations; internal/metrics implements
+// it.
+type Observer interface {
+	Observe(op, backend string, d time.Duration, err error)
+}
+
+// observe reports an operation to the Observer, if any.
+func (m *Manager) observe(op, backend string, since time.Time, err error) {
+	if m.cfg.Observer != nil {
+		m.cfg.Observer.Observe(op, backend, time.Since(since), err)
+	}
 }
 
 // EventSink takes recorded events; internal/events' Broker implements it.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,9 +18,9 @@ import (
 	"github.com/agentkernel/agentkernel/test/conformance"
 )
 
-// startServe starts `serve --no-tcp ARGS` for e's home in its own session
-// (the CLI then finds it rather than starting one); the home's teardown
-// stops it.
+// startServe starts `serve ARGS` for e's home in its own session (the CLI
+// then finds it rather than starting one), with --no-tcp unless ARGS give
+// a --port; the home's teardown stops it.
 func startServe(t *testing.T, e *env, args ...string) {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(e.home, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -27,7 +28,10 @@ func startServe(t *testing.T, e *env, args ...string) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(akBin, append([]string{"serve", "--no-tcp"}, args...)...)
+	if !slices.Contains(args, "--port") {
+		args = append([]string{"--no-tcp"}, args...)
+	}
+	cmd := exec.Command(akBin, append([]string{"serve"}, args...)...)
 	cmd.Env = e.environ()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -35,7 +39,17 @@ func startServe(t *testing.T, e *env, args ...string) {
 		t.Fatal(err)
 	}
 	go cmd.Wait()
-	if !waitFor(20*time.Second, func() bool { return socketAnswers(e.socket()) }) {
+	// Health answered over the socket: every listener is up by then (the
+	// socket itself accepts connections a moment earlier).
+	c, err := e.h.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Health(ctx) == nil
+	}) {
 		cmd.Process.Kill()
 		t.Fatal("serve did not come up")
 	}
