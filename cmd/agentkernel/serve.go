@@ -25,7 +25,8 @@ func newServeCmd() *cobra.Command {
 	var apiKeyFile string
 	var pools, webhooks []string
 	var webhookSecret, metricsAddr string
-	var metricsPublic bool
+	var metricsPublic, tlsSelfSigned, requireTLS bool
+	var tlsCert, tlsKey string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: the HTTP API on a Unix socket and on 127.0.0.1:18888",
@@ -74,6 +75,9 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 				}
 				cfg.TCPAddr = net.JoinHostPort(host, strconv.Itoa(port))
 				cfg.APIKeys = keys
+				cfg.TLSCert, cfg.TLSKey, cfg.TLSSelfSigned, cfg.RequireTLS = tlsCert, tlsKey, tlsSelfSigned, requireTLS
+			} else if requireTLS || tlsSelfSigned || tlsCert != "" {
+				return fmt.Errorf("--no-tcp: TLS applies to the TCP listener only")
 			}
 			return daemon.Run(ctx, cfg)
 		},
@@ -85,6 +89,10 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 	cmd.Flags().BoolVar(&noTCP, "no-tcp", false, "serve only the Unix socket")
 	cmd.Flags().StringArrayVar(&webhooks, "webhook-url", nil, "POST every sandbox event to this URL, signed (X-Agentkernel-Signature: t=…,v1=HMAC-SHA256), retried, dead-lettered under $AGENTKERNEL_HOME/webhooks (repeatable)")
 	cmd.Flags().StringVar(&webhookSecret, "webhook-secret", daemon.DefaultWebhookSecret, "the vault secret webhooks are signed with (agentkernel secret set NAME)")
+	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve TCP with TLS: the certificate (PEM; with --tls-key)")
+	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "the key of --tls-cert (PEM)")
+	cmd.Flags().BoolVar(&tlsSelfSigned, "tls", false, "serve TCP with TLS, with a certificate generated once into $AGENTKERNEL_HOME/tls/cert.pem (clients: --cacert that file)")
+	cmd.Flags().BoolVar(&requireTLS, "require-tls", false, "refuse to serve TCP without TLS")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "also serve GET /metrics alone on this loopback `ADDR` (127.0.0.1:PORT), for scrapers")
 	cmd.Flags().BoolVar(&metricsPublic, "metrics-public", false, "serve GET /metrics over TCP without the API key")
 	cmd.Flags().StringArrayVar(&pools, "pool", nil, "keep a warm pool: KEY=N, KEY an image or backend=,image=,profile=,memory_mb=,vcpus= fields (repeatable)")

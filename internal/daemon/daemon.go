@@ -7,6 +7,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,12 @@ type Config struct {
 	// named WebhookSecret.
 	WebhookURLs   []string
 	WebhookSecret string
+	// TLSCert and TLSKey serve TCP with TLS; TLSSelfSigned with a
+	// certificate generated once under the home (SelfSignedCertFile).
+	// RequireTLS refuses to serve TCP without one of them.
+	TLSCert, TLSKey string
+	TLSSelfSigned   bool
+	RequireTLS      bool
 	// MetricsPublic serves GET /metrics without the token; MetricsAddr,
 	// when set, also serves it alone on that loopback address.
 	MetricsPublic bool
@@ -235,10 +242,19 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		log.Info("serving /metrics", "addr", mln.Addr().String(), "public", cfg.MetricsPublic)
 	}
 	if cfg.TCPAddr != "" {
+		tlsConf, err := tcpTLS(l, cfg)
+		if err != nil {
+			unixLn.Close()
+			return err
+		}
 		tcpLn, err := net.Listen("tcp", cfg.TCPAddr)
 		if err != nil {
 			unixLn.Close()
 			return fmt.Errorf("listening on %s: %w", cfg.TCPAddr, err)
+		}
+		if tlsConf != nil {
+			tcpLn = tls.NewListener(tcpLn, tlsConf)
+			log.Info("TCP is served with TLS", "self_signed", cfg.TLSSelfSigned)
 		}
 		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], AllowedHosts: loopbackHosts(tcpLn.Addr()), HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler, MetricsPublic: cfg.MetricsPublic}), ReadHeaderTimeout: 30 * time.Second})
 		listeners = append(listeners, tcpLn)
@@ -301,6 +317,23 @@ func startWebhooks(ctx context.Context, l paths.Layout, vault *secrets.Vault, sr
 	}
 	return webhook.Start(ctx, webhook.Config{URLs: urls, Secret: []byte(key), Source: src,
 		Dir: filepath.Join(l.Home, "webhooks"), Logger: log})
+}
+
+// tcpTLS is the TLS configuration of the TCP listener, nil for plain TCP.
+func tcpTLS(l paths.Layout, cfg Config) (*tls.Config, error) {
+	switch {
+	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	case cfg.TLSSelfSigned && cfg.TLSCert != "":
+		return nil, errors.New("--tls generates its own certificate: give it or --tls-cert/--tls-key, not both")
+	case cfg.TLSCert == "" && !cfg.TLSSelfSigned:
+		if cfg.RequireTLS {
+			return nil, errors.New("--require-tls: TCP would be plain; give --tls-cert and --tls-key, or --tls")
+		}
+		return nil, nil
+	}
+	host, _, _ := net.SplitHostPort(cfg.TCPAddr)
+	return tlsConfig(l, cfg.TLSCert, cfg.TLSKey, cfg.TLSSelfSigned, host)
 }
 
 // listenLoopback listens on addr, which must be a loopback IP and port.
