@@ -198,6 +198,13 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 		}
 	}
 	_, err = c.CreateSandbox(ctx, create)
+	if errors.Is(err, errdefs.ErrNotFound) && create.Image != "" && image == o.image && o.image != autoImage {
+		// The first use of an image pulls it, as docker run does.
+		if perr := pullForRun(cmd, c, create.Image); perr != nil {
+			return withCode(exitCLI, fmt.Errorf("creating the sandbox: %w; pulling %s: %w", err, create.Image, perr))
+		}
+		_, err = c.CreateSandbox(ctx, create)
+	}
 	if errors.Is(err, errdefs.ErrAlreadyExists) {
 		// Someone else's sandbox: not ours to remove.
 		return withCode(exitCLI, err)

@@ -65,6 +65,24 @@ func runImage(cmd *cobra.Command, c *client.Client, flag string, cfg *config.Con
 	return img.Name, nil
 }
 
+// pullForRun pulls the image a run names and the store lacks, with
+// progress on a terminal's stderr and a one-line note otherwise.
+func pullForRun(cmd *cobra.Command, c *client.Client, ref string) error {
+	var progress func(api.PullProgress) error
+	var bars *pullBars
+	if isTerminal(cmd.ErrOrStderr()) {
+		bars = newPullBars(cmd.ErrOrStderr())
+		progress = bars.update
+	} else {
+		fmt.Fprintf(cmd.ErrOrStderr(), "agentkernel: %s is not in the image store; pulling it\n", ref)
+	}
+	_, err := c.PullImage(cmd.Context(), api.PullImageRequest{Image: ref}, progress)
+	if bars != nil {
+		bars.finish()
+	}
+	return err
+}
+
 // detect is upstream's detection for run: the command first, then the
 // project in the current directory. from says what decided.
 func detect(command []string) (config.Runtime, string, bool) {

@@ -338,3 +338,27 @@ func TestImagePullFailures(t *testing.T) {
 	reg.setWrap(nil)
 	e.ok(t, "image", "pull", ref)
 }
+
+// TestRunPullsMissingImage: `run --image` of an image not in the store
+// pulls it from its registry, saying so, and runs; an image no registry
+// has fails with both reasons.
+func TestRunPullsMissingImage(t *testing.T) {
+	requireEnv(t)
+	reg := newImageRegistry(t)
+	ref := reg.push(t, "it/autopull:1", helloImage(t))
+	t.Cleanup(func() { shared.ak(t, "image", "rm", ref) })
+	r := shared.ak(t, "run", "--image", ref, "--", "/bin/hello", "pulled")
+	if want := "args=pulled cwd=/work uid=1000 gid=1000 foo=bar removed=true\n"; r.code != 0 || r.stdout != want {
+		t.Fatalf("run of an image not pulled yet: want %q\n%v", want, r)
+	}
+	if !strings.Contains(r.stderr, "pulling") {
+		t.Errorf("run did not say it pulled: %q", r.stderr)
+	}
+	if ls := shared.ok(t, "image", "ls"); !strings.Contains(ls.stdout, ref) {
+		t.Errorf("the pulled image is not in the store:\n%s", ls.stdout)
+	}
+	r = shared.ak(t, "run", "--image", reg.host+"/it/nosuch:1", "--", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "pulling") {
+		t.Errorf("run of an image no registry has: %v", r)
+	}
+}
