@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"github.com/agentkernel/agentkernel/pkg/api"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -86,6 +87,21 @@ func TestMCPHostAgent(t *testing.T) {
 	// The daemon recorded the sandbox that ran it.
 	if r := e.ok(t, "sandbox", "list", "--json"); strings.Contains(r.stdout, "agentkernel.mcp.session") {
 		t.Errorf("the MCP session's sandbox is still there:\n%s", r.stdout)
+	}
+	// And the command is in the daemon's event record, after its ephemeral
+	// sandbox is gone: started and finished with exit code 0.
+	r := e.ok(t, "events", "--json")
+	var started, finished bool
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var ev api.Event
+		if json.Unmarshal([]byte(line), &ev) != nil || !strings.Contains(line, marker) {
+			continue
+		}
+		started = started || ev.Event == "command_executed"
+		finished = finished || ev.Event == "command_finished" && ev.Details["exit_code"] == float64(0)
+	}
+	if !started || !finished {
+		t.Errorf("the command is not in the event record (started %v, finished %v):\n%s", started, finished, r.stdout)
 	}
 }
 
