@@ -115,7 +115,7 @@ The CLI talks to the agentkernel daemon over its Unix socket (or --url).`,
 		// Upstream's top-level names for the sandbox subcommands.
 		newCreateCmd(app), newStartCmd(app), newStopCmd(app), newPauseCmd(app), newResumeCmd(app), newRemoveCmd(app), newListCmd(app),
 		newPoolCmd(app),
-		newInitCmd(app), newTemplateCmd(app), newAuditCmd(app), newEventsCmd(app))
+		newInitCmd(app), newTemplateCmd(app), newAuditCmd(app), newEventsCmd(app), newReceiptCmd(app))
 	img := newImageCmd(app)
 	img.AddCommand(newImageBuildCmd(app))
 	add("other", img, newBuildCmd(app), newSecretCmd(app), newDoctorCmd(app), newSetupCmd(app), newAgentsCmd(app), newVersionCmd(app))

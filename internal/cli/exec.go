@@ -87,6 +87,13 @@ func runExec(cmd *cobra.Command, app *App, o *execOptions, name string, command 
 		return nil
 	}
 
+	if o.receipt != "" {
+		c, err := connect(cmd, app, exitCLI)
+		if err != nil {
+			return err
+		}
+		return execWithReceipt(cmd, c, name, req, o.receipt)
+	}
 	lio := newLocalIO(cmd, forwardStdin(cmd, o.interactive), o.tty)
 	req.Rows, req.Cols = lio.size()
 	return streamSession(cmd, app, lio, func(ctx context.Context, c *client.Client) (*client.Stream, error) {

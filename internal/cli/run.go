@@ -33,6 +33,7 @@ type execFlags struct {
 	timeout     string
 	interactive bool
 	tty         bool
+	receipt     string
 }
 
 // register adds the flags to cmd; interactiveShort is the shorthand of
@@ -46,6 +47,7 @@ func (f *execFlags) register(cmd *cobra.Command, interactiveShort string) {
 	fl.BoolVarP(&f.interactive, "interactive", interactiveShort, false,
 		"forward stdin (default: only when stdin is a pipe or a file; --interactive=false never)")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "give the command a terminal (raw mode locally with --interactive)")
+	fl.StringVar(&f.receipt, "receipt", "", "write the daemon's signed receipt of the run (command, image, policy, exit code, output hashes) to `FILE`; the output is then collected, not streamed (check it with agentkernel receipt verify)")
 }
 
 // request checks the flags and builds the exec request.
@@ -242,6 +244,9 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 		}
 	}
 
+	if o.receipt != "" {
+		return execWithReceipt(cmd, c, name, req, o.receipt)
+	}
 	s, err := c.ExecStream(ctx, name, req)
 	if err != nil {
 		if sig := r.interrupted(); sig != 0 {

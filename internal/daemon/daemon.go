@@ -30,6 +30,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/opencodeproxy"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/pool"
+	"github.com/agentkernel/agentkernel/internal/receipt"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
@@ -179,7 +180,12 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	mgr.SetPools(pools)
 
 	bld := build.New(build.Options{Home: l.Home, Images: host.images, Sandboxes: mgr, Logger: log})
+	receiptKey, err := receipt.LoadOrCreateKey(ReceiptsDir(l))
+	if err != nil {
+		return fmt.Errorf("the receipt signing key: %w", err)
+	}
 	svc := service{Manager: mgr, Builder: bld, poolService: poolService{pools}, eventService: eventService{broker}, metrics: mtr}
+	svc.receipts = receipt.Issuer{Key: receiptKey, Facts: svc}
 	if len(cfg.WebhookURLs) > 0 {
 		hooks, err := startWebhooks(ctx, l, vault, svc, cfg.WebhookURLs, cfg.WebhookSecret, log)
 		if err != nil {
@@ -299,8 +305,18 @@ type service struct {
 	*build.Builder
 	poolService
 	eventService
-	metrics *metrics.Metrics
+	metrics  *metrics.Metrics
+	receipts receipt.Issuer
 }
+
+// IssueReceipt signs a receipt of a command that ran (exec --receipt).
+func (s service) IssueReceipt(ctx context.Context, run receipt.Run) (*pkgapi.SignedReceipt, error) {
+	return s.receipts.Issue(ctx, run)
+}
+
+// ReceiptsDir holds the daemon's receipt signing key and its public half
+// (receipt.PublicFile), which `receipt verify` trusts by default.
+func ReceiptsDir(l paths.Layout) string { return filepath.Join(l.Home, "receipts") }
 
 // MetricsHandler serves the daemon's Prometheus registry (GET /metrics).
 func (s service) MetricsHandler() http.Handler { return s.metrics.Handler() }
@@ -367,6 +383,7 @@ var (
 	_ httpapi.PoolManager      = service{}
 	_ httpapi.EventSource      = service{}
 	_ httpapi.MetricsSource    = service{}
+	_ httpapi.ReceiptIssuer    = service{}
 	_ pool.Sandboxes           = (*sandbox.Manager)(nil)
 	_ sandbox.WarmPools        = (*pool.Pools)(nil)
 	_ build.Sandboxes          = (*sandbox.Manager)(nil)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -9,8 +10,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/receipt"
 	"github.com/agentkernel/agentkernel/internal/sandbox"
 	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 // outputGrace is how long output may keep arriving after the process has
@@ -165,12 +168,37 @@ func (s *server) exec(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	var issuer ReceiptIssuer
+	if req.Receipt {
+		var ok bool
+		if issuer, ok = s.svc.(ReceiptIssuer); !ok {
+			s.writeError(w, r, &classError{class: errdefs.ErrNotImplemented, msg: "this server issues no receipts"})
+			return
+		}
+	}
+	started := time.Now()
 	resp, err := s.execCollect(r.Context(), name, opts, req.Stdin)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	if issuer != nil {
+		rc, err := issuer.IssueReceipt(r.Context(), receipt.Run{Sandbox: name, Command: opts.Argv, Workdir: opts.Workdir,
+			User: opts.User, Result: resp, Started: started, Finished: time.Now()})
+		if err != nil {
+			s.writeError(w, r, fmt.Errorf("the command ran but its receipt could not be issued: %w", err))
+			return
+		}
+		resp.Receipt = rc
+	}
 	writeExec(w, resp, resp)
+}
+
+// ReceiptIssuer is implemented by a Service that signs receipts of the
+// commands it runs (POST …/exec with "receipt": true); without it such a
+// request answers 501 before anything runs.
+type ReceiptIssuer interface {
+	IssueReceipt(ctx context.Context, run receipt.Run) (*api.SignedReceipt, error)
 }
 
 func (s *server) execDetached(w http.ResponseWriter, r *http.Request) {

@@ -142,6 +142,8 @@ type ExecRequest struct {
 	TTY  bool   `json:"tty,omitempty"`
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
+	// Receipt asks a non-streaming exec for a signed receipt of the run.
+	Receipt bool `json:"receipt,omitempty"`
 }
 
 // ExecResponse answers POST /sandboxes/{name}/exec. Output is stdout and
@@ -157,6 +159,8 @@ type ExecResponse struct {
 	// Error explains an exit code the sandbox chose (127: not found, 126:
 	// not executable, 124: timeout).
 	Error string `json:"error,omitempty"`
+	// Receipt is the signed receipt the request asked for.
+	Receipt *SignedReceipt `json:"receipt,omitempty"`
 }
 
 // RunRequest is the body of POST /run and /run/stream: an ephemeral sandbox
@@ -357,4 +361,41 @@ type Event struct {
 	Sandbox     string         `json:"sandbox"`
 	SandboxUUID string         `json:"sandbox_uuid"`
 	Details     map[string]any `json:"details,omitempty"`
+}
+
+// Receipt records one command a sandbox ran: what ran where, under which
+// policy, and how it ended, with hashes of its output. The daemon signs it
+// (SignedReceipt); `agentkernel receipt verify` checks it against a key
+// the verifier trusts, never one the receipt carries.
+type Receipt struct {
+	Version     int    `json:"version"`
+	Sandbox     string `json:"sandbox"`
+	SandboxUUID string `json:"sandbox_uuid"`
+	Backend     string `json:"backend"`
+	Profile     string `json:"profile"`
+	Image       string `json:"image"`
+	// ImageID is the image's content ID (the host image has none).
+	ImageID string `json:"image_id,omitempty"`
+	// Network is the egress policy in force when the command ran (nil:
+	// no gateway, so no network beyond loopback).
+	Network  *NetworkPolicy `json:"network,omitempty"`
+	Command  []string       `json:"command"`
+	Workdir  string         `json:"workdir,omitempty"`
+	User     string         `json:"user,omitempty"`
+	ExitCode int            `json:"exit_code"`
+	TimedOut bool           `json:"timed_out,omitempty"`
+	// StdoutSHA256 and StderrSHA256 are hex SHA-256 of the output bytes.
+	StdoutSHA256 string    `json:"stdout_sha256"`
+	StderrSHA256 string    `json:"stderr_sha256"`
+	StartedAt    time.Time `json:"started_at"`
+	FinishedAt   time.Time `json:"finished_at"`
+}
+
+// SignedReceipt is a Receipt's JSON (Payload, exactly the bytes signed)
+// and its Ed25519 signature. KeyID (the hex SHA-256 of the public key)
+// only says which key signed; it proves nothing.
+type SignedReceipt struct {
+	Payload   []byte `json:"payload"`
+	Signature []byte `json:"signature"`
+	KeyID     string `json:"key_id"`
 }
