@@ -214,7 +214,7 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(filepath.Join(b.opts.RuntimeRoot, spec.ID)); err == nil {
+	if b.hasRuntimeState(spec.ID) {
 		return nil, fmt.Errorf("%w: sandbox %s has runtime state; stop it or run Cleanup first", errdefs.ErrAlreadyExists, spec.ID)
 	}
 	s := *spec
@@ -386,6 +386,17 @@ func (b *Backend) teardown(ctx context.Context, s *backend.Spec) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// hasRuntimeState reports whether the runtime keeps state for sandbox id:
+// runc a directory <root>/<id>, runsc a file <root>/<id>_sandbox:<id>.state.
+func (b *Backend) hasRuntimeState(id string) bool {
+	p := filepath.Join(b.opts.RuntimeRoot, id)
+	if b.opts.Flavor == GVisor {
+		p += "_sandbox:" + id + ".state"
+	}
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 func (b *Backend) layout(s *backend.Spec) layout {
