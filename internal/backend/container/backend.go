@@ -123,7 +123,7 @@ func (b *Backend) Name() string {
 // Capabilities reports pause (runc pause: the cgroup freezer; runsc pause:
 // the Sentry stops its tasks) and no checkpoint yet; sandboxes attach to
 // their network gateway through a network namespace. Only runc resizes a
-// running sandbox (runsc update does not change its limits).
+// running sandbox (that runsc update does is not shown).
 func (b *Backend) Capabilities() backend.Capabilities {
 	if b.opts.Flavor == GVisor {
 		return backend.Capabilities{Isolation: "gvisor", NetworkGateway: true, Pause: true}

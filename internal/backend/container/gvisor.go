@@ -39,8 +39,9 @@ import (
 //   - The OCI seccomp profile is enforced inside the Sentry (--oci-seccomp);
 //     the errnos runsc cannot return are the agent's (gvisorSeccomp).
 //   - The host name lives in the Sentry, not in a host UTS namespace, so a
-//     gvisor instance is no backend.HostnameSetter; `runsc update` does not
-//     change a running sandbox's limits, so it is no ResourceUpdater either.
+//     gvisor instance is no backend.HostnameSetter. Nor is it a
+//     ResourceUpdater: that `runsc update` changes a running sandbox's
+//     limits is not shown yet.
 type Flavor string
 
 const (
