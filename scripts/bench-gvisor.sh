@@ -60,7 +60,7 @@ trap cleanup EXIT
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 "$AK" sandbox list >/dev/null # starts the daemon
 "$AK" run --backend gvisor -- true >/dev/null # probes the platform, warms the caches
-PLATFORM=$("$AK" doctor 2>/dev/null | sed -n 's/.*gvisor: isolation.*platform \([a-z]*\).*/\1/p')
+PLATFORM=$({ "$AK" doctor 2>/dev/null || true; } | sed -n 's/.*gvisor: isolation.*platform \([a-z]*\).*/\1/p')
 [ -n "$PLATFORM" ] || die "doctor names no gvisor platform"
 
 # The raw bundle is the one the daemon generated for a real gvisor sandbox

@@ -30,10 +30,10 @@ import (
 //     kernel (the Sentry), which runs on a probed platform (systrap, else
 //     ptrace), with --network=sandbox so gVisor's own netstack drives the
 //     tap eth0 of the netns the supervisor prepared (never host
-//     networking; see gvisorNetwork), --overlay2=none so that writes reach the backend's
-//     overlayfs upper layer (commit, export and restarts read it) and
-//     --host-uds=create so the agent's Unix socket in agent-run/ is a host
-//     socket the supervisor can dial.
+//     networking; see gvisorNetwork), --overlay2=none so that writes
+//     reach the backend's overlayfs upper layer (commit, export and
+//     restarts read it) and --host-uds=create so the agent's Unix socket
+//     in agent-run/ is a host socket the supervisor can dial.
 //   - gVisor has its own sysfs; the bind of a sysfs mounted from the netns
 //     (network.go) is runc's business only.
 //   - The OCI seccomp profile is enforced inside the Sentry (--oci-seccomp);
@@ -303,7 +303,11 @@ func (b *Backend) probeGVisor(ctx context.Context) []api.DoctorCheck {
 			add("gvisor: platform", false, err.Error(),
 				"gVisor needs systrap or ptrace to work on this host (a kernel with seccomp and ptrace allowed); try AGENTKERNEL_GVISOR_PLATFORM=ptrace")
 		} else {
-			add("gvisor: platform", true, b.runtime().platform+" (probed: "+strings.Join(gvisorPlatforms, ", then ")+")", "")
+			how := "probed: " + strings.Join(gvisorPlatforms, ", then ")
+			if b.opts.Platform != "" {
+				how = "forced, and probed"
+			}
+			add("gvisor: platform", true, b.runtime().platform+" ("+how+")", "")
 		}
 	}
 	fs, _ := os.ReadFile("/proc/filesystems")
