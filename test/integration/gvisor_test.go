@@ -72,3 +72,12 @@ func TestGVisorInfo(t *testing.T) {
 		t.Errorf("doctor does not report gvisor and its platform:\n%s", doc)
 	}
 }
+
+// TestGVisorPooled runs the suite on a gvisor sandbox claimed from a warm
+// pool.
+func TestGVisorPooled(t *testing.T) {
+	requireRunsc(t)
+	e := newEnv(t)
+	e.ok(t, "sandbox", "list")
+	conformance.RunPooled(t, e.client(t), conformance.Options{Backend: "gvisor", Prefix: "gvp-"})
+}
