@@ -39,6 +39,9 @@ cleanup() {
     for n in $("$AK" sandbox list --json 2>/dev/null | jq -r '.[].name'); do
       "$AK" sandbox remove "$n" >/dev/null 2>&1
     done
+    # The default container pool's sandboxes are no one's: drained, they
+    # go before the daemon exits (their supervisors would outlive it).
+    "$AK" pool drain >/dev/null 2>&1
   fi
   if [ -f "$AGENTKERNEL_HOME/run/daemon.pid" ]; then
     pid=$(cat "$AGENTKERNEL_HOME/run/daemon.pid")
