@@ -45,4 +45,14 @@ fi
 if [ "$(id -u)" = 0 ] && ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   apt-get update -qq
 fi
+# The gvisor backend's runsc, built once from the gvisor.dev/gvisor module
+# version go.mod pins and cached in /var/cache/agentkernel/runsc (Debian's
+# 2022 runsc runs only on ptrace here). A few minutes the first time on two
+# cores; nothing afterwards.
+if [ "$(id -u)" = 0 ]; then
+  runsc=$("$(dirname "$0")/runsc.sh")
+  echo "runsc: $runsc"
+else
+  echo "setup: not root; not building runsc (scripts/runsc.sh), so the gvisor tests will skip" >&2
+fi
 runc --version | head -1

@@ -6,6 +6,7 @@
 //	agentkernel-agent --listen fd:3
 //	agentkernel-agent --listen file:/dev/vport0p1
 //	agentkernel-agent --init   (as a microVM's /init; see internal/guestinit)
+//	agentkernel-agent --seccomp-errno 435:38 --listen ...   (gvisor; see seccomp.go)
 //
 // As PID 1 it reaps every zombie, forwards SIGTERM and SIGINT to all
 // processes and then exits 0 (after a grace period and SIGKILL); it never
@@ -33,6 +34,7 @@ func main() {
 	debug := flag.Bool("debug", false, "log debug messages")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	vmInit := flag.Bool("init", false, "boot a microVM first (internal/guestinit), then serve on its virtio-serial port")
+	seccompErrno := flag.String("seccomp-errno", "", "NR:ERRNO,...: answer these syscalls with these errnos (see seccomp.go)")
 	flag.Parse()
 	if *showVersion {
 		fmt.Println(version.Version)
@@ -43,6 +45,14 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "agent")
+	if *seccompErrno != "" {
+		// Fail closed: a sandbox whose filter is not what its profile
+		// says does not start.
+		if err := installSeccompErrno(*seccompErrno); err != nil {
+			log.Error("cannot apply the sandbox's seccomp profile", "err", err)
+			os.Exit(1)
+		}
+	}
 	if *vmInit {
 		runVM(log)
 	}

@@ -65,6 +65,14 @@ type HostnameSetter interface {
 	SetHostname(ctx context.Context, name string) error
 }
 
+// PlatformReporter is implemented by a backend that runs on one of several
+// host mechanisms chosen at run time (gvisor: the Sentry's platform,
+// "systrap" or "ptrace"). Platform returns "" when it cannot tell (the
+// runtime is missing).
+type PlatformReporter interface {
+	Platform(ctx context.Context) string
+}
+
 // ResourceUpdater is implemented by an Instance whose limits can change
 // while it runs (a container's cgroup). A claim of a warm-pool sandbox
 // gives it its caller's limits this way.

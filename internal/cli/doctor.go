@@ -84,8 +84,12 @@ func printBackends(cmd *cobra.Command, app *App) {
 		if b.Default {
 			def = " (default)"
 		}
-		fmt.Fprintf(w, "  %s%s: isolation %s, pause %s, checkpoint %s, network gateway %s\n",
-			oneLine(b.Name), def, oneLine(b.Isolation), yes(b.Pause), yes(b.Checkpoint), yes(b.NetworkGateway))
+		platform := ""
+		if b.Platform != "" {
+			platform = ", platform " + oneLine(b.Platform)
+		}
+		fmt.Fprintf(w, "  %s%s: isolation %s, pause %s, checkpoint %s, network gateway %s%s\n",
+			oneLine(b.Name), def, oneLine(b.Isolation), yes(b.Pause), yes(b.Checkpoint), yes(b.NetworkGateway), platform)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 type hostRuntime struct {
 	images    *image.Store
 	container *container.Backend
+	gvisor    *container.Backend
 	microvm   *microvm.Backend
 }
 
@@ -37,6 +38,15 @@ func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
 			Images:      imgs,
 			Logger:      log,
 		}),
+		// The container backend's gVisor flavor: runsc from the cache
+		// scripts/runsc.sh fills, else PATH.
+		gvisor: container.New(container.Options{
+			Flavor:      container.GVisor,
+			RuntimeRoot: l.RunscRoot(),
+			Images:      imgs,
+			Platform:    os.Getenv("AGENTKERNEL_GVISOR_PLATFORM"), // "systrap", "ptrace" or "" (probe)
+			Logger:      log,
+		}),
 		microvm: microvm.New(microvm.Options{
 			KernelDir: KernelDir(l),
 			Images:    imgs,
@@ -49,12 +59,13 @@ func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
 
 // backends returns the backends by name.
 func (h *hostRuntime) backends() map[string]backend.Backend {
-	return map[string]backend.Backend{h.container.Name(): h.container, h.microvm.Name(): h.microvm}
+	return map[string]backend.Backend{h.container.Name(): h.container, h.gvisor.Name(): h.gvisor, h.microvm.Name(): h.microvm}
 }
 
 // doctor reports on every backend.
 func (h *hostRuntime) doctor(ctx context.Context) []api.DoctorCheck {
-	return append(h.container.Probe(ctx), h.microvm.Probe(ctx)...)
+	checks := append(h.container.Probe(ctx), h.gvisor.Probe(ctx)...)
+	return append(checks, h.microvm.Probe(ctx)...)
 }
 
 // KernelDir is where `agentkernel setup` installs the microVM guest kernel.

@@ -175,7 +175,7 @@ func Generate(s *backend.Spec, c Config) (*specs.Spec, error) {
 	}
 
 	mounts := systemMounts(c.TmpDir, *res.Memory.Limit/4)
-	if netns.Path != "" {
+	if netns.Path != "" && c.Network.Sysfs != "" {
 		mounts = withSysfs(mounts, c.Network.Sysfs)
 	}
 	mounts = append(mounts,

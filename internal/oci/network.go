@@ -19,7 +19,8 @@ type Network struct {
 	// Sysfs is a sysfs mounted from inside that namespace, bound
 	// read-only at /sys: a sandbox in a child user namespace may not
 	// mount a sysfs for a network namespace it does not own, and the
-	// host's would show the host's interfaces. Required.
+	// host's would show the host's interfaces. Empty keeps the runtime's
+	// own /sys (gVisor's Sentry has one of its own, showing its netstack).
 	Sysfs string
 	// FilesDir is bound read-only at backend.NetFilesDir. Required.
 	FilesDir string
@@ -32,10 +33,13 @@ type Network struct {
 }
 
 func (n *Network) validate() error {
-	for _, p := range []string{n.Netns, n.Sysfs, n.FilesDir, n.ResolvConf} {
+	for _, p := range []string{n.Netns, n.FilesDir, n.ResolvConf} {
 		if !filepath.IsAbs(p) {
 			return fmt.Errorf("%w: network mode gateway: host path %q must be absolute", errdefs.ErrInvalidArgument, p)
 		}
+	}
+	if n.Sysfs != "" && !filepath.IsAbs(n.Sysfs) {
+		return fmt.Errorf("%w: network mode gateway: sysfs %q must be an absolute path", errdefs.ErrInvalidArgument, n.Sysfs)
 	}
 	if n.CABundle != "" && !filepath.IsAbs(n.CABundle) {
 		return fmt.Errorf("%w: network mode gateway: CA bundle %q must be an absolute path", errdefs.ErrInvalidArgument, n.CABundle)

@@ -59,12 +59,30 @@ func TestGenerateGateway(t *testing.T) {
 	for name, n := range map[string]*Network{
 		"missing":         nil,
 		"relative netns":  {Netns: "fd/7", Sysfs: "/s", FilesDir: "/f", ResolvConf: "/r"},
-		"no sysfs":        {Netns: "/n", FilesDir: "/f", ResolvConf: "/r"},
+		"relative sysfs":  {Netns: "/n", Sysfs: "s", FilesDir: "/f", ResolvConf: "/r"},
 		"reserved target": {Netns: "/n", Sysfs: "/s", FilesDir: "/f", ResolvConf: "/r", CABundle: "/c", CABundleTargets: []string{"/proc/x"}},
 	} {
 		c.Network = n
 		if _, err := Generate(s, c); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestGenerateGatewayOwnSysfs: without a prepared sysfs (gVisor has its
+// own) /sys stays the runtime's sysfs mount.
+func TestGenerateGatewayOwnSysfs(t *testing.T) {
+	s := testSpec(t)
+	s.Security.Network = "gateway"
+	c := testConfig(s)
+	c.Network = &Network{Netns: "/proc/42/fd/7", FilesDir: "/state/net", ResolvConf: "/state/net/resolv.conf"}
+	g, err := Generate(s, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range g.Mounts {
+		if m.Destination == "/sys" && m.Type != "sysfs" {
+			t.Errorf("/sys: %+v", m)
 		}
 	}
 }

@@ -63,6 +63,9 @@ func (l Layout) ImagesDir() string { return filepath.Join(l.Home, "images") }
 // RuncRoot is the runc state root for this home's containers.
 func (l Layout) RuncRoot() string { return filepath.Join(l.Home, "runc") }
 
+// RunscRoot is the runsc state root for this home's gvisor sandboxes.
+func (l Layout) RunscRoot() string { return filepath.Join(l.Home, "runsc") }
+
 // EnsureDirs creates the home, run and state directories with private
 // permissions. It tightens the mode of directories that already exist.
 func (l Layout) EnsureDirs() error {

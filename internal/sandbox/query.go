@@ -160,9 +160,14 @@ func (m *Manager) PruneImages(ctx context.Context) (api.PruneImagesResponse, err
 func (m *Manager) Backends(ctx context.Context) []api.BackendInfo {
 	out := []api.BackendInfo{}
 	for _, name := range m.backendNames() {
-		c := m.cfg.Backends[name].Capabilities()
-		out = append(out, api.BackendInfo{Name: name, Default: name == m.cfg.DefaultBackend, Isolation: c.Isolation,
-			Pause: c.Pause, Checkpoint: c.Checkpoint, NetworkGateway: c.NetworkGateway})
+		b := m.cfg.Backends[name]
+		c := b.Capabilities()
+		info := api.BackendInfo{Name: name, Default: name == m.cfg.DefaultBackend, Isolation: c.Isolation,
+			Pause: c.Pause, Checkpoint: c.Checkpoint, NetworkGateway: c.NetworkGateway}
+		if pr, ok := b.(backend.PlatformReporter); ok {
+			info.Platform = pr.Platform(ctx)
+		}
+		out = append(out, info)
 	}
 	return out
 }

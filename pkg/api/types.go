@@ -342,6 +342,9 @@ type BackendInfo struct {
 	Pause          bool   `json:"pause"`
 	Checkpoint     bool   `json:"checkpoint"`
 	NetworkGateway bool   `json:"network_gateway"`
+	// Platform is how the backend runs its sandboxes where it has a
+	// choice: gVisor's platform ("systrap", "ptrace"). Empty otherwise.
+	Platform string `json:"platform,omitempty"`
 }
 
 type DoctorCheck struct {

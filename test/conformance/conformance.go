@@ -143,6 +143,13 @@ func (s *suite) isolation(t *testing.T) {
 	}
 }
 
+// ListInterfaces is a shell command that prints the sandbox's network
+// interfaces, one a line, from /proc/net/dev: every backend's kernel has it
+// (runc's and a microVM's Linux, and gVisor's Sentry, which has no
+// /sys/class/net), and it lists the interfaces of the caller's network
+// namespace, as /sys/class/net does.
+const ListInterfaces = `tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '`
+
 // networkIsolation checks the sandbox's interfaces against the network
 // the daemon says it has: lo only ("none", "loopback"), or lo and one
 // interface whose only peer is the gateway, which is also the only
@@ -153,7 +160,7 @@ func (s *suite) networkIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := s.run(t, api.ExecRequest{Command: []string{"sh", "-c", "ls /sys/class/net"}})
+	res := s.run(t, api.ExecRequest{Command: []string{"sh", "-c", ListInterfaces}})
 	ifaces := strings.Fields(res.Stdout)
 	switch info.Network {
 	case "none", "loopback":

@@ -476,7 +476,7 @@ func (s *netSuite) livePolicy(t *testing.T) {
 
 func (s *netSuite) restrictive(t *testing.T) {
 	n := s.sandbox(t, api.CreateSandboxRequest{Profile: "restrictive"})
-	if r := s.sh(t, n, "ls /sys/class/net"); strings.TrimSpace(r.Stdout) != "lo" {
+	if r := s.sh(t, n, ListInterfaces); strings.TrimSpace(r.Stdout) != "lo" {
 		t.Fatalf("restrictive interfaces: %q", r.Stdout)
 	}
 	_, err := s.c.CreateSandbox(context.Background(), api.CreateSandboxRequest{Name: s.w.Prefix + "net-bad", Backend: s.w.Backend,

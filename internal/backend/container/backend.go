@@ -39,9 +39,19 @@ const (
 // Options configure a Backend. Zero values take the documented defaults;
 // the struct must not change after New.
 type Options struct {
+	// Flavor is the runtime family: Runc (default) or GVisor (see
+	// gvisor.go for what differs).
+	Flavor Flavor
 	// Runtime is the OCI runtime binary, a path or a name looked up in
-	// PATH; default "runc".
+	// PATH; default "runc", and for GVisor the newest runsc in RunscCache,
+	// else runsc in PATH.
 	Runtime string
+	// RunscCache is where scripts/runsc.sh caches runsc builds; default
+	// DefaultRunscCache. GVisor only.
+	RunscCache string
+	// Platform forces gVisor's platform ("systrap", "ptrace", "kvm");
+	// empty probes systrap, then ptrace. GVisor only.
+	Platform string
 	// RuntimeRoot is the runtime's state directory (runc --root), e.g.
 	// paths.Layout.RuncRoot(). Required.
 	RuntimeRoot string
@@ -82,7 +92,7 @@ var _ backend.Backend = (*Backend)(nil)
 // New returns a Backend. It checks nothing yet: the first Start or Cleanup
 // verifies the runtime (and Probe reports on the host).
 func New(opts Options) *Backend {
-	if opts.Runtime == "" {
+	if opts.Runtime == "" && opts.Flavor != GVisor {
 		opts.Runtime = DefaultRuntime
 	}
 	if opts.CgroupParent == "" {
@@ -102,13 +112,32 @@ func New(opts Options) *Backend {
 	return &Backend{opts: opts, log: log}
 }
 
-// Name returns "container".
-func (b *Backend) Name() string { return "container" }
+// Name returns "container", or "gvisor" for the GVisor flavor.
+func (b *Backend) Name() string {
+	if b.opts.Flavor == GVisor {
+		return "gvisor"
+	}
+	return "container"
+}
 
-// Capabilities reports no pause or checkpoint support yet; sandboxes
-// attach to their network gateway through a network namespace.
+// Capabilities reports pause (runc pause: the cgroup freezer; runsc pause:
+// the Sentry stops its tasks) and no checkpoint yet; sandboxes attach to
+// their network gateway through a network namespace. Only runc resizes a
+// running sandbox (that runsc update does is not shown).
 func (b *Backend) Capabilities() backend.Capabilities {
+	if b.opts.Flavor == GVisor {
+		return backend.Capabilities{Isolation: "gvisor", NetworkGateway: true, Pause: true}
+	}
 	return backend.Capabilities{Isolation: "container", NetworkGateway: true, Pause: true, Resize: true}
+}
+
+// Platform returns the gVisor platform sandboxes run on, probing it if no
+// start has yet ("" for runc, or when runsc is missing).
+func (b *Backend) Platform(ctx context.Context) string {
+	if b.opts.Flavor != GVisor || b.check(ctx) != nil {
+		return ""
+	}
+	return b.runtime().platform
 }
 
 // check verifies, until it once succeeds, that we are root, that the
@@ -121,13 +150,24 @@ func (b *Backend) check(ctx context.Context) error {
 		return nil
 	}
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("%w: the container backend needs root", errdefs.ErrFailedPrecondition)
+		return fmt.Errorf("%w: the %s backend needs root", errdefs.ErrFailedPrecondition, b.Name())
 	}
 	if !filepath.IsAbs(b.opts.RuntimeRoot) {
 		return fmt.Errorf("%w: runtime root %q must be an absolute path", errdefs.ErrInvalidArgument, b.opts.RuntimeRoot)
 	}
 	if !filepath.IsAbs(b.opts.RootfsDir) {
 		return fmt.Errorf("%w: rootfs directory %q must be an absolute path", errdefs.ErrInvalidArgument, b.opts.RootfsDir)
+	}
+	if b.opts.Flavor == GVisor {
+		rt, err := b.checkGVisor(ctx)
+		if err != nil {
+			return err
+		}
+		if err := ensureTraversable(b.opts.RootfsDir); err != nil {
+			return err
+		}
+		b.rt = rt
+		return nil
 	}
 	path, err := exec.LookPath(b.opts.Runtime)
 	if err != nil {
@@ -161,20 +201,20 @@ func (b *Backend) runtime() *runc {
 
 // validate checks what Start needs from a spec before touching the host:
 // the contract's checks are all the container backend needs.
-func validate(s *backend.Spec) error { return s.Validate() }
+func (b *Backend) validate(s *backend.Spec) error { return s.Validate() }
 
 // Start builds the bundle in spec.StateDir, runs the container detached and
 // returns once the agent accepts a connection. On error it releases what it
 // acquired (runtime state, mounts, cgroup).
 func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Instance, retErr error) {
 	t0 := time.Now()
-	if err := validate(spec); err != nil {
+	if err := b.validate(spec); err != nil {
 		return nil, err
 	}
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(filepath.Join(b.opts.RuntimeRoot, spec.ID)); err == nil {
+	if b.hasRuntimeState(spec.ID) {
 		return nil, fmt.Errorf("%w: sandbox %s has runtime state; stop it or run Cleanup first", errdefs.ErrAlreadyExists, spec.ID)
 	}
 	s := *spec
@@ -233,6 +273,11 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 	if err != nil {
 		return nil, err
 	}
+	if b.opts.Flavor == GVisor {
+		if err := gvisorBundle(gen); err != nil {
+			return nil, err
+		}
+	}
 	if err := oci.WriteConfig(l.bundle, gen); err != nil {
 		return nil, err
 	}
@@ -245,7 +290,11 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 		return nil, err
 	}
 	t1 := time.Now()
-	if err := b.runtime().run(ctx, s.ID, l.bundle, l.pidFile, console); err != nil {
+	var runFlags []string
+	if b.opts.Flavor == GVisor {
+		runFlags = append(runFlags, gvisorNetwork(s.Security.Network))
+	}
+	if err := b.runtime().run(ctx, s.ID, l.bundle, l.pidFile, console, runFlags...); err != nil {
 		return nil, fmt.Errorf("starting sandbox %s: %w", s.ID, err)
 	}
 	t2 := time.Now()
@@ -274,6 +323,9 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 	}
 	b.log.Debug("sandbox started", "id", s.ID, "pid", pid,
 		"prepare", t1.Sub(t0), "runtime", t2.Sub(t1), "agent", time.Since(t2), "total", time.Since(t0))
+	if b.opts.Flavor == GVisor {
+		return gvisorInstance{inst}, nil
+	}
 	return inst, nil
 }
 
@@ -334,6 +386,17 @@ func (b *Backend) teardown(ctx context.Context, s *backend.Spec) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// hasRuntimeState reports whether the runtime keeps state for sandbox id:
+// runc a directory <root>/<id>, runsc a file <root>/<id>_sandbox:<id>.state.
+func (b *Backend) hasRuntimeState(id string) bool {
+	p := filepath.Join(b.opts.RuntimeRoot, id)
+	if b.opts.Flavor == GVisor {
+		p += "_sandbox:" + id + ".state"
+	}
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 func (b *Backend) layout(s *backend.Spec) layout {

@@ -10,7 +10,11 @@ import (
 // TestConformance runs the backend contract's suite, and the guest agent's
 // through it, on runc.
 func TestConformance(t *testing.T) {
-	e := newEnv(t)
+	runConformance(t, newEnv(t))
+}
+
+// runConformance runs the backend contract's suite on e's backend.
+func runConformance(t *testing.T, e *env) {
 	backendtest.Run(t, backendtest.Env{
 		Backend: e.b,
 		Spec: func(t *testing.T) *backend.Spec {

@@ -1,7 +1,8 @@
 // Package container is the sandbox backend that runs each sandbox as a
 // hardened OCI container with runc (see internal/oci for what "hardened"
 // means: user namespace, reduced capabilities, seccomp, masked /proc, cgroup
-// limits).
+// limits). Its gvisor flavor (Options.Flavor, backend name "gvisor") runs the
+// same bundles with runsc; gvisor.go holds everything that differs.
 //
 // # Files
 //

@@ -183,8 +183,11 @@ func (e *env) start(t *testing.T, s *backend.Spec) backend.Instance {
 // assertClean checks that no runtime state, mount or cgroup of s remains.
 func (e *env) assertClean(t *testing.T, s *backend.Spec) {
 	t.Helper()
-	if _, err := os.Lstat(filepath.Join(e.opts.RuntimeRoot, s.ID)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("runc state left behind: %v", err)
+	if e.b.hasRuntimeState(s.ID) {
+		t.Errorf("runtime state left behind in %s", e.opts.RuntimeRoot)
+	}
+	if left, _ := filepath.Glob(filepath.Join(e.opts.RuntimeRoot, s.ID+"*")); len(left) > 0 {
+		t.Errorf("runtime files left behind: %v", left)
 	}
 	rootfs := filepath.Join(e.rootfsD, s.ID)
 	if mps, err := mountsUnder(rootfs); err != nil || len(mps) > 0 {

@@ -58,17 +58,21 @@ func (b *Backend) prepareNetwork(ctx context.Context, s *backend.Spec, l layout,
 	if err != nil {
 		return nil, fmt.Errorf("the sandbox's network namespace: %w", err)
 	}
-	if err := removeRootfs(l.sysfs); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(l.sysfs), 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Mkdir(l.sysfs, 0o755); err != nil {
-		return nil, err
-	}
-	if err := mountSysfsIn(nsPath, l.sysfs); err != nil {
-		return nil, err
+	sysfs := ""
+	if b.opts.Flavor != GVisor { // gVisor's Sentry has its own sysfs
+		if err := removeRootfs(l.sysfs); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(l.sysfs), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Mkdir(l.sysfs, 0o755); err != nil {
+			return nil, err
+		}
+		if err := mountSysfsIn(nsPath, l.sysfs); err != nil {
+			return nil, err
+		}
+		sysfs = l.sysfs
 	}
 	if err := os.RemoveAll(l.netFiles); err != nil {
 		return nil, err
@@ -76,7 +80,7 @@ func (b *Backend) prepareNetwork(ctx context.Context, s *backend.Spec, l layout,
 	if err := os.Mkdir(l.netFiles, 0o755); err != nil {
 		return nil, err
 	}
-	n := &oci.Network{Netns: nsPath, Sysfs: l.sysfs, FilesDir: l.netFiles, ResolvConf: filepath.Join(l.netFiles, "resolv.conf")}
+	n := &oci.Network{Netns: nsPath, Sysfs: sysfs, FilesDir: l.netFiles, ResolvConf: filepath.Join(l.netFiles, "resolv.conf")}
 	resolv := fmt.Sprintf("# agentkernel: the sandbox's network gateway\nnameserver %s\n", att.Link.GatewayAddr)
 	if err := os.WriteFile(n.ResolvConf, []byte(resolv), 0o644); err != nil {
 		return nil, err

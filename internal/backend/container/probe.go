@@ -17,14 +17,11 @@ import (
 // id map, the cgroup controllers the limits need, and overlayfs. Each
 // failed check carries a fix. The daemon's doctor command shows them.
 func (b *Backend) Probe(ctx context.Context) []api.DoctorCheck {
-	var checks []api.DoctorCheck
-	add := func(name string, ok bool, detail, fix string) {
-		c := api.DoctorCheck{Name: name, OK: ok, Detail: detail}
-		if !ok {
-			c.Fix = fix
-		}
-		checks = append(checks, c)
+	if b.opts.Flavor == GVisor {
+		return b.probeGVisor(ctx)
 	}
+	var checks doctorChecks
+	add := checks.add
 
 	add("container: root", os.Geteuid() == 0, fmt.Sprintf("euid %d", os.Geteuid()),
 		"run the agentkernel daemon as root; rootless containers are not supported yet")
@@ -66,6 +63,18 @@ func (b *Backend) Probe(ctx context.Context) []api.DoctorCheck {
 	hasOverlay := strings.Contains(string(fs), "\toverlay\n")
 	add("container: overlayfs", hasOverlay, "needed for imported images", "modprobe overlay")
 	return checks
+}
+
+// doctorChecks collects a Probe's checks; a fix is kept only for a
+// failed one.
+type doctorChecks []api.DoctorCheck
+
+func (cs *doctorChecks) add(name string, ok bool, detail, fix string) {
+	c := api.DoctorCheck{Name: name, OK: ok, Detail: detail}
+	if !ok {
+		c.Fix = fix
+	}
+	*cs = append(*cs, c)
 }
 
 // tryUserns starts the runtime's --version in a new user namespace with

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,11 +21,26 @@ import (
 // runtimeWaitDelay bounds how long a runc command may outlive its context.
 const runtimeWaitDelay = 2 * time.Second
 
-// runc runs the OCI runtime binary against one state root.
+// runc runs the OCI runtime binary (runc, or runsc for the gvisor flavor)
+// against one state root.
 type runc struct {
 	path string // absolute path of the runtime binary
 	root string // --root: where the runtime keeps container state
+	// flags are global flags after --root (runsc's platform, network,
+	// overlay and host-UDS settings; see gvisor.go).
+	flags []string
+	// platform is the gVisor platform the flags name ("" for runc).
+	platform string
 }
+
+// global returns the runtime's global flags followed by args.
+func (r *runc) global(args ...string) []string {
+	out := append([]string{"--root", r.root}, r.flags...)
+	return append(out, args...)
+}
+
+// name is the runtime's base name, for error messages.
+func (r *runc) name() string { return filepath.Base(r.path) }
 
 // boundedBuffer keeps the first max bytes written to it.
 type boundedBuffer struct {
@@ -51,7 +67,7 @@ func (r *runc) command(ctx context.Context, args ...string) ([]byte, error) {
 
 // commandIn is command with stdin (nil: none).
 func (r *runc) commandIn(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, r.path, append([]string{"--root", r.root}, args...)...)
+	cmd := exec.CommandContext(ctx, r.path, r.global(args...)...)
 	cmd.Stdin = stdin
 	stdout := &boundedBuffer{max: 8 << 10}
 	stderr := &boundedBuffer{max: 8 << 10}
@@ -62,20 +78,25 @@ func (r *runc) commandIn(ctx context.Context, stdin io.Reader, args ...string) (
 		if msg == "" {
 			msg = strings.TrimSpace(stdout.String())
 		}
-		return stdout.Bytes(), &runtimeError{args: args, err: err, msg: msg}
+		return stdout.Bytes(), &runtimeError{runtime: r.name(), args: args, err: err, msg: msg}
 	}
 	return stdout.Bytes(), nil
 }
 
 // runtimeError is a failed runtime command, with what it printed.
 type runtimeError struct {
-	args []string
-	err  error
-	msg  string
+	runtime string
+	args    []string
+	err     error
+	msg     string
 }
 
 func (e *runtimeError) Error() string {
-	return fmt.Sprintf("runc %s: %v: %s", strings.Join(e.args, " "), e.err, e.msg)
+	rt := e.runtime
+	if rt == "" {
+		rt = "runc"
+	}
+	return fmt.Sprintf("%s %s: %v: %s", rt, strings.Join(e.args, " "), e.err, e.msg)
 }
 
 func (e *runtimeError) Unwrap() error { return e.err }
@@ -89,14 +110,15 @@ func notExist(err error) bool {
 // run creates and starts container id from bundle, detached. The
 // container's stdio goes to console (stdin is /dev/null); runc's own
 // messages go there too and, on failure, are quoted from it.
-func (r *runc) run(ctx context.Context, id, bundle, pidFile string, console *os.File) error {
-	args := []string{"run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id}
-	cmd := exec.CommandContext(ctx, r.path, append([]string{"--root", r.root}, args...)...)
+// flags are global flags for this run only (runsc's --network).
+func (r *runc) run(ctx context.Context, id, bundle, pidFile string, console *os.File, flags ...string) error {
+	args := append(flags, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
+	cmd := exec.CommandContext(ctx, r.path, r.global(args...)...)
 	cmd.Stdout, cmd.Stderr = console, console
 	cmd.WaitDelay = runtimeWaitDelay
 	start, _ := console.Seek(0, io.SeekEnd)
 	if err := cmd.Run(); err != nil {
-		return &runtimeError{args: args, err: err, msg: tailFrom(console.Name(), start, 4<<10)}
+		return &runtimeError{runtime: r.name(), args: args, err: err, msg: tailFrom(console.Name(), start, 4<<10)}
 	}
 	return nil
 }
@@ -125,12 +147,25 @@ func (r *runc) update(ctx context.Context, id string, res *specs.LinuxResources)
 
 // delete removes the container's state and cgroup, killing what is left.
 // A container that does not exist is not an error.
+//
+// runsc's delete talks to the sandbox's control server; while a sandbox
+// is still going away that can be refused, so a refused delete is retried
+// (briefly: a dead sandbox's state is then removed without it).
 func (r *runc) delete(ctx context.Context, id string) error {
-	_, err := r.command(ctx, "delete", "--force", id)
-	if err != nil && notExist(err) {
-		return nil
+	for attempt := 0; ; attempt++ {
+		_, err := r.command(ctx, "delete", "--force", id)
+		if err != nil && notExist(err) {
+			return nil
+		}
+		if err == nil || r.platform == "" || attempt >= 20 || !strings.Contains(err.Error(), "connection refused") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return err
 }
 
 // version returns what the runtime's --version prints.

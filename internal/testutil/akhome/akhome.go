@@ -219,6 +219,9 @@ func (h *Home) StopAndCheck() []string {
 			exec.Command("runc", "--root", h.RuncRoot(), "delete", "--force", id).Run()
 		}
 	}
+	if fs := h.RunscState(); len(fs) > 0 {
+		problems = append(problems, fmt.Sprintf("runsc state left in %s: %v", h.Layout().RunscRoot(), fs))
+	}
 	if ms := h.Mounts(); len(ms) > 0 {
 		problems = append(problems, fmt.Sprintf("mounts left: %v", ms))
 		for _, m := range ms {
@@ -298,6 +301,23 @@ func (h *Home) RuncContainers() []string {
 		return []string{fmt.Sprintf("(runc list failed: %v)", err)}
 	}
 	return strings.Fields(string(out))
+}
+
+// RunscState lists the files of the home's runsc state root (gvisor
+// sandboxes) other than the backend's cached platform probe: a sandbox's
+// <id>_sandbox:<id>.state and .lock, or anything runsc left there.
+func (h *Home) RunscState() []string {
+	ents, err := os.ReadDir(h.Layout().RunscRoot())
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Name() != "platform.json" {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // Mounts lists mount points under the home or named after one of its
