@@ -27,7 +27,7 @@ vet:
 # Every test, as CI runs them. Integration tests build the real binaries and
 # drive them against real runc.
 test: setup build vet
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -count=1 -timeout 40m ./...
 
 # The load suite at full size (100 sandboxes x 1000 operations; see
 # docs/RELIABILITY.md). `make test` runs its short variant (5 x 50).
