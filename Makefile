@@ -26,7 +26,8 @@ vet:
 
 # Every test, as CI runs them. Integration tests build the real binaries and
 # drive them against real runc.
-test: setup build vet
+test: build vet
+	./scripts/setup.sh --with-gvisor
 	$(GO) test -count=1 -timeout 40m ./...
 
 # The load suite at full size (100 sandboxes x 1000 operations; see

@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # Installs what agentkernel needs on a Debian host (bookworm): the OCI
 # runtime and the tools the tests drive. Idempotent; needs root for apt.
+# --with-gvisor also builds runsc for the gvisor backend (scripts/runsc.sh:
+# minutes the first time), which `make test` and CI ask for and a first
+# `make run` does not wait for.
 set -euo pipefail
+with_gvisor=
+for arg in "$@"; do
+  case $arg in
+  --with-gvisor) with_gvisor=1 ;;
+  *) echo "setup.sh: unknown argument $arg (--with-gvisor)" >&2; exit 2 ;;
+  esac
+done
 
 need=()
 command -v runc >/dev/null || need+=(runc)
@@ -49,10 +59,10 @@ fi
 # version go.mod pins and cached in /var/cache/agentkernel/runsc (Debian's
 # 2022 runsc runs only on ptrace here). A few minutes the first time on two
 # cores; nothing afterwards.
-if [ "$(id -u)" = 0 ]; then
+if [ -n "$with_gvisor" ] && [ "$(id -u)" = 0 ]; then
   runsc=$("$(dirname "$0")/runsc.sh")
   echo "runsc: $runsc"
-else
+elif [ -n "$with_gvisor" ]; then
   echo "setup: not root; not building runsc (scripts/runsc.sh), so the gvisor tests will skip" >&2
 fi
 runc --version | head -1
