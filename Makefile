@@ -25,10 +25,12 @@ vet:
 	$(GO) vet ./...
 
 # Every test, as CI runs them. Integration tests build the real binaries and
-# drive them against real runc.
+# drive them against real runc, runsc and QEMU; then every fuzz target of the
+# decoders runs for 5 s (make fuzz runs them longer).
 test: build vet
 	./scripts/setup.sh --with-gvisor
 	$(GO) test -count=1 -timeout 40m ./...
+	FUZZTIME=5s ./scripts/fuzz.sh
 
 # The load suite at full size (100 sandboxes x 1000 operations; see
 # docs/RELIABILITY.md). `make test` runs its short variant (5 x 50).

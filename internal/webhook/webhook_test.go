@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,4 +180,23 @@ func TestStartRefuses(t *testing.T) {
 	if _, err := Start(context.Background(), Config{URLs: []string{"http://127.0.0.1/"}, Secret: []byte("short"), Source: src, Dir: t.TempDir()}); err == nil {
 		t.Error("a short secret accepted")
 	}
+}
+
+// FuzzVerify: any header and body is verified or refused, never a panic,
+// and only the true signature of the body passes.
+func FuzzVerify(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	f.Add(Sign(secret, now, []byte(`{"id":1}`)), []byte(`{"id":1}`))
+	f.Add("t=,v1=", []byte{})
+	f.Add("t=1800000000,v1=zz,v1=", []byte("x"))
+	f.Fuzz(func(t *testing.T, header string, body []byte) {
+		if Verify(secret, header, body, now, time.Minute) == nil && header != Sign(secret, now, body) {
+			// Another timestamp within tolerance signs differently but
+			// validly: check it is a true signature of body.
+			ts := strings.TrimPrefix(strings.Split(header, ",")[0], "t=")
+			if !strings.Contains(header, mac(secret, ts, body)) {
+				t.Fatalf("header %q verified for body %q", header, body)
+			}
+		}
+	})
 }

@@ -27,15 +27,20 @@ type PoolKey struct {
 func (k PoolKey) String() string {
 	var parts []string
 	add := func(name, v string) {
-		if v != "" && v != "0" {
+		if v != "" {
 			parts = append(parts, name+"="+v)
+		}
+	}
+	num := func(name string, n int) {
+		if n != 0 {
+			add(name, strconv.Itoa(n))
 		}
 	}
 	add("backend", k.Backend)
 	add("image", k.Image)
 	add("profile", k.Profile)
-	add("memory_mb", strconv.Itoa(k.MemoryMB))
-	add("vcpus", strconv.Itoa(k.VCPUs))
+	num("memory_mb", k.MemoryMB)
+	num("vcpus", k.VCPUs)
 	return strings.Join(parts, ",")
 }
 
