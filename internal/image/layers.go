@@ -87,7 +87,11 @@ func (p *pull) layer(ctx context.Context, img v1.Image, d v1.Descriptor, diffID 
 		p.report(PullEvent{Layer: id, Status: StatusExists, Current: d.Size, Total: d.Size})
 		return info.Size, nil
 	case haveDir:
-		if err := p.download(ctx, img, d, nil); err != nil {
+		// The unpacked layer is there, the blob is not: the blob must
+		// still hash to the diff-id it claims, or an image could name any
+		// layer already stored for content of its own (seen as a flaky
+		// test when two layers of one image claimed one diff-id).
+		if err := p.download(ctx, img, d, func(r io.Reader) error { return p.checkDiffID(r, diffID) }); err != nil {
 			return 0, err
 		}
 		p.report(PullEvent{Layer: id, Status: StatusDone, Current: d.Size, Total: d.Size})
@@ -189,6 +193,35 @@ func (t *teeReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// checkDiffID decompresses r and checks it against diffID without
+// unpacking it.
+func (p *pull) checkDiffID(r io.Reader, diffID v1.Hash) error {
+	dr, closeDR, err := decompressLayer(r)
+	if err != nil {
+		return err
+	}
+	defer closeDR()
+	h := sha256.New()
+	// The tar stream holds the files' bytes (at most MaxBytes) plus
+	// headers and padding: 4x bounds a decompression bomb's CPU.
+	var src io.Reader = dr
+	limit := 4*p.s.limits.MaxBytes + 64<<20
+	if p.s.limits.MaxBytes > 0 {
+		src = io.LimitReader(dr, limit+1)
+	}
+	n, err := io.Copy(h, src)
+	if err != nil {
+		return err
+	}
+	if p.s.limits.MaxBytes > 0 && n > limit {
+		return fmt.Errorf("%w: the layer is over %d bytes uncompressed", errdefs.ErrTooLarge, limit)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != diffID.Hex {
+		return fmt.Errorf("%w: the layer's content hashes to sha256:%s, the config says %s", errdefs.ErrInvalidArgument, got, diffID)
+	}
+	return nil
 }
 
 // unpack decompresses r, checks it against diffID and publishes it as

@@ -308,3 +308,31 @@ func TestFamiliar(t *testing.T) {
 		}
 	}
 }
+
+// TestPullClaimedDiffIDOfStoredLayer: a layer whose blob is new but whose
+// config names the diff-id of a layer already unpacked in the store is
+// still checked against that diff-id: an image cannot pass off content of
+// its own as a layer the store has (found as a flaky run of
+// TestPullCorruptBlob, when its two layers raced for one diff-id).
+func TestPullClaimedDiffIDOfStoredLayer(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t)
+	good := layer(t, false, File("good", "g"))
+	other := layer(t, false, File("other", "not the good layer"))
+	reg.push(t, "d:good", buildImage(t, "amd64", v1.Config{}, good))
+	img := buildImage(t, "amd64", v1.Config{}, good, other)
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs[1] = cf.RootFS.DiffIDs[0]
+	lying, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.push(t, "d:lying", lying)
+	s := openStore(t)
+	if _, err := s.Pull(context.Background(), reg.ref("d:good"), PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Pull(context.Background(), reg.ref("d:lying"), PullOptions{})
+	assertClass(t, err, "invalid argument", "the config says")
+}
