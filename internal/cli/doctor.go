@@ -10,8 +10,10 @@ import (
 
 func newDoctorCmd(app *App) *cobra.Command {
 	return &cobra.Command{
-		Use:   "doctor",
-		Short: "Check that this host can run sandboxes",
+		Use: "doctor",
+		// status is upstream's name for its installation check.
+		Aliases: []string{"status"},
+		Short:   "Check that this host can run sandboxes",
 		Long: `Doctor asks the daemon to check the host's prerequisites and prints each
 check with ✓ or ✗, what it found and how to fix it. It exits 1 when a check
 fails (also when the daemon cannot be reached).`,

@@ -18,14 +18,16 @@ type netFlags struct {
 	secrets, publish                 []string
 }
 
-func (f *netFlags) register(cmd *cobra.Command) {
+// register adds the flags to cmd. publishShort is --publish's letter:
+// upstream's run has -P (its -p is --profile), its create -p.
+func (f *netFlags) register(cmd *cobra.Command, publishShort string) {
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.allow, "allow", nil, "let the sandbox resolve and reach `DOMAIN` (or *.DOMAIN) on ports 80 and 443 (repeatable)")
 	fl.StringArrayVar(&f.block, "block", nil, "never let the sandbox resolve `DOMAIN`, whatever else allows it (repeatable)")
 	fl.StringArrayVar(&f.allowCIDR, "allow-cidr", nil, "let the sandbox reach addresses in `CIDR[:PORT]` without a name, TCP and UDP (repeatable)")
 	fl.StringArrayVar(&f.presets, "preset", nil, "allow an agent's API hosts with the registries and git hosts: `NAME` is claude, codex, gemini or opencode (repeatable)")
-	fl.StringArrayVar(&f.secrets, "secret", nil, "bind vault secret KEY to HOST: `KEY:HOST[:HEADER]`; the sandbox's $KEY holds a placeholder and the gateway adds the real value to HTTPS requests to HOST (repeatable)")
-	fl.StringArrayVar(&f.publish, "publish", nil, "forward 127.0.0.1:HOSTPORT on this host to the sandbox: `HOSTPORT:SANDBOXPORT` (HOSTPORT 0: any free port; repeatable)")
+	fl.StringArrayVarP(&f.secrets, "secret", "S", nil, "bind vault secret KEY to HOST: `KEY:HOST[:HEADER]`; the sandbox's $KEY holds a placeholder and the gateway adds the real value to HTTPS requests to HOST (repeatable)")
+	fl.StringArrayVarP(&f.publish, "publish", publishShort, nil, "forward 127.0.0.1:HOSTPORT on this host to the sandbox: `HOSTPORT:SANDBOXPORT` (HOSTPORT 0: any free port; repeatable)")
 }
 
 // apply checks the flags and adds them to req.

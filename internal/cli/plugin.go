@@ -64,8 +64,8 @@ func newPluginInstallCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&global, "global", false, "edit the user's configuration instead of the project's (the current directory)")
-	f.BoolVar(&force, "force", false, "replace an agentkernel entry that differs")
+	f.BoolVarP(&global, "global", "g", false, "edit the user's configuration instead of the project's (the current directory)")
+	f.BoolVarP(&force, "force", "f", false, "replace an agentkernel entry that differs")
 	f.BoolVar(&dryRun, "dry-run", false, "print the changes as a diff and write nothing")
 	return cmd
 }
@@ -82,7 +82,7 @@ func newPluginUninstallCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&global, "global", false, "edit the user's configuration instead of the project's (the current directory)")
+	f.BoolVarP(&global, "global", "g", false, "edit the user's configuration instead of the project's (the current directory)")
 	f.BoolVar(&dryRun, "dry-run", false, "print the changes as a diff and write nothing")
 	return cmd
 }

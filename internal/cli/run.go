@@ -73,6 +73,7 @@ type runOptions struct {
 	vcpus    int
 	keep     bool
 	noPool   bool
+	fast     bool
 	cfg      configFlags
 	net      netFlags
 	agent    string
@@ -125,15 +126,17 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	fl.StringVar(&o.name, "name", "", "name the sandbox (default: run-<random>)")
 	// -i is --image, as upstream's run has it (not docker's --interactive).
 	fl.StringVarP(&o.image, "image", "i", "", "image to run, or \"auto\" to detect and pull it (default: see above)")
-	fl.StringVar(&o.profile, "profile", "", "security profile: permissive, moderate or restrictive")
-	fl.StringVar(&o.backend, "backend", "", "sandbox backend (default: the daemon's)")
+	fl.StringVarP(&o.profile, "profile", "p", "", "security profile: permissive, moderate or restrictive")
+	fl.StringVarP(&o.backend, "backend", "B", "", "sandbox backend: container, gvisor, microvm (upstream's docker, podman, firecracker are taken as container, microvm; default: the daemon's)")
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
-	fl.BoolVar(&o.keep, "keep", false, "keep the sandbox after the command")
+	fl.BoolVarP(&o.keep, "keep", "k", false, "keep the sandbox after the command")
 	fl.BoolVar(&o.noPool, "no-pool", false, "start a sandbox of its own even when a warm pool matches")
+	// Upstream's -F/--fast (default true) is our pool use; --fast=false is --no-pool.
+	fl.BoolVarP(&o.fast, "fast", "F", true, "take a fresh sandbox from a warm pool when one matches (--fast=false: like --no-pool)")
 	fl.StringVar(&o.dir, "dir", "", "copy host directory `DIR` into the sandbox at /workspace; with --agent its changes come back as git branch agentkernel/NAME (a patch outside git)")
 	fl.StringVar(&o.agent, "agent", "", "run AI coding agent `NAME` (claude, codex, gemini, opencode; see agentkernel agents): the arguments are its prompt")
-	o.net.register(cmd)
+	o.net.register(cmd, "P")
 	o.cfg.register(cmd, true)
 	return cmd
 }
@@ -143,6 +146,7 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	if err != nil {
 		return withCode(exitCLI, err)
 	}
+	noteUpstreamBackend(cmd, o.backend)
 	if o.memoryMB < 0 || o.vcpus < 0 {
 		return withCode(exitCLI, fmt.Errorf("--memory-mb and --vcpus must not be negative"))
 	}
@@ -188,7 +192,7 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	}
 	create := api.CreateSandboxRequest{
 		Name: name, Image: image, Profile: o.profile, Backend: o.backend,
-		MemoryMB: o.memoryMB, VCPUs: o.vcpus, Ephemeral: !o.keep, NoPool: o.noPool,
+		MemoryMB: o.memoryMB, VCPUs: o.vcpus, Ephemeral: !o.keep, NoPool: o.noPool || !o.fast,
 	}
 	mergeConfig(&create, cfg)
 	if err := o.net.apply(&create); err != nil {

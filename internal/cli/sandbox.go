@@ -27,6 +27,7 @@ func newSandboxCmd(app *App) *cobra.Command {
 	cmd.AddCommand(newCreateCmd(app), newStartCmd(app), newStopCmd(app), newPauseCmd(app), newResumeCmd(app), newRemoveCmd(app),
 		newListCmd(app), newInfoCmd(app), newExtendCmd(app), newLogsCmd(app), newNetworkCmd(app),
 		newCommitCmd(app), newExportCmd(app), newDiffCmd(app))
+	cmd.AddCommand(upstreamSandboxCmds(app)...)
 	return cmd
 }
 
@@ -70,6 +71,7 @@ that fails the sandbox is removed. NAME defaults to the file's
   agentkernel create py --template python`,
 		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			noteUpstreamBackend(cmd, o.backend)
 			cfg, err := o.cfg.load(false)
 			if err != nil {
 				return err
@@ -137,16 +139,16 @@ that fails the sandbox is removed. NAME defaults to the file's
 	fl := cmd.Flags()
 	fl.StringVar(&o.image, "image", "", "image (default: the daemon's)")
 	fl.StringVar(&o.profile, "profile", "", "security profile: permissive, moderate or restrictive")
-	fl.StringVar(&o.backend, "backend", "", "sandbox backend (default: the daemon's)")
-	fl.StringArrayVar(&o.dirs, "dir", nil, "mount a host directory, `HOSTDIR[:SANDBOXPATH[:ro]]` (repeatable)")
+	fl.StringVarP(&o.backend, "backend", "B", "", "sandbox backend: container, gvisor, microvm (upstream's docker, podman, firecracker are taken as container, microvm; default: the daemon's)")
+	fl.StringArrayVarP(&o.dirs, "dir", "d", nil, "mount a host directory, `HOSTDIR[:SANDBOXPATH[:ro]]` (repeatable)")
 	fl.StringArrayVar(&o.labels, "label", nil, "add a label `KEY=VALUE` (repeatable)")
 	fl.StringVar(&o.ttl, "ttl", "", "remove the sandbox after this `DURATION` (e.g. 30m, 2h, 1d)")
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVar(&o.noStart, "no-start", false, "create the sandbox stopped")
 	fl.BoolVar(&o.noPool, "no-pool", false, "start a sandbox of its own even when a warm pool matches")
-	fl.StringVar(&o.agent, "agent", "", "make the sandbox for AI coding agent `NAME` (claude, codex, gemini, opencode): its image, network preset and API key; --dir DIR is then copied in")
-	o.net.register(cmd)
+	fl.StringVarP(&o.agent, "agent", "a", "", "make the sandbox for AI coding agent `NAME` (claude, codex, gemini, opencode): its image, network preset and API key; --dir DIR is then copied in")
+	o.net.register(cmd, "p")
 	o.cfg.register(cmd, false)
 	return cmd
 }

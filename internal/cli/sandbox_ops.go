@@ -89,9 +89,11 @@ func eachSandbox(app *App, verb, short string, fn func(*cobra.Command, *client.C
 func newExtendCmd(app *App) *cobra.Command {
 	var by string
 	cmd := &cobra.Command{
-		Use:   "extend NAME --by DURATION",
-		Short: "Push back a sandbox's expiry",
-		Args:  cobra.ExactArgs(1),
+		Use: "extend NAME --by DURATION",
+		// extend-ttl is upstream's name.
+		Aliases: []string{"extend-ttl"},
+		Short:   "Push back a sandbox's expiry",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if by == "" {
 				return errors.New("--by is required (e.g. --by 1h)")

@@ -13,7 +13,7 @@ import (
 var SetupFunc func(ctx context.Context, skipDisk bool, logf func(format string, args ...any)) error
 
 func newSetupCmd(app *App) *cobra.Command {
-	var skipDisk, plugins bool
+	var skipDisk, plugins, yes bool
 	var agentNames []string
 	cmd := &cobra.Command{
 		Use:   "setup",
@@ -54,7 +54,7 @@ otherwise, and installs without asking with --plugins.`,
 				if err := buildAgentImages(cmd.Context(), c, append(agentNames, args...), w); err != nil {
 					return err
 				}
-				return offerPlugins(cmd, plugins)
+				return offerPlugins(cmd, plugins, yes)
 			}
 			if len(args) > 0 {
 				return fmt.Errorf("setup takes no arguments (agent names go with --agents)")
@@ -68,12 +68,14 @@ otherwise, and installs without asking with --plugins.`,
 			if err != nil {
 				return err
 			}
-			return offerPlugins(cmd, plugins)
+			return offerPlugins(cmd, plugins, yes)
 		},
 	}
 	cmd.Flags().BoolVar(&skipDisk, "skip-disk", false, "do not build the host image's disk now")
 	cmd.Flags().StringSliceVar(&agentNames, "agents", nil, "build the agents' images instead (all, or the `NAMES` given: claude,codex,gemini,opencode)")
 	cmd.Flags().Lookup("agents").NoOptDefVal = " "
 	cmd.Flags().BoolVar(&plugins, "plugins", false, "add the agentkernel MCP server to every agent CLI found on PATH without asking")
+	// Upstream's -y/--yes: run without questions, taking the defaults.
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "ask nothing: agent CLIs found on PATH are left alone (the commands to add the MCP server are printed)")
 	return cmd
 }

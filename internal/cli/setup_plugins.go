@@ -22,14 +22,15 @@ var agentCommands = []struct{ target, command string }{
 	{"claude", "claude"}, {"codex", "codex"}, {"gemini", "gemini"}, {"opencode", "opencode"},
 }
 
-// offerPlugins runs the step; install says --plugins was given.
-func offerPlugins(cmd *cobra.Command, install bool) error {
+// offerPlugins runs the step; install says --plugins was given, noAsk
+// --yes (print the commands, as off a terminal).
+func offerPlugins(cmd *cobra.Command, install, noAsk bool) error {
 	env, err := pluginEnv()
 	if err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	ask := !install && isTerminal(cmd.InOrStdin())
+	ask := !install && !noAsk && isTerminal(cmd.InOrStdin())
 	in := bufio.NewReader(cmd.InOrStdin())
 	for _, a := range agentCommands {
 		path, err := exec.LookPath(a.command)

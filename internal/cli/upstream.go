@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// upstreamBackendNotes says what upstream agentkernel's backend names mean
+// here. The daemon maps them (internal/sandbox) and refuses apple and
+// hyperlight with the reason; the CLI only says so when one is used.
+var upstreamBackendNotes = map[string]string{
+	"docker":      "container (runc with a user namespace; no Docker engine is used)",
+	"podman":      "container (runc with a user namespace; no Podman is used)",
+	"firecracker": "microvm (its own kernel under QEMU's microvm machine, not Firecracker)",
+}
+
+// noteUpstreamBackend prints one line on stderr when name is an upstream
+// backend name that the daemon takes as one of ours.
+func noteUpstreamBackend(cmd *cobra.Command, name string) {
+	if ours, ok := upstreamBackendNotes[name]; ok {
+		fmt.Fprintf(cmd.ErrOrStderr(), "agentkernel: backend %q is taken as %s\n", name, ours)
+	}
+}
+
+// upstreamSandboxCmds are upstream's names under `sandbox` for commands we
+// have elsewhere: `sandbox cp` (our cp) and `sandbox exec-list|exec-logs|
+// exec-kill` (our detached list|logs|kill). They are the same commands,
+// built again, since a cobra alias cannot cross parents.
+func upstreamSandboxCmds(app *App) []*cobra.Command {
+	out := []*cobra.Command{newCpCmd(app)}
+	renames := map[string]string{"list": "exec-list", "logs": "exec-logs", "kill": "exec-kill"}
+	detached := newDetachedCmd(app)
+	for _, c := range detached.Commands() {
+		name, ok := renames[c.Name()]
+		if !ok {
+			continue
+		}
+		detached.RemoveCommand(c)
+		c.Short += " (also: agentkernel detached " + c.Name() + ")"
+		c.Use = name + strings.TrimPrefix(c.Use, c.Name())
+		c.Aliases = nil
+		out = append(out, c)
+	}
+	return out
+}

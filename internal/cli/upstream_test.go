@@ -1,0 +1,34 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+// Upstream's spellings reach the same commands and requests as ours
+// (docs/COMPAT.md lists them; cmd/agentkernel's compat test checks the tree).
+func TestUpstreamSpellings(t *testing.T) {
+	svc, sock := startDaemon(t)
+	_, errOut, code := cli(t, nil, "--socket", sock, "create", "dev", "-B", "docker", "-p", "0:80", "--no-start")
+	if code != 0 || !strings.Contains(errOut, `backend "docker" is taken as container`) {
+		t.Fatalf("create -B docker: %d %q", code, errOut)
+	}
+	if req := svc.createdReqs()[0]; req.Backend != "docker" || len(req.Publish) != 1 || req.Publish[0] != "0:80" {
+		t.Fatalf("request %+v", req)
+	}
+	_, errOut, code = cli(t, nil, "--socket", sock, "create", "web", "-B", "gvisor", "--no-start")
+	if code != 0 || errOut != "" {
+		t.Fatalf("create -B gvisor: %d %q", code, errOut)
+	}
+	out, _, code := cli(t, nil, "--socket", sock, "sandbox", "exec-list", "dev")
+	if code != 0 || !strings.Contains(out, "sleep 9") {
+		t.Fatalf("sandbox exec-list: %d %q", code, out)
+	}
+	out, errOut, code = cli(t, nil, "--socket", sock, "sandbox", "exec-logs", "dev", "bg-1")
+	if code != 0 || out != "out\n" || errOut != "err\n" {
+		t.Fatalf("sandbox exec-logs: %d %q %q", code, out, errOut)
+	}
+	if _, _, code := cli(t, nil, "--socket", sock, "sandbox", "extend-ttl", "dev", "--by", "1h"); code != 0 {
+		t.Fatalf("sandbox extend-ttl: %d", code)
+	}
+}
