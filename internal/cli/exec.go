@@ -54,6 +54,8 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	o.execFlags.register(cmd, "i")
 	cmd.Flags().StringVarP(&o.user, "user", "u", "", "run as `USER` (name or uid[:gid]) inside the sandbox")
 	cmd.Flags().BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the command's id")
+	// Upstream's --sudo; the daemon takes it as --user 0 (root in the sandbox, not on the host).
+	cmd.Flags().BoolVar(&o.sudo, "sudo", false, "run as root inside the sandbox (like --user 0)")
 	return cmd
 }
 

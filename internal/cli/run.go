@@ -34,6 +34,7 @@ type execFlags struct {
 	interactive bool
 	tty         bool
 	receipt     string
+	sudo        bool // exec only
 }
 
 // register adds the flags to cmd; interactiveShort is the shorthand of
@@ -60,7 +61,14 @@ func (f *execFlags) request(command []string) (api.ExecRequest, error) {
 	if err != nil {
 		return api.ExecRequest{}, err
 	}
-	return api.ExecRequest{Command: command, Env: env, Workdir: f.workdir, User: f.user, Timeout: timeout, TTY: f.tty}, nil
+	user := f.user
+	if f.sudo {
+		if user != "" && user != "0" && user != "root" {
+			return api.ExecRequest{}, fmt.Errorf("--sudo conflicts with --user %q", user)
+		}
+		user = "0"
+	}
+	return api.ExecRequest{Command: command, Env: env, Workdir: f.workdir, User: user, Timeout: timeout, TTY: f.tty}, nil
 }
 
 type runOptions struct {
