@@ -83,13 +83,47 @@ func (r Row) Flag() (Flag, error) {
 	return Flag{Command: strings.Join(fields[:len(fields)-1], " "), Long: long, Short: short}, nil
 }
 
-// Route parses the key of a route row into its method and path.
-func (r Row) Route() (method, path string, err error) {
-	method, path, ok := strings.Cut(r.Key, " ")
-	if !ok || method == "" || method != strings.ToUpper(method) || !strings.HasPrefix(path, "/") {
-		return "", "", fmt.Errorf("%s: want METHOD /path", r)
+// Route is a route row's key taken apart:
+//
+//	POST /sandboxes {name,image} -> 201 {name,status}
+//
+// is a POST to /sandboxes whose JSON body has at least the fields name and
+// image, answering 201 with data that has at least name and status. The
+// body, the status and the answer's fields are optional; a status of 0
+// means the row does not say.
+type Route struct {
+	Method, Path string
+	Req, Resp    []string
+	Status       int
+}
+
+// Route parses the key of a route row.
+func (r Row) Route() (Route, error) {
+	bad := fmt.Errorf("%s: want METHOD /path [{field,…}] [-> STATUS [{field,…}]]", r)
+	fields := strings.Fields(r.Key)
+	if len(fields) < 2 || fields[0] != strings.ToUpper(fields[0]) || !strings.HasPrefix(fields[1], "/") {
+		return Route{}, bad
 	}
-	return method, path, nil
+	rt := Route{Method: fields[0], Path: fields[1]}
+	rest := fields[2:]
+	set := func(dst *[]string) {
+		if len(rest) > 0 && strings.HasPrefix(rest[0], "{") && strings.HasSuffix(rest[0], "}") {
+			*dst = strings.Split(strings.Trim(rest[0], "{}"), ",")
+			rest = rest[1:]
+		}
+	}
+	set(&rt.Req)
+	if len(rest) >= 2 && rest[0] == "->" {
+		if _, err := fmt.Sscanf(rest[1], "%d", &rt.Status); err != nil || rt.Status < 100 || rt.Status > 599 {
+			return Route{}, bad
+		}
+		rest = rest[2:]
+		set(&rt.Resp)
+	}
+	if len(rest) > 0 {
+		return Route{}, bad
+	}
+	return rt, nil
 }
 
 // Parse reads the rows of a COMPAT.md. An unknown kind or status, or a key
@@ -181,4 +215,20 @@ func Select(rows []Row, status string, kinds ...string) []Row {
 		}
 	}
 	return out
+}
+
+// Accepted loads docs/COMPAT.md (as Load) and returns its rows of the
+// given kinds that promise upstream's spelling works here: those marked
+// same or different. No such row is an error, so a test cannot pass by
+// checking nothing.
+func Accepted(kinds ...string) ([]Row, error) {
+	rows, err := Load()
+	if err != nil {
+		return nil, err
+	}
+	out := append(Select(rows, StatusSame, kinds...), Select(rows, StatusDifferent, kinds...)...)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("docs/COMPAT.md has no %v rows marked same or different", kinds)
+	}
+	return out, nil
 }

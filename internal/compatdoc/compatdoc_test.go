@@ -22,8 +22,13 @@ func TestParse(t *testing.T) {
 	if err != nil || f != (Flag{Command: "run", Long: "keep", Short: "k"}) {
 		t.Fatalf("flag: %+v %v", f, err)
 	}
-	if m, p, err := rows[1].Route(); err != nil || m != "GET" || p != "/sandboxes/{name}" {
-		t.Fatalf("route: %q %q %v", m, p, err)
+	if rt, err := rows[1].Route(); err != nil || rt.Method != "GET" || rt.Path != "/sandboxes/{name}" || rt.Status != 0 {
+		t.Fatalf("route: %+v %v", rt, err)
+	}
+	rt, err := (Row{Key: "POST /sandboxes {name,image} -> 201 {name,status}"}).Route()
+	if err != nil || rt.Method != "POST" || rt.Status != 201 || strings.Join(rt.Req, " ") != "name image" ||
+		strings.Join(rt.Resp, " ") != "name status" {
+		t.Fatalf("route: %+v %v", rt, err)
 	}
 	if rows[2].Line != 7 || rows[2].Notes != "nothing is recorded" {
 		t.Fatalf("row: %+v", rows[2])
@@ -43,6 +48,11 @@ func TestParseRefuses(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", doc, err, want)
+		}
+	}
+	for _, key := range []string{"GET", "get /x", "GET /x 200", "GET /x -> 42", "GET /x {a} -> 200 {b} c"} {
+		if _, err := (Row{Key: key}).Route(); err == nil {
+			t.Errorf("Route(%q) accepted", key)
 		}
 	}
 	for _, key := range []string{"run", "run --k/-kk", "run -k"} {
