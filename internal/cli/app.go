@@ -119,7 +119,7 @@ The CLI talks to the agentkernel daemon over its Unix socket (or --url).`,
 	img := newImageCmd(app)
 	img.AddCommand(newImageBuildCmd(app))
 	add("other", img, newBuildCmd(app), newSecretCmd(app), newDoctorCmd(app), newSetupCmd(app), newAgentsCmd(app), newVersionCmd(app))
-	add("other", newMCPServerCmd(app), newPluginCmd(app))
+	add("other", newMCPServerCmd(app), newPluginCmd(app), newCompletionsCmd())
 	root.SetHelpCommandGroupID("other")
 	root.SetCompletionCommandGroupID("other")
 	return root

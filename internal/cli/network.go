@@ -30,6 +30,11 @@ func (f *netFlags) register(cmd *cobra.Command, publishShort string) {
 	fl.StringArrayVarP(&f.publish, "publish", publishShort, nil, "forward 127.0.0.1:HOSTPORT on this host to the sandbox: `HOSTPORT:SANDBOXPORT` (HOSTPORT 0: any free port; repeatable)")
 }
 
+// any reports whether a network flag was given.
+func (f *netFlags) any() bool {
+	return len(f.allow)+len(f.block)+len(f.allowCIDR)+len(f.presets)+len(f.secrets)+len(f.publish) > 0
+}
+
 // apply checks the flags and adds them to req.
 func (f *netFlags) apply(req *api.CreateSandboxRequest) error {
 	for _, s := range f.secrets {

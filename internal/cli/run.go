@@ -73,19 +73,21 @@ func (f *execFlags) request(command []string) (api.ExecRequest, error) {
 
 type runOptions struct {
 	execFlags
-	name     string
-	image    string
-	profile  string
-	backend  string
-	memoryMB int
-	vcpus    int
-	keep     bool
-	noPool   bool
-	fast     bool
-	cfg      configFlags
-	net      netFlags
-	agent    string
-	dir      string
+	name      string
+	image     string
+	profile   string
+	backend   string
+	memoryMB  int
+	vcpus     int
+	keep      bool
+	noPool    bool
+	fast      bool
+	ttl       string
+	noNetwork bool
+	cfg       configFlags
+	net       netFlags
+	agent     string
+	dir       string
 }
 
 func newRunCmd(app *App) *cobra.Command {
@@ -140,6 +142,8 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVarP(&o.keep, "keep", "k", false, "keep the sandbox after the command")
 	fl.BoolVar(&o.noPool, "no-pool", false, "start a sandbox of its own even when a warm pool matches")
+	fl.BoolVar(&o.noNetwork, "no-network", false, "no network at all: no gateway, loopback only")
+	fl.StringVar(&o.ttl, "ttl", "", "with --keep, remove the kept sandbox after this `DURATION` (e.g. 30m, 2h, 1d)")
 	// Upstream's -F/--fast (default true) is our pool use; --fast=false is --no-pool.
 	fl.BoolVarP(&o.fast, "fast", "F", true, "take a fresh sandbox from a warm pool when one matches (--fast=false: like --no-pool)")
 	fl.StringVar(&o.dir, "dir", "", "copy host directory `DIR` into the sandbox at /workspace; with --agent its changes come back as git branch agentkernel/NAME (a patch outside git)")
@@ -155,6 +159,13 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 		return withCode(exitCLI, err)
 	}
 	noteUpstreamBackend(cmd, o.backend)
+	ttl, err := parseDuration("--ttl", o.ttl)
+	if err != nil {
+		return withCode(exitCLI, err)
+	}
+	if ttl != "" && !o.keep {
+		return withCode(exitCLI, errors.New("--ttl needs --keep: without it the sandbox is removed when the command ends"))
+	}
 	if o.memoryMB < 0 || o.vcpus < 0 {
 		return withCode(exitCLI, fmt.Errorf("--memory-mb and --vcpus must not be negative"))
 	}
@@ -200,11 +211,18 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	}
 	create := api.CreateSandboxRequest{
 		Name: name, Image: image, Profile: o.profile, Backend: o.backend,
-		MemoryMB: o.memoryMB, VCPUs: o.vcpus, Ephemeral: !o.keep, NoPool: o.noPool || !o.fast,
+		MemoryMB: o.memoryMB, VCPUs: o.vcpus, Ephemeral: !o.keep, NoPool: o.noPool || !o.fast, TTL: ttl,
 	}
 	mergeConfig(&create, cfg)
 	if err := o.net.apply(&create); err != nil {
 		return withCode(exitCLI, err)
+	}
+	if o.noNetwork {
+		if o.net.any() {
+			return withCode(exitCLI, errors.New("--no-network conflicts with --allow, --block, --allow-cidr, --preset, --secret and --publish"))
+		}
+		// No gateway at all, loopback only (as [security] network = false).
+		create.Network = &api.NetworkPolicy{Profile: "none"}
 	}
 	if agent != nil {
 		if err := applyAgent(ctx, c, agent, &create); err != nil {

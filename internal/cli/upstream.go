@@ -45,3 +45,29 @@ func upstreamSandboxCmds(app *App) []*cobra.Command {
 	}
 	return out
 }
+
+// newCompletionsCmd is upstream's `completions SHELL`, the same scripts as
+// cobra's `completion SHELL` (hidden: help lists that one).
+func newCompletionsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:       "completions SHELL",
+		Short:     "Print the shell completion script for bash, zsh, fish or powershell (as completion SHELL)",
+		Hidden:    true,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"bash", "zsh", "fish", "powershell"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			root, w := cmd.Root(), cmd.OutOrStdout()
+			switch args[0] {
+			case "bash":
+				return root.GenBashCompletionV2(w, true)
+			case "zsh":
+				return root.GenZshCompletion(w)
+			case "fish":
+				return root.GenFishCompletion(w, true)
+			case "powershell":
+				return root.GenPowerShellCompletionWithDesc(w)
+			}
+			return fmt.Errorf("unknown shell %q: use bash, zsh, fish or powershell", args[0])
+		},
+	}
+}

@@ -32,3 +32,24 @@ func TestUpstreamSpellings(t *testing.T) {
 		t.Fatalf("sandbox extend-ttl: %d", code)
 	}
 }
+
+func TestUpstreamRunFlags(t *testing.T) {
+	svc, sock := startDaemon(t)
+	t.Chdir(t.TempDir())
+	out, errOut, code := cli(t, nil, "--socket", sock, "run", "-k", "--ttl", "2h", "--no-network", "-F=false", "-p", "restrictive", "--", "true")
+	if code != 0 {
+		t.Fatalf("run: %d %q %q", code, out, errOut)
+	}
+	req := svc.createdReqs()[0]
+	if req.Ephemeral || req.TTL != "2h" || req.Network == nil || req.Network.Profile != "none" || !req.NoPool || req.Profile != "restrictive" {
+		t.Fatalf("request %+v", req)
+	}
+	for _, args := range [][]string{
+		{"run", "--ttl", "1h", "--", "true"},
+		{"run", "--no-network", "--allow", "example.com", "--", "true"},
+	} {
+		if _, errOut, code := cli(t, nil, append([]string{"--socket", sock}, args...)...); code != 125 || errOut == "" {
+			t.Errorf("%v: %d %q", args, code, errOut)
+		}
+	}
+}
