@@ -38,3 +38,25 @@ func TestCompatConfig(t *testing.T) {
 		}
 	}
 }
+
+// Upstream's [security.domains] becomes the gateway's policy.
+func TestDomainsPolicy(t *testing.T) {
+	c, err := Parse([]byte("[security]\nnetwork = true\n[security.domains]\nallow = [\"pypi.org\"]\nblock = [\"evil.com\"]\nallowlist_only = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.Request().Network
+	if n == nil || n.Profile != "restrictive" || len(n.Allow) != 1 || n.Allow[0] != "pypi.org" || len(n.Block) != 1 || n.Block[0] != "evil.com" {
+		t.Fatalf("policy %+v", n)
+	}
+	c, err = Parse([]byte("[security.domains]\nallow = [\"pypi.org\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Request().Network; n == nil || n.Profile != "" || len(n.Allow) != 1 {
+		t.Fatalf("without allowlist_only the profile's list stays: %+v", n)
+	}
+	if c, _ := Parse([]byte("[security]\nnetwork = true\n")); c == nil || c.Request().Network != nil {
+		t.Fatal("network = true changed the profile's network")
+	}
+}

@@ -88,7 +88,8 @@ func TestParseUpstreamShapes(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrNotImplemented) {
 		t.Fatalf("agent example: %v, want ErrNotImplemented", err)
 	}
-	for _, want := range []string{"[build]", "agent.compatibility_mode", "security.network", "security.mount_cwd"} {
+	// network = true is the moderate profile's network here, so only these.
+	for _, want := range []string{"[build]", "agent.compatibility_mode", "security.mount_cwd"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the refusal does not name %s:\n%v", want, err)
 		}
@@ -143,7 +144,7 @@ func TestRefusals(t *testing.T) {
 		{"[build]\n", "[build]"},
 		{"[agent]\ncompatibility_mode = \"gemini\"\n", "agent.compatibility_mode"},
 		{"[network]\nvsock_cid = 3\n", "network.vsock_cid"},
-		{"[security]\nnetwork = true\n", "security.network"},
+		{"[security]\nprofile = \"restrictive\"\nnetwork = true\n", "security.network = true"},
 		{"[security]\nmount_cwd = true\n", "security.mount_cwd"},
 		{"[security]\nmount_home = true\n", "security.mount_home"},
 		{"[security]\npass_env = true\n", "security.pass_env"},
@@ -153,8 +154,7 @@ func TestRefusals(t *testing.T) {
 		{"[security]\nseccomp = \"moderate\"\n", "security.seccomp \"moderate\""},
 		{"[security]\nprofile = \"restrictive\"\nseccomp = \"default\"\n", "security.seccomp \"default\""},
 		{"[security]\nseccomp = \"/etc/seccomp.json\"\n", "custom seccomp files"},
-		{"[security.domains]\nallow = [\"pypi.org\"]\nallowlist_only = true\n", "[security.domains]"},
-		{"[security.domains]\nblock = [\"evil.com\"]\n", "[security.domains]"},
+		{"[security]\nnetwork = false\n[security.domains]\nblock = [\"evil.com\"]\n", "[security.domains]"},
 		{"[security.commands]\nblock = [\"curl\"]\n", "[security.commands]"},
 		{"[ports]\n8080 = 80\n", "[ports]"},
 	}
@@ -170,6 +170,7 @@ func TestRefusals(t *testing.T) {
 		"[security]\nprofile = \"permissive\"\nseccomp = \"default\"\n",
 		"[security.domains]\nallow = []\nblock = []\n[security.commands]\nallowlist_only = false\n",
 		"[ports]\n",
+		"[security]\nnetwork = true\n[security.domains]\nallow = [\"pypi.org\"]\nblock = [\"evil.com\"]\nallowlist_only = true\n",
 		"[agent]\ncompatibility_mode = \"native\"\n",
 		"",
 	}

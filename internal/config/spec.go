@@ -36,6 +36,15 @@ func (c *Config) Request() api.CreateSandboxRequest {
 		// Enforced, not ignored: no gateway, loopback only.
 		req.Network = &api.NetworkPolicy{Profile: "none"}
 	}
+	if d := c.Security.Domains; !d.empty() {
+		// The gateway enforces upstream's rules: allow and block as
+		// --allow and --block; allowlist_only drops the profile's own
+		// allow-list (registries and git hosts), leaving the rules alone.
+		req.Network = &api.NetworkPolicy{Allow: d.Allow, Block: d.Block}
+		if d.AllowlistOnly {
+			req.Network.Profile = "restrictive"
+		}
+	}
 	return req
 }
 

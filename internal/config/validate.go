@@ -93,8 +93,10 @@ func (c *Config) refuseUnenforceable(p *problems) {
 		p.refuse("network.vsock_cid: vsock CIDs are assigned by agentkernel; remove the key")
 	}
 	sec := c.Security
-	if sec.Network != nil && *sec.Network {
-		p.refuse("security.network = true: sandboxes have no outside network until the network gateway lands; remove the key or set it to false")
+	// network = true is the profile's network through the gateway; only
+	// restrictive, which has none, contradicts it.
+	if sec.Network != nil && *sec.Network && sec.Profile == "restrictive" {
+		p.refuse(`security.network = true: profile = "restrictive" has no network; choose "moderate" or "permissive", or remove the key`)
 	}
 	if sec.MountCwd != nil && *sec.MountCwd {
 		p.refuse("security.mount_cwd = true: agentkernel never mounts host directories implicitly; use --dir .:/workspace")
@@ -114,8 +116,8 @@ func (c *Config) refuseUnenforceable(p *problems) {
 		}
 	}
 	c.checkSeccomp(p, restrictive)
-	if !sec.Domains.empty() {
-		p.refuse("[security.domains]: domain rules are enforced by the network gateway, which has not landed; sandboxes have no outside network meanwhile")
+	if !sec.Domains.empty() && sec.Network != nil && !*sec.Network {
+		p.refuse("[security.domains]: domain rules need a network, and security.network = false has none; remove one of them")
 	}
 	if !sec.Commands.empty() {
 		p.refuse("[security.commands]: command filtering is not enforced by this agentkernel; remove the rules")
