@@ -83,7 +83,7 @@ func openTemplates() (*config.Templates, error) {
 }
 
 // mergeConfig fills req from cfg where the command's flags left it empty:
-// flags win over the file.
+// flags win over the file. Published ports add up.
 func mergeConfig(req *api.CreateSandboxRequest, cfg *config.Config) {
 	if cfg == nil {
 		return
@@ -104,6 +104,7 @@ func mergeConfig(req *api.CreateSandboxRequest, cfg *config.Config) {
 	if req.Network == nil {
 		req.Network = from.Network
 	}
+	req.Publish = append(req.Publish, from.Publish...)
 }
 
 // setup is what a config asks of a sandbox once it runs: files to copy

@@ -60,3 +60,19 @@ func TestDomainsPolicy(t *testing.T) {
 		t.Fatal("network = true changed the profile's network")
 	}
 }
+
+// Upstream's [network] ports are published as --publish would.
+func TestNetworkPorts(t *testing.T) {
+	c, err := Parse([]byte("[network]\nports = [\"8080:80\", \"3000\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Request().Publish; len(p) != 2 || p[0] != "8080:80" || p[1] != "0:3000" {
+		t.Fatalf("publish %q", p)
+	}
+	for _, bad := range []string{"5353:53/udp", "x", "80:0", "70000:80"} {
+		if _, err := Parse([]byte("[network]\nports = [\"" + bad + "\"]\n")); err == nil || !strings.Contains(err.Error(), "network.ports") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -82,9 +82,13 @@ type Resources struct {
 	MemoryMB *int64 `toml:"memory_mb"`
 }
 
-// Network is upstream's [network] (Firecracker's vsock CID).
+// Network is upstream's [network]: Firecracker's vsock CID (refused) and
+// published ports.
 type Network struct {
 	VsockCID *int64 `toml:"vsock_cid"`
+	// Ports are upstream's "HOSTPORT:SANDBOXPORT" or "SANDBOXPORT" (any
+	// free host port), published on the host's loopback as --publish.
+	Ports []string `toml:"ports"`
 }
 
 // Security is [security]. The booleans are nil when not written, so that

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -35,6 +36,10 @@ func (c *Config) Request() api.CreateSandboxRequest {
 	if n := c.Security.Network; n != nil && !*n {
 		// Enforced, not ignored: no gateway, loopback only.
 		req.Network = &api.NetworkPolicy{Profile: "none"}
+	}
+	for _, p := range c.Network.Ports {
+		spec, _ := publishSpec(p) // checked by Parse
+		req.Publish = append(req.Publish, spec)
 	}
 	if d := c.Security.Domains; !d.empty() {
 		// The gateway enforces upstream's rules: allow and block as
@@ -137,4 +142,20 @@ func (cp Copy) Open() (*os.File, error) {
 func within(root, p string) bool {
 	rel, err := filepath.Rel(root, p)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
+}
+
+// publishSpec turns one of upstream's [network] ports, "HOSTPORT:SANDBOXPORT"
+// or "SANDBOXPORT", into a create request's publish entry (HOSTPORT 0 picks
+// a free port). UDP ("53/udp") is refused: the gateway publishes TCP only.
+func publishSpec(s string) (string, error) {
+	host, sb, ok := strings.Cut(s, ":")
+	if !ok {
+		host, sb = "0", s
+	}
+	hp, err1 := strconv.ParseUint(host, 10, 16)
+	sp, err2 := strconv.ParseUint(sb, 10, 16)
+	if err1 != nil || err2 != nil || sp == 0 {
+		return "", fmt.Errorf("invalid port %q: want HOSTPORT:SANDBOXPORT or SANDBOXPORT, TCP only", s)
+	}
+	return fmt.Sprintf("%d:%d", hp, sp), nil
 }

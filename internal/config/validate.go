@@ -92,6 +92,11 @@ func (c *Config) refuseUnenforceable(p *problems) {
 	if c.Network.VsockCID != nil {
 		p.refuse("network.vsock_cid: vsock CIDs are assigned by agentkernel; remove the key")
 	}
+	for _, port := range c.Network.Ports {
+		if _, err := publishSpec(port); err != nil {
+			p.bad("network.ports: %v", err)
+		}
+	}
 	sec := c.Security
 	// network = true is the profile's network through the gateway; only
 	// restrictive, which has none, contradicts it.
@@ -123,7 +128,7 @@ func (c *Config) refuseUnenforceable(p *problems) {
 		p.refuse("[security.commands]: command filtering is not enforced by this agentkernel; remove the rules")
 	}
 	if len(c.Ports) > 0 {
-		p.refuse("[ports]: port publishing arrives with the network gateway and is not supported yet")
+		p.refuse(`[ports]: this table's form is not taken; publish with [network] ports = ["HOSTPORT:SANDBOXPORT"] or --publish`)
 	}
 }
 
