@@ -10,10 +10,38 @@ import (
 
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
 func newStartCmd(app *App) *cobra.Command {
-	return eachSandboxInfo(app, "start", "Start stopped sandboxes", (*client.Client).StartSandbox)
+	var backend string
+	cmd := eachSandboxInfo(app, "start", "Start stopped sandboxes", func(c *client.Client, ctx context.Context, name string) (api.SandboxInfo, error) {
+		if backend != "" {
+			if err := checkBackend(ctx, c, name, backend); err != nil {
+				return api.SandboxInfo{}, err
+			}
+		}
+		return c.StartSandbox(ctx, name)
+	})
+	cmd.Flags().StringVarP(&backend, "backend", "B", "", "refuse to start a sandbox that is not on this backend (upstream's flag; a sandbox keeps the backend it was created with)")
+	return cmd
+}
+
+// checkBackend fails unless sandbox name runs on backend (upstream's names
+// taken as ours).
+func checkBackend(ctx context.Context, c *client.Client, name, backend string) error {
+	want, _, err := api.UpstreamBackend(backend)
+	if err != nil {
+		return err
+	}
+	info, err := c.GetSandbox(ctx, name)
+	if err != nil {
+		return err
+	}
+	if info.Backend != want {
+		return fmt.Errorf("%w: sandbox %s is on backend %s, not %s; a sandbox keeps the backend it was created with", errdefs.ErrFailedPrecondition, name, info.Backend, want)
+	}
+	return nil
 }
 
 func newStopCmd(app *App) *cobra.Command {

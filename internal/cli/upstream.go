@@ -5,22 +5,16 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
-// upstreamBackendNotes says what upstream agentkernel's backend names mean
-// here. The daemon maps them (internal/sandbox) and refuses apple and
-// hyperlight with the reason; the CLI only says so when one is used.
-var upstreamBackendNotes = map[string]string{
-	"docker":      "container (runc with a user namespace; no Docker engine is used)",
-	"podman":      "container (runc with a user namespace; no Podman is used)",
-	"firecracker": "microvm (its own kernel under QEMU's microvm machine, not Firecracker)",
-}
-
 // noteUpstreamBackend prints one line on stderr when name is an upstream
-// backend name that the daemon takes as one of ours.
+// backend name that the daemon takes as one of ours (api.UpstreamBackend;
+// the daemon refuses apple and hyperlight with the reason).
 func noteUpstreamBackend(cmd *cobra.Command, name string) {
-	if ours, ok := upstreamBackendNotes[name]; ok {
-		fmt.Fprintf(cmd.ErrOrStderr(), "agentkernel: backend %q is taken as %s\n", name, ours)
+	if ours, note, err := api.UpstreamBackend(name); err == nil && note != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "agentkernel: backend %q is taken as %s (%s)\n", name, ours, note)
 	}
 }
 

@@ -31,6 +31,15 @@ func TestUpstreamSpellings(t *testing.T) {
 	if _, _, code := cli(t, nil, "--socket", sock, "sandbox", "extend-ttl", "dev", "--by", "1h"); code != 0 {
 		t.Fatalf("sandbox extend-ttl: %d", code)
 	}
+	// A sandbox keeps its backend: start -B checks it instead of choosing.
+	_, errOut, code = cli(t, nil, "--socket", sock, "start", "dev", "-B", "firecracker")
+	if code == 0 || !strings.Contains(errOut, "is on backend host, not microvm") {
+		t.Fatalf("start -B firecracker: %d %q", code, errOut)
+	}
+	_, errOut, code = cli(t, nil, "--socket", sock, "start", "dev", "-B", "apple")
+	if code == 0 || !strings.Contains(errOut, "only on macOS") {
+		t.Fatalf("start -B apple: %d %q", code, errOut)
+	}
 }
 
 func TestUpstreamRunFlags(t *testing.T) {

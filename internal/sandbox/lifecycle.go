@@ -99,7 +99,7 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 	case len(req.Volumes) > 0:
 		return nil, zero, fmt.Errorf("%w: named volumes are not supported; mount a host directory with dirs (--dir)", errdefs.ErrNotImplemented)
 	}
-	backendName, err := upstreamBackend(req.Backend)
+	backendName, _, err := api.UpstreamBackend(req.Backend)
 	if err != nil {
 		return nil, zero, err
 	}
