@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/agentkernel/agentkernel/internal/compatdoc"
@@ -35,5 +36,19 @@ func TestCompatTools(t *testing.T) {
 		if !have[r.Key] {
 			t.Errorf("%s: the server has no such tool", r)
 		}
+	}
+}
+
+// sandbox_run takes upstream's cwd, env, timeout_ms and fast.
+func TestRunUpstreamArgs(t *testing.T) {
+	f := newFake()
+	cs, _ := connect(t, f, Policy{})
+	call(t, cs, "sandbox_run", map[string]any{"command": []string{"pwd"}, "cwd": "/src",
+		"env": map[string]string{"B": "2", "A": "1"}, "timeout_ms": 1500, "fast": false}, nil)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.runs[0]
+	if r.Workdir != "/src" || strings.Join(r.Env, " ") != "A=1 B=2" || r.Timeout != "1.5s" || r.Fast == nil || *r.Fast {
+		t.Fatalf("run request %+v", r)
 	}
 }

@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -28,6 +31,11 @@ type (
 		Profile string   `json:"profile,omitempty" jsonschema:"security profile: restrictive, moderate or permissive; at most the server's limit"`
 		Timeout string   `json:"timeout,omitempty" jsonschema:"kill the command after this duration, e.g. 30s or 5m"`
 		Allow   []string `json:"allow,omitempty" jsonschema:"domains the sandbox may reach (example.com, *.example.com); a subset of the server's allowed domains"`
+		// Upstream's names.
+		Cwd       string            `json:"cwd,omitempty" jsonschema:"working directory inside the sandbox"`
+		Env       map[string]string `json:"env,omitempty" jsonschema:"environment variables to set"`
+		TimeoutMS int64             `json:"timeout_ms,omitempty" jsonschema:"timeout in milliseconds (timeout wins when both are given)"`
+		Fast      *bool             `json:"fast,omitempty" jsonschema:"take a fresh sandbox from a warm pool when one matches (default true; never a used one)"`
 	}
 	ExecOutput struct {
 		Stdout    string `json:"stdout"`
@@ -134,7 +142,15 @@ func (st *state) run(ctx context.Context, req *mcp.CallToolRequest, in RunInput)
 	defer reportProgress(ctx, req, elapsedStatus)()
 	// ctx is the request's: a cancelled tools/call ends the HTTP request,
 	// and with it the command and its ephemeral sandbox.
-	r, err := st.c.Run(ctx, api.RunRequest{Command: in.Command, Image: image, Profile: profile, Timeout: in.Timeout, Network: network})
+	rr := api.RunRequest{Command: in.Command, Image: image, Profile: profile, Timeout: in.Timeout, Network: network,
+		Workdir: in.Cwd, Fast: in.Fast}
+	if rr.Timeout == "" && in.TimeoutMS > 0 {
+		rr.Timeout = (time.Duration(in.TimeoutMS) * time.Millisecond).String()
+	}
+	for _, k := range slices.Sorted(maps.Keys(in.Env)) {
+		rr.Env = append(rr.Env, k+"="+in.Env[k])
+	}
+	r, err := st.c.Run(ctx, rr)
 	if err != nil {
 		return nil, ExecOutput{}, err
 	}

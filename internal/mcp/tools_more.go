@@ -78,6 +78,8 @@ type (
 type moreClient interface {
 	StartSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
 	StopSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
+	PauseSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
+	ResumeSandbox(ctx context.Context, name string) (api.SandboxInfo, error)
 	ExtendSandbox(ctx context.Context, name, by string) (api.ExtendResponse, error)
 	ExecDetached(ctx context.Context, name string, req api.ExecRequest) (api.DetachedCommand, error)
 	GetDetached(ctx context.Context, name, id string) (api.DetachedCommand, error)
@@ -92,22 +94,25 @@ func (st *state) addMoreTools(s *mcp.Server) {
 	if !ok {
 		return
 	}
-	mcp.AddTool(s, &mcp.Tool{Name: "sandbox_start", Description: "Start a stopped sandbox."},
-		func(ctx context.Context, req *mcp.CallToolRequest, in NameInput) (*mcp.CallToolResult, StatusOutput, error) {
-			if err := st.access(ctx, st.session(req.Session), in.Name); err != nil {
-				return nil, StatusOutput{}, err
-			}
-			info, err := mc.StartSandbox(ctx, in.Name)
-			return nil, StatusOutput{Name: info.Name, Status: info.Status}, err
-		})
-	mcp.AddTool(s, &mcp.Tool{Name: "sandbox_stop", Description: "Stop a sandbox; its files are kept."},
-		func(ctx context.Context, req *mcp.CallToolRequest, in NameInput) (*mcp.CallToolResult, StatusOutput, error) {
-			if err := st.access(ctx, st.session(req.Session), in.Name); err != nil {
-				return nil, StatusOutput{}, err
-			}
-			info, err := mc.StopSandbox(ctx, in.Name)
-			return nil, StatusOutput{Name: info.Name, Status: info.Status}, err
-		})
+	for _, t := range []struct {
+		name, desc string
+		op         func(context.Context, string) (api.SandboxInfo, error)
+	}{
+		{"sandbox_start", "Start a stopped sandbox.", mc.StartSandbox},
+		{"sandbox_stop", "Stop a sandbox; its files are kept.", mc.StopSandbox},
+		{"sandbox_pause", "Freeze a running sandbox's processes: they keep their memory and use no CPU until sandbox_resume.", mc.PauseSandbox},
+		{"sandbox_resume", "Let a paused sandbox's processes go on where they were.", mc.ResumeSandbox},
+	} {
+		op := t.op
+		mcp.AddTool(s, &mcp.Tool{Name: t.name, Description: t.desc},
+			func(ctx context.Context, req *mcp.CallToolRequest, in NameInput) (*mcp.CallToolResult, StatusOutput, error) {
+				if err := st.access(ctx, st.session(req.Session), in.Name); err != nil {
+					return nil, StatusOutput{}, err
+				}
+				info, err := op(ctx, in.Name)
+				return nil, StatusOutput{Name: info.Name, Status: info.Status}, err
+			})
+	}
 	mcp.AddTool(s, &mcp.Tool{Name: "sandbox_extend_ttl", Description: "Let a sandbox live longer before it is removed."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in ExtendInput) (*mcp.CallToolResult, ExtendOutput, error) {
 			if err := st.access(ctx, st.session(req.Session), in.Name); err != nil {
