@@ -27,15 +27,14 @@ type configFlags struct {
 	noConfig bool
 }
 
-// register adds --config, plus --template for create or --no-config for
-// run (which reads ./agentkernel.toml on its own, as upstream does).
+// register adds --config and --template, plus --no-config for run (which
+// reads ./agentkernel.toml on its own, as upstream does).
 func (f *configFlags) register(cmd *cobra.Command, forRun bool) {
 	fl := cmd.Flags()
 	fl.StringVarP(&f.file, "config", "c", "", "apply this agentkernel.toml `FILE`")
+	fl.StringVar(&f.template, "template", "", "apply this template (see agentkernel template list)")
 	if forRun {
 		fl.BoolVar(&f.noConfig, "no-config", false, "do not read ./"+config.FileName)
-	} else {
-		fl.StringVar(&f.template, "template", "", "apply this template (see agentkernel template list)")
 	}
 }
 

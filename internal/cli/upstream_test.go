@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentkernel/agentkernel/internal/config"
 )
 
 // Upstream's spellings reach the same commands and requests as ours
@@ -60,5 +63,21 @@ func TestUpstreamRunFlags(t *testing.T) {
 		if _, errOut, code := cli(t, nil, append([]string{"--socket", sock}, args...)...); code != 125 || errOut == "" {
 			t.Errorf("%v: %d %q", args, code, errOut)
 		}
+	}
+}
+
+func TestRunTemplate(t *testing.T) {
+	t.Setenv("AGENTKERNEL_HOME", t.TempDir())
+	svc, sock := startDaemon(t)
+	dir := writeProject(t, "[sandbox]\nbase_image = \"python:3.13\"\n[resources]\nmemory_mb = 2048\n", nil)
+	if _, errOut, code := cli(t, nil, "template", "save", "bigpy", filepath.Join(dir, config.FileName)); code != 0 {
+		t.Fatalf("save: %q", errOut)
+	}
+	t.Chdir(t.TempDir())
+	if _, errOut, code := cli(t, nil, "--socket", sock, "run", "--template", "bigpy", "--", "true"); code != 0 {
+		t.Fatalf("run --template: %d %q", code, errOut)
+	}
+	if req := svc.createdReqs()[0]; req.Image != "python:3.13" || req.MemoryMB != 2048 {
+		t.Fatalf("request %+v", req)
 	}
 }
