@@ -28,6 +28,7 @@ func newSandboxCmd(app *App) *cobra.Command {
 		newListCmd(app), newInfoCmd(app), newExtendCmd(app), newLogsCmd(app), newNetworkCmd(app),
 		newCommitCmd(app), newExportCmd(app), newDiffCmd(app))
 	cmd.AddCommand(upstreamSandboxCmds(app)...)
+	cmd.AddCommand(newExportConfigCmd(app), newImportConfigCmd(app))
 	return cmd
 }
 
@@ -224,11 +225,7 @@ func newInfoCmd(app *App) *cobra.Command {
 		Short:   "Describe a sandbox",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect(cmd, app, exitFailure)
-			if err != nil {
-				return err
-			}
-			info, err := c.GetSandbox(cmd.Context(), args[0])
+			info, err := getSandbox(cmd, app, args[0])
 			if err != nil {
 				return err
 			}

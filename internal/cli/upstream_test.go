@@ -81,3 +81,22 @@ func TestRunTemplate(t *testing.T) {
 		t.Fatalf("request %+v", req)
 	}
 }
+
+func TestExportImportConfig(t *testing.T) {
+	svc, sock := startDaemon(t)
+	if _, errOut, code := cli(t, nil, "--socket", sock, "create", "dev", "--image", "python:3.12", "--no-start"); code != 0 {
+		t.Fatalf("create: %q", errOut)
+	}
+	out, errOut, code := cli(t, nil, "--socket", sock, "sandbox", "export-config", "dev")
+	if code != 0 || !strings.Contains(out, `name = "dev"`) || !strings.Contains(out, `base_image = "python:3.12"`) {
+		t.Fatalf("export-config: %d %q %q", code, out, errOut)
+	}
+	file := filepath.Join(t.TempDir(), "dev.toml")
+	writeFile(t, file, out)
+	if _, errOut, code := cli(t, nil, "--socket", sock, "sandbox", "import-config", file, "--as", "copy", "-B", "podman"); code != 0 {
+		t.Fatalf("import-config: %d %q", code, errOut)
+	}
+	if req := svc.createdReqs()[1]; req.Name != "copy" || req.Image != "python:3.12" || req.Backend != "podman" {
+		t.Fatalf("request %+v", req)
+	}
+}
