@@ -22,7 +22,7 @@ func newImageCmd(app *App) *cobra.Command {
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:     "list",
-			Aliases: []string{"ls"},
+			Aliases: []string{"ls", "local-list"}, // local-list: upstream's name for its built images
 			Short:   "List images",
 			Args:    cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -76,7 +76,7 @@ a tarball on this host. The daemon reads PATH itself.`,
 		},
 		&cobra.Command{
 			Use:     "remove NAME",
-			Aliases: []string{"rm"},
+			Aliases: []string{"rm", "local-delete"}, // local-delete: upstream's, for a built image
 			Short:   "Remove an image",
 			Args:    cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
