@@ -1,0 +1,206 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Broken is the first record of a log that does not verify. Verify
+// returns it as its error.
+type Broken struct {
+	File string `json:"file"`
+	// Line is 1-based within File.
+	Line int `json:"line"`
+	// Seq is the record's seq when it could be read, else the seq
+	// expected there.
+	Seq    int64  `json:"seq"`
+	Reason string `json:"reason"`
+}
+
+func (b *Broken) Error() string {
+	return fmt.Sprintf("audit log broken at %s line %d (seq %d): %s", filepath.Base(b.File), b.Line, b.Seq, b.Reason)
+}
+
+// Result says what Verify checked.
+type Result struct {
+	Records int   `json:"records"`
+	First   int64 `json:"first_seq"`
+	Last    int64 `json:"last_seq"`
+	// LastHash is the hash of the last record.
+	LastHash string   `json:"last_hash"`
+	Files    []string `json:"files"`
+}
+
+// Verify checks the files of one log, oldest first: every line a record
+// whose hash matches, seq rising by one, each prev the hash of the record
+// before, and each file starting with TypeStart (seq 1) or TypeRotated (the
+// first file's prev cannot be checked: the file before it is gone). A
+// non-nil want is the live writer's Head: a log ending before it lost its
+// tail. The first problem is returned as a *Broken; other errors are I/O.
+func Verify(want *Head, files ...string) (Result, error) {
+	res := Result{Files: files}
+	var prev decoded
+	have := false
+	lastFile, lastLine := "", 0
+	for _, file := range files {
+		f, err := os.Open(file)
+		if err != nil {
+			return res, err
+		}
+		err = scanLines(f, func(n int, line []byte, long bool) error {
+			lastFile, lastLine = file, n
+			expect := prev.Seq + 1
+			bad := func(seq int64, reason string) error {
+				return &Broken{File: file, Line: n, Seq: seq, Reason: reason}
+			}
+			if long {
+				return bad(expect, "malformed: line too long")
+			}
+			d, err := decode(line)
+			if err != nil {
+				return bad(expect, err.Error())
+			}
+			if n == 1 && d.Type != TypeStart && d.Type != TypeRotated {
+				return bad(d.Seq, fmt.Sprintf("the file starts with a %s record, not %s or %s: its head was cut off", d.Type, TypeStart, TypeRotated))
+			}
+			if d.Type == TypeStart && (d.Seq != 1 || d.prev != zeroHash) {
+				return bad(d.Seq, "a start record that is not seq 1 after the zero hash")
+			}
+			if !have {
+				if d.Type == TypeStart && n != 1 {
+					return bad(d.Seq, "a start record in the middle of a file")
+				}
+			} else {
+				switch {
+				case d.Seq > expect:
+					return bad(d.Seq, fmt.Sprintf("missing records: seq %d follows %d (deleted)", d.Seq, prev.Seq))
+				case d.Seq < expect:
+					return bad(d.Seq, fmt.Sprintf("out of order: seq %d follows %d", d.Seq, prev.Seq))
+				case d.prev != prev.hash:
+					return bad(d.Seq, "altered: prev is not the hash of the record before")
+				}
+			}
+			prev, have = d, true
+			if res.Records == 0 {
+				res.First = d.Seq
+			}
+			res.Records++
+			return nil
+		})
+		f.Close()
+		if err != nil {
+			return res, err
+		}
+	}
+	if have {
+		res.Last = prev.Seq
+		res.LastHash = hex.EncodeToString(prev.hash[:])
+	}
+	if want != nil && want.Seq > 0 {
+		switch {
+		case res.Last < want.Seq:
+			return res, &Broken{File: lastFile, Line: lastLine + 1, Seq: res.Last + 1,
+				Reason: fmt.Sprintf("truncated: the log ends at seq %d, its writer has written up to %d", res.Last, want.Seq)}
+		case res.Last == want.Seq && res.LastHash != want.Hash:
+			return res, &Broken{File: lastFile, Line: lastLine, Seq: res.Last, Reason: "altered: the last record is not the one its writer wrote"}
+		}
+	}
+	return res, nil
+}
+
+// scanLines calls fn with each line of r (without its newline), numbered
+// from 1; a line longer than MaxLine is passed truncated with long set. An
+// incomplete last line is passed as it is (decode rejects it).
+func scanLines(r io.Reader, fn func(n int, line []byte, long bool) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
+	n := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if len(buf) > MaxLine+1 {
+				// Skip the rest of the line.
+				for errors.Is(err, bufio.ErrBufferFull) {
+					_, err = br.ReadSlice('\n')
+				}
+				n++
+				if ferr := fn(n, buf[:MaxLine], true); ferr != nil {
+					return ferr
+				}
+				buf = buf[:0]
+				if err != nil && !errors.Is(err, io.EOF) {
+					return err
+				}
+				if err != nil {
+					return nil
+				}
+			}
+			continue
+		}
+		if len(buf) > 0 {
+			n++
+			line := bytes.TrimSuffix(buf, []byte("\n"))
+			if ferr := fn(n, line, len(line) > MaxLine); ferr != nil {
+				return ferr
+			}
+		}
+		buf = buf[:0]
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Record is one record as Read returns it: its header and its line.
+type Record struct {
+	Header
+	// Line is the record as written (a JSON object).
+	Line []byte
+}
+
+// Read calls fn with each record of the files, oldest first, skipping
+// lines that are not records (Verify is the check; Read is for showing).
+// fn returning false stops the reading.
+func Read(fn func(Record) bool, files ...string) error {
+	for _, file := range files {
+		f, err := os.Open(file)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		stop := errors.New("stop")
+		err = scanLines(f, func(_ int, line []byte, long bool) error {
+			if long {
+				return nil
+			}
+			d, err := decode(line)
+			if err != nil {
+				return nil
+			}
+			if !fn(Record{Header: d.Header, Line: bytes.Clone(line)}) {
+				return stop
+			}
+			return nil
+		})
+		f.Close()
+		if errors.Is(err, stop) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
