@@ -1,13 +1,11 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/agentkernel/agentkernel/internal/backend"
-	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -16,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentkernel/agentkernel/internal/audit"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
@@ -338,64 +337,19 @@ func (m *Manager) NetworkLog(ctx context.Context, name string, limit int) ([]api
 	if err != nil {
 		return nil, err
 	}
-	p := filepath.Join(m.stateDir(rec.UUID), supervisor.NetworkLogFile)
-	lines, err := tailLines(p, limit)
+	p := filepath.Join(m.stateDir(rec.UUID), supervisor.AuditLogFile)
+	recs, err := tailAudit(audit.Files(p), limit, func(r audit.Record) bool { return r.Type == supervisor.TypeNetwork })
 	if err != nil {
 		return nil, err
 	}
-	if len(lines) < limit {
-		older, err := tailLines(p+".1", limit-len(lines))
-		if err != nil {
-			return nil, err
-		}
-		lines = append(older, lines...)
-	}
-	out := make([]api.NetworkEvent, 0, len(lines))
-	for _, l := range lines {
+	out := make([]api.NetworkEvent, 0, len(recs))
+	for _, r := range recs {
 		var e api.NetworkEvent
-		if json.Unmarshal(l, &e) == nil {
+		if json.Unmarshal(r.Line, &e) == nil {
 			out = append(out, e)
 		}
 	}
 	return out, nil
-}
-
-// tailLines returns up to n complete last lines of the file at p (none if
-// it does not exist), reading at most 2 KiB a line.
-func tailLines(p string, n int) ([][]byte, error) {
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	size := fi.Size()
-	want := int64(n) * 2048
-	off := max(0, size-want)
-	b := make([]byte, size-off)
-	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	if off > 0 {
-		// Drop the partial first line.
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) == 1 && len(lines[0]) == 0 {
-		return nil, nil
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines, nil
 }
 
 // specOf decodes a sandbox's stored spec.
