@@ -34,7 +34,11 @@ const (
 
 // sandboxAuditTypes are the events that also go to the sandbox's own log
 // (the global log has every event). Exec is recorded once, at its end.
-var sandboxAuditTypes = map[string]bool{"command_finished": true, "file_written": true, "file_deleted": true, "command_detached": true}
+// sandbox_created reaches a supervisor only for a claimed pooled sandbox
+// (others have none yet), which then names its records after the claim
+// (supervisor.TypeClaimed).
+var sandboxAuditTypes = map[string]bool{"command_finished": true, "file_written": true, "file_deleted": true, "command_detached": true,
+	supervisor.TypeClaimed: true}
 
 // forwarded is a record on its way to a supervisor.
 type forwarded struct {

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -338,6 +339,9 @@ func (m *Manager) NetworkLog(ctx context.Context, name string, limit int) ([]api
 		return nil, err
 	}
 	p := filepath.Join(m.stateDir(rec.UUID), supervisor.AuditLogFile)
+	if len(audit.Files(p)) == 0 {
+		return legacyNetworkLog(filepath.Join(m.stateDir(rec.UUID), legacyNetworkLogFile), limit)
+	}
 	recs, err := tailAudit(audit.Files(p), limit, func(r audit.Record) bool { return r.Type == supervisor.TypeNetwork })
 	if err != nil {
 		return nil, err
@@ -348,6 +352,41 @@ func (m *Manager) NetworkLog(ctx context.Context, name string, limit int) ([]api
 		if json.Unmarshal(r.Line, &e) == nil {
 			out = append(out, e)
 		}
+	}
+	return out, nil
+}
+
+// legacyNetworkLogFile is where supervisors before the chained audit log
+// wrote the gateway's events, one netgw.Event per line (rotated to .1).
+// A sandbox whose supervisor is that old still serves its log from it.
+const legacyNetworkLogFile = "network.log"
+
+// legacyNetworkLog returns the last limit events of a legacy network log.
+func legacyNetworkLog(p string, limit int) ([]api.NetworkEvent, error) {
+	var out []api.NetworkEvent
+	for _, f := range []string{p + ".1", p} {
+		fh, err := os.Open(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(make([]byte, 0, 4096), audit.MaxLine)
+		for sc.Scan() {
+			var e api.NetworkEvent
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				out = append(out, e)
+				if len(out) > 2*limit {
+					out = append(out[:0], out[len(out)-limit:]...)
+				}
+			}
+		}
+		fh.Close()
+	}
+	if len(out) > limit {
+		out = out[len(out)-limit:]
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/audit"
 	"github.com/agentkernel/agentkernel/internal/backend"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -271,5 +272,21 @@ func TestNetworkNone(t *testing.T) {
 		if _, err := m.resolveNetwork(req, netSpec(t, "gw", "moderate")); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%+v: %v", req, err)
 		}
+	}
+}
+
+// TestLegacyNetworkLog: a log an older supervisor wrote still reads.
+func TestLegacyNetworkLog(t *testing.T) {
+	p := filepath.Join(t.TempDir(), legacyNetworkLogFile)
+	var b strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&b, "{\"kind\":\"connect\",\"port\":%d}\n", i+1)
+	}
+	if err := os.WriteFile(p, []byte(b.String()+"torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := legacyNetworkLog(p, 3)
+	if err != nil || len(evs) != 3 || evs[0].Port != 48 || evs[2].Port != 50 {
+		t.Fatalf("%+v %v", evs, err)
 	}
 }

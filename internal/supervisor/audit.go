@@ -35,8 +35,10 @@ const (
 // called from any goroutine, also after close (the record is then
 // dropped); close waits for the writer goroutine.
 type auditLog struct {
-	w         *audit.Writer
-	sandbox   string
+	w *audit.Writer
+	// sandbox is the name in the supervisor's own records; a claimed
+	// pooled sandbox takes its new name (see TypeClaimed).
+	sandbox   atomic.Pointer[string]
 	sandboxID string
 	log       *slog.Logger
 	dropped   atomic.Int64
@@ -53,7 +55,8 @@ func openAuditLog(path, sandbox, sandboxID string, log *slog.Logger) (*auditLog,
 	if err != nil {
 		return nil, err
 	}
-	a := &auditLog{w: w, sandbox: sandbox, sandboxID: sandboxID, log: log, ch: make(chan audit.Entry, auditQueue), done: make(chan struct{})}
+	a := &auditLog{w: w, sandboxID: sandboxID, log: log, ch: make(chan audit.Entry, auditQueue), done: make(chan struct{})}
+	a.sandbox.Store(&sandbox)
 	go a.write()
 	return a, nil
 }
@@ -67,7 +70,7 @@ func (a *auditLog) emitNet(e netgw.Event) {
 // when e has none.
 func (a *auditLog) emit(e audit.Entry) {
 	if e.Sandbox == "" {
-		e.Sandbox = a.sandbox
+		e.Sandbox = *a.sandbox.Load()
 	}
 	if e.SandboxID == "" {
 		e.SandboxID = a.sandboxID
@@ -97,7 +100,7 @@ func (a *auditLog) write() {
 		}
 		if len(a.ch) == 0 {
 			if d := a.dropped.Load(); d > reported {
-				a.w.Append(audit.Entry{Type: audit.TypeDropped, Sandbox: a.sandbox, SandboxID: a.sandboxID, Fields: map[string]any{"count": d - reported}})
+				a.w.Append(audit.Entry{Type: audit.TypeDropped, Sandbox: *a.sandbox.Load(), SandboxID: a.sandboxID, Fields: map[string]any{"count": d - reported}})
 				a.log.Warn("audit records dropped", "total", d)
 				reported = d
 			}
@@ -119,6 +122,11 @@ func (a *auditLog) close() {
 	a.mu.Unlock()
 	<-a.done
 }
+
+// TypeClaimed is the type of the record the daemon sends when it hands a
+// pooled sandbox to a caller (the claim's sandbox_created): its Sandbox
+// becomes the name of the supervisor's own records from then on.
+const TypeClaimed = "sandbox_created"
 
 // AuditRecord is what the daemon sends to POST /audit: one record for the
 // sandbox's log. Fields must be a JSON object.
@@ -152,6 +160,9 @@ func (s *server) auditRoutes(mux *http.ServeMux) {
 		e := audit.Entry{Type: rec.Type, Sandbox: rec.Sandbox, SandboxID: rec.SandboxID}
 		if len(rec.Fields) > 0 {
 			e.Fields = rec.Fields
+		}
+		if rec.Type == TypeClaimed && rec.Sandbox != "" {
+			s.audit.sandbox.Store(&rec.Sandbox)
 		}
 		s.audit.emit(e)
 		writeJSON(w, struct{}{})

@@ -27,6 +27,13 @@ func TestAuditEndpoint(t *testing.T) {
 	if err := c.Audit(ctx, AuditRecord{Type: "command_finished", Sandbox: "dev", SandboxID: "u-1", Fields: fields}); err != nil {
 		t.Fatal(err)
 	}
+	// A claim renames the supervisor's own records.
+	if err := c.Audit(ctx, AuditRecord{Type: TypeClaimed, Sandbox: "claimed", SandboxID: "u-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Audit(ctx, AuditRecord{Type: "x"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Audit(ctx, AuditRecord{}); err == nil {
 		t.Error("a record without a type was taken")
 	}
@@ -38,11 +45,14 @@ func TestAuditEndpoint(t *testing.T) {
 	}
 	p := filepath.Join(dir, AuditLogFile)
 	res, err := audit.Verify(nil, p)
-	if err != nil || res.Records != 2 {
+	if err != nil || res.Records != 4 {
 		t.Fatalf("%+v %v", res, err)
 	}
 	b, _ := os.ReadFile(p)
 	if !bytes.Contains(b, []byte(`"type":"command_finished","sandbox":"dev","sandbox_id":"u-1","argv":["echo","hi"],"exit_code":0`)) {
 		t.Fatalf("%s", b)
+	}
+	if !bytes.Contains(b, []byte(`"type":"x","sandbox":"claimed",`)) {
+		t.Fatalf("after the claim: %s", b)
 	}
 }
