@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,15 +24,17 @@ func FuzzVerify(f *testing.F) {
 	f.Add([]byte("{}\n"))
 	f.Add([]byte(`{"seq":1,"prev":"","hash":""}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p := filepath.Join(t.TempDir(), "a.jsonl")
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		res, err := Verify(nil, p)
+		v := verifier{}
+		err := v.file("a.jsonl", bytes.NewReader(b))
+		res, ferr := v.finish(&Head{Seq: 3, Hash: "x"})
 		n := 0
-		Read(func(Record) bool { n++; return true }, p)
+		readFrom(bytes.NewReader(b), func(Record) bool { n++; return true })
 		if err == nil && n != res.Records {
 			t.Fatalf("verified %d records, read %d", res.Records, n)
+		}
+		var br *Broken
+		if err != nil && !errors.As(err, &br) || ferr != nil && !errors.As(ferr, &br) {
+			t.Fatalf("not a *Broken: %v %v", err, ferr)
 		}
 	})
 }

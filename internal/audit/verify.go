@@ -44,71 +44,88 @@ type Result struct {
 // non-nil want is the live writer's Head: a log ending before it lost its
 // tail. The first problem is returned as a *Broken; other errors are I/O.
 func Verify(want *Head, files ...string) (Result, error) {
-	res := Result{Files: files}
-	var prev decoded
-	have := false
-	lastFile, lastLine := "", 0
+	v := verifier{res: Result{Files: files}}
 	for _, file := range files {
 		f, err := os.Open(file)
 		if err != nil {
-			return res, err
+			return v.res, err
 		}
-		err = scanLines(f, func(n int, line []byte, long bool) error {
-			lastFile, lastLine = file, n
-			expect := prev.Seq + 1
-			bad := func(seq int64, reason string) error {
-				return &Broken{File: file, Line: n, Seq: seq, Reason: reason}
-			}
-			if long {
-				return bad(expect, "malformed: line too long")
-			}
-			d, err := decode(line)
-			if err != nil {
-				return bad(expect, err.Error())
-			}
-			if n == 1 && d.Type != TypeStart && d.Type != TypeRotated {
-				return bad(d.Seq, fmt.Sprintf("the file starts with a %s record, not %s or %s: its head was cut off", d.Type, TypeStart, TypeRotated))
-			}
-			if d.Type == TypeStart && (d.Seq != 1 || d.prev != zeroHash) {
-				return bad(d.Seq, "a start record that is not seq 1 after the zero hash")
-			}
-			if !have {
-				if d.Type == TypeStart && n != 1 {
-					return bad(d.Seq, "a start record in the middle of a file")
-				}
-			} else {
-				switch {
-				case d.Seq > expect:
-					return bad(d.Seq, fmt.Sprintf("missing records: seq %d follows %d (deleted)", d.Seq, prev.Seq))
-				case d.Seq < expect:
-					return bad(d.Seq, fmt.Sprintf("out of order: seq %d follows %d", d.Seq, prev.Seq))
-				case d.prev != prev.hash:
-					return bad(d.Seq, "altered: prev is not the hash of the record before")
-				}
-			}
-			prev, have = d, true
-			if res.Records == 0 {
-				res.First = d.Seq
-			}
-			res.Records++
-			return nil
-		})
+		err = v.file(file, f)
 		f.Close()
 		if err != nil {
-			return res, err
+			return v.res, err
 		}
 	}
-	if have {
-		res.Last = prev.Seq
-		res.LastHash = hex.EncodeToString(prev.hash[:])
+	return v.finish(want)
+}
+
+// verifier is Verify's state across the files of one log.
+type verifier struct {
+	res      Result
+	prev     decoded
+	have     bool
+	lastFile string
+	lastLine int
+}
+
+// file checks the lines of one file, named file, read from r.
+func (v *verifier) file(file string, r io.Reader) error {
+	return scanLines(r, func(n int, line []byte, long bool) error {
+		v.lastFile, v.lastLine = file, n
+		expect := v.prev.Seq + 1
+		bad := func(seq int64, reason string) error {
+			return &Broken{File: file, Line: n, Seq: seq, Reason: reason}
+		}
+		if long {
+			return bad(expect, "malformed: line too long")
+		}
+		d, err := decode(line)
+		if err != nil {
+			return bad(expect, err.Error())
+		}
+		if n == 1 && d.Type != TypeStart && d.Type != TypeRotated {
+			return bad(d.Seq, fmt.Sprintf("the file starts with a %s record, not %s or %s: its head was cut off", d.Type, TypeStart, TypeRotated))
+		}
+		if d.Type == TypeStart && (d.Seq != 1 || d.prev != zeroHash) {
+			return bad(d.Seq, "a start record that is not seq 1 after the zero hash")
+		}
+		if !v.have {
+			if d.Type == TypeStart && n != 1 {
+				return bad(d.Seq, "a start record in the middle of a file")
+			}
+		} else {
+			switch {
+			case d.Seq > expect:
+				return bad(d.Seq, fmt.Sprintf("missing records: seq %d follows %d (deleted)", d.Seq, v.prev.Seq))
+			case d.Seq < expect:
+				return bad(d.Seq, fmt.Sprintf("out of order: seq %d follows %d", d.Seq, v.prev.Seq))
+			case d.prev != v.prev.hash:
+				return bad(d.Seq, "altered: prev is not the hash of the record before")
+			}
+		}
+		v.prev, v.have = d, true
+		if v.res.Records == 0 {
+			v.res.First = d.Seq
+		}
+		v.res.Records++
+		return nil
+	})
+}
+
+// finish checks the end of the log against want, the writer's head.
+func (v *verifier) finish(want *Head) (Result, error) {
+	res := v.res
+	if v.have {
+		res.Last = v.prev.Seq
+		res.LastHash = hex.EncodeToString(v.prev.hash[:])
 	}
 	if want != nil && want.Seq > 0 {
 		switch {
 		case res.Last < want.Seq:
-			return res, &Broken{File: lastFile, Line: lastLine + 1, Seq: res.Last + 1,
+			return res, &Broken{File: v.lastFile, Line: v.lastLine + 1, Seq: res.Last + 1,
 				Reason: fmt.Sprintf("truncated: the log ends at seq %d, its writer has written up to %d", res.Last, want.Seq)}
 		case res.Last == want.Seq && res.LastHash != want.Hash:
-			return res, &Broken{File: lastFile, Line: lastLine, Seq: res.Last, Reason: "altered: the last record is not the one its writer wrote"}
+			return res, &Broken{File: v.lastFile, Line: v.lastLine, Seq: res.Last, Reason: "altered: the last record is not the one its writer wrote"}
 		}
 	}
 	return res, nil
@@ -180,27 +197,34 @@ func Read(fn func(Record) bool, files ...string) error {
 		if err != nil {
 			return err
 		}
-		stop := errors.New("stop")
-		err = scanLines(f, func(_ int, line []byte, long bool) error {
-			if long {
-				return nil
-			}
-			d, err := decode(line)
-			if err != nil {
-				return nil
-			}
-			if !fn(Record{Header: d.Header, Line: bytes.Clone(line)}) {
-				return stop
-			}
-			return nil
-		})
+		more, err := readFrom(f, fn)
 		f.Close()
-		if errors.Is(err, stop) {
-			return nil
-		}
-		if err != nil {
+		if err != nil || !more {
 			return err
 		}
 	}
 	return nil
+}
+
+// readFrom calls fn with each record read from r; more is false when fn
+// stopped the reading.
+func readFrom(r io.Reader, fn func(Record) bool) (more bool, err error) {
+	stop := errors.New("stop")
+	err = scanLines(r, func(_ int, line []byte, long bool) error {
+		if long {
+			return nil
+		}
+		d, err := decode(line)
+		if err != nil {
+			return nil
+		}
+		if !fn(Record{Header: d.Header, Line: bytes.Clone(line)}) {
+			return stop
+		}
+		return nil
+	})
+	if errors.Is(err, stop) {
+		return false, nil
+	}
+	return err == nil, err
 }
