@@ -41,10 +41,15 @@ type Result struct {
 // whose hash matches, seq rising by one, each prev the hash of the record
 // before, and each file starting with TypeStart (seq 1) or TypeRotated (the
 // first file's prev cannot be checked: the file before it is gone). A
-// non-nil want is the live writer's Head: a log ending before it lost its
-// tail. The first problem is returned as a *Broken; other errors are I/O.
+// non-nil want is the live writer's Head, taken before: a log ending
+// before it lost its tail, and lines after it (written since, maybe not
+// completely) are not read. The first problem is returned as a *Broken;
+// other errors are I/O.
 func Verify(want *Head, files ...string) (Result, error) {
 	v := verifier{res: Result{Files: files}}
+	if want != nil {
+		v.stopAt = want.Seq
+	}
 	for _, file := range files {
 		f, err := os.Open(file)
 		if err != nil {
@@ -61,6 +66,8 @@ func Verify(want *Head, files ...string) (Result, error) {
 
 // verifier is Verify's state across the files of one log.
 type verifier struct {
+	// stopAt, if positive, is the last seq to read.
+	stopAt   int64
 	res      Result
 	prev     decoded
 	have     bool
@@ -70,7 +77,10 @@ type verifier struct {
 
 // file checks the lines of one file, named file, read from r.
 func (v *verifier) file(file string, r io.Reader) error {
-	return scanLines(r, func(n int, line []byte, long bool) error {
+	err := scanLines(r, func(n int, line []byte, long bool) error {
+		if v.stopAt > 0 && v.have && v.prev.Seq >= v.stopAt {
+			return errStop
+		}
 		v.lastFile, v.lastLine = file, n
 		expect := v.prev.Seq + 1
 		bad := func(seq int64, reason string) error {
@@ -110,7 +120,14 @@ func (v *verifier) file(file string, r io.Reader) error {
 		v.res.Records++
 		return nil
 	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
 }
+
+// errStop ends a scan early.
+var errStop = errors.New("stop")
 
 // finish checks the end of the log against want, the writer's head.
 func (v *verifier) finish(want *Head) (Result, error) {
@@ -209,7 +226,6 @@ func Read(fn func(Record) bool, files ...string) error {
 // readFrom calls fn with each record read from r; more is false when fn
 // stopped the reading.
 func readFrom(r io.Reader, fn func(Record) bool) (more bool, err error) {
-	stop := errors.New("stop")
 	err = scanLines(r, func(_ int, line []byte, long bool) error {
 		if long {
 			return nil
@@ -219,11 +235,11 @@ func readFrom(r io.Reader, fn func(Record) bool) (more bool, err error) {
 			return nil
 		}
 		if !fn(Record{Header: d.Header, Line: bytes.Clone(line)}) {
-			return stop
+			return errStop
 		}
 		return nil
 	})
-	if errors.Is(err, stop) {
+	if errors.Is(err, errStop) {
 		return false, nil
 	}
 	return err == nil, err
