@@ -57,6 +57,9 @@ ports. A removed sandbox's log is kept and can still be read.
 				// many as `audit NAME` always did.
 				last = 200
 			}
+			if denied && sandbox == "" {
+				return fmt.Errorf("--denied needs a sandbox: connections are in each sandbox's own log (audit NAME --denied)")
+			}
 			if last < 1 || last > maxAuditLast {
 				return fmt.Errorf("--last %d: want 1 to %d", last, maxAuditLast)
 			}
