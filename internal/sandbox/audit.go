@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -30,6 +31,10 @@ const (
 	auditForwardTimeout = 2 * time.Second
 	// auditHeadTimeout bounds asking a supervisor for its log's head.
 	auditHeadTimeout = 2 * time.Second
+	// MaxKeptSandboxLogs bounds the logs of removed sandboxes kept in
+	// Layout.AuditDir()/sandboxes: beyond it the oldest go, so that a
+	// stream of ephemeral sandboxes (POST /run) cannot fill the disk.
+	MaxKeptSandboxLogs = 1000
 )
 
 // sandboxAuditTypes are the events that also go to the sandbox's own log
@@ -117,8 +122,41 @@ func (m *Manager) keepSandboxAudit(uuid, name string) {
 	if _, err := os.Lstat(from); err != nil {
 		return
 	}
-	if err := audit.Move(from, m.cfg.Layout.RemovedSandboxAudit(name, uuid)); err != nil {
+	to := m.cfg.Layout.RemovedSandboxAudit(name, uuid)
+	if err := audit.Move(from, to); err != nil {
 		m.log.Error("keeping the removed sandbox's audit log", "sandbox", name, "err", err)
+		return
+	}
+	pruneKeptAudit(filepath.Dir(to), MaxKeptSandboxLogs)
+}
+
+// pruneKeptAudit removes the oldest logs (by modification time, each with
+// its .1) of dir beyond max.
+func pruneKeptAudit(dir string, max int) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type kept struct {
+		path string
+		mod  time.Time
+	}
+	var logs []kept
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".jsonl") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			logs = append(logs, kept{filepath.Join(dir, e.Name()), fi.ModTime()})
+		}
+	}
+	if len(logs) <= max {
+		return
+	}
+	sort.Slice(logs, func(i, j int) bool { return logs[i].mod.Before(logs[j].mod) })
+	for _, l := range logs[:len(logs)-max] {
+		os.Remove(l.path + ".1")
+		os.Remove(l.path)
 	}
 }
 

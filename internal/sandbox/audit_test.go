@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,5 +82,25 @@ func TestAuditLogs(t *testing.T) {
 	v, err := m.VerifyAudit(ctx, "dev")
 	if err != nil || v.OK || v.Live || v.Broken == nil || v.Broken.Line != 2 || !strings.Contains(v.Broken.Reason, "altered") {
 		t.Fatalf("verify after an edit: %+v %v", v, err)
+	}
+}
+
+func TestPruneKeptAudit(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 5 {
+		p := filepath.Join(dir, fmt.Sprintf("s%d-u.jsonl", i))
+		os.WriteFile(p, nil, 0o600)
+		os.WriteFile(p+".1", nil, 0o600)
+		at := time.Now().Add(time.Duration(i) * time.Minute)
+		os.Chtimes(p, at, at)
+	}
+	pruneKeptAudit(dir, 3)
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "s2-u.jsonl s2-u.jsonl.1 s3-u.jsonl s3-u.jsonl.1 s4-u.jsonl s4-u.jsonl.1" {
+		t.Fatal(names)
 	}
 }
