@@ -55,7 +55,8 @@ type forwarded struct {
 // types in sandboxAuditTypes, queues it for the sandbox's own log. It
 // never blocks on a supervisor.
 func (m *Manager) audit(uuid, name, ev string, raw json.RawMessage) {
-	e := audit.Entry{Type: ev, Sandbox: name, SandboxID: uuid}
+	now := time.Now()
+	e := audit.Entry{Time: now, Type: ev, Sandbox: name, SandboxID: uuid}
 	if len(raw) > 0 {
 		e.Fields = raw
 	}
@@ -68,9 +69,11 @@ func (m *Manager) audit(uuid, name, ev string, raw json.RawMessage) {
 		return
 	}
 	select {
-	case m.auditQ <- forwarded{uuid, supervisor.AuditRecord{Type: ev, Sandbox: name, SandboxID: uuid, Fields: raw}}:
+	case m.auditQ <- forwarded{uuid, supervisor.AuditRecord{Time: now, Type: ev, Sandbox: name, SandboxID: uuid, Fields: raw}}:
 	default:
-		m.log.Warn("audit forwarding queue full; the record is only in the global log", "sandbox", name, "event", ev)
+		if n := m.auditUnforwarded.Add(1); n%100 == 1 {
+			m.log.Warn("audit forwarding queue full; records are only in the global log", "sandbox", name, "event", ev, "total", n)
+		}
 	}
 }
 

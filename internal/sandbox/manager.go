@@ -161,8 +161,10 @@ type Manager struct {
 	// (a follower skips what it has seen by ID).
 	eventMu sync.Mutex
 
-	// auditQ holds records for supervisors' logs (see forwardAudit).
-	auditQ chan forwarded
+	// auditQ holds records for supervisors' logs (see forwardAudit);
+	// auditUnforwarded counts those it had no room for.
+	auditQ           chan forwarded
+	auditUnforwarded atomic.Int64
 }
 
 // liveSandbox is the daemon's handle on a running sandbox.

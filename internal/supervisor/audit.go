@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/agentkernel/agentkernel/internal/audit"
 	"github.com/agentkernel/agentkernel/internal/netgw"
@@ -131,6 +132,8 @@ const TypeClaimed = "sandbox_created"
 // AuditRecord is what the daemon sends to POST /audit: one record for the
 // sandbox's log. Fields must be a JSON object.
 type AuditRecord struct {
+	// Time is when it happened (default: when the supervisor writes it).
+	Time      time.Time       `json:"time,omitzero"`
 	Type      string          `json:"type"`
 	Sandbox   string          `json:"sandbox,omitempty"`
 	SandboxID string          `json:"sandbox_id,omitempty"`
@@ -157,7 +160,7 @@ func (s *server) auditRoutes(mux *http.ServeMux) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		e := audit.Entry{Type: rec.Type, Sandbox: rec.Sandbox, SandboxID: rec.SandboxID}
+		e := audit.Entry{Time: rec.Time, Type: rec.Type, Sandbox: rec.Sandbox, SandboxID: rec.SandboxID}
 		if len(rec.Fields) > 0 {
 			e.Fields = rec.Fields
 		}
