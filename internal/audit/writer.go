@@ -74,7 +74,10 @@ func Open(path string, opts Options) (*Writer, error) {
 	}
 	w.f = f
 	if err := w.resume(); err != nil {
-		f.Close()
+		// resume may have replaced the file it was given.
+		if w.f != nil {
+			w.f.Close()
+		}
 		return nil, fmt.Errorf("audit log %s: %w", path, err)
 	}
 	return w, nil
