@@ -88,7 +88,7 @@ func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Proce
 		// how much it wrote. Environment values are never recorded (they
 		// may hold secret placeholders); only their names.
 		d := map[string]any{"command": req.Argv, "pid": p.PID(), "exit_code": st.Code, "duration_ms": took.Milliseconds(),
-			"user": req.User, "workdir": req.Workdir, "tty": req.TTY, "bytes_out": p.BytesOut()}
+			"duration_ns": took.Nanoseconds(), "user": req.User, "workdir": req.Workdir, "tty": req.TTY, "bytes_out": p.BytesOut()}
 		if len(envs) > 0 {
 			d["env_names"] = envs
 		}

@@ -21,7 +21,7 @@ type auditRec struct {
 	Sandbox  string   `json:"sandbox"`
 	Command  []string `json:"command"`
 	ExitCode *int     `json:"exit_code"`
-	Duration *int64   `json:"duration_ms"`
+	Duration *int64   `json:"duration_ns"`
 	BytesOut *int64   `json:"bytes_out"`
 	EnvNames []string `json:"env_names"`
 	Path     string   `json:"path"`
@@ -111,7 +111,7 @@ func TestAudit(t *testing.T) {
 		if x == nil {
 			t.Fatalf("%s: no record of the exec", where)
 		}
-		if x.Sandbox != "au" || x.ExitCode == nil || *x.ExitCode != 3 || x.Duration == nil || x.BytesOut == nil || *x.BytesOut != 7 ||
+		if x.Sandbox != "au" || x.ExitCode == nil || *x.ExitCode != 3 || x.Duration == nil || *x.Duration <= 0 || x.BytesOut == nil || *x.BytesOut != 7 ||
 			strings.Join(x.EnvNames, ",") != "TOKEN,PASSWORD" {
 			t.Errorf("%s: exec record %+v", where, *x)
 		}
@@ -180,6 +180,7 @@ func TestAudit(t *testing.T) {
 	// is named, and undone.
 	x := findExec(global, script)
 	line, lines := lineOf(t, globalPath, x.Seq)
+	t.Logf("the exec's record in the global log: %s", lines[line-1])
 	orig := bytes.Join(lines, nil)
 	edited := bytes.Replace(lines[line-1], []byte(`"exit_code":3`), []byte(`"exit_code":0`), 1)
 	if bytes.Equal(edited, lines[line-1]) {
