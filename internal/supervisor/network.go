@@ -98,7 +98,7 @@ type NetworkStatus struct {
 // concurrent use.
 type Network struct {
 	gw        *netgw.Gateway
-	audit     *auditLog // not owned: the server's
+	audit     *auditLog // not owned: Run opens it before and closes it after the Network
 	ca        []byte
 	published []PublishedPort
 	log       *slog.Logger
