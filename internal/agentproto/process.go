@@ -77,6 +77,9 @@ type Process struct {
 	done   chan struct{} // closed by demux when it returns
 	status ExitStatus    // written by demux before done is closed
 	err    error         // likewise
+	// bytesOut counts the stdout and stderr payload received; written by
+	// demux, read after done (BytesOut).
+	bytesOut int64
 
 	closeOnce sync.Once
 }
@@ -100,6 +103,13 @@ func (p *Process) Stderr() io.Reader { return p.stderrR }
 func (p *Process) Wait() (ExitStatus, error) {
 	<-p.done
 	return p.status, p.err
+}
+
+// BytesOut is how many bytes the process wrote to stdout and stderr
+// (with a TTY, to the terminal). It waits for the exit, like Wait.
+func (p *Process) BytesOut() int64 {
+	<-p.done
+	return p.bytesOut
 }
 
 // Resize changes the PTY's window size.
@@ -186,8 +196,10 @@ func (p *Process) readOutput() (ExitStatus, error) {
 		}
 		switch f.Type {
 		case FrameStdout:
+			p.bytesOut += int64(len(f.Payload))
 			p.stdoutW.Write(f.Payload) // fails only after Close: discard
 		case FrameStderr:
+			p.bytesOut += int64(len(f.Payload))
 			p.stderrW.Write(f.Payload)
 		case FrameExit:
 			var s ExitStatus

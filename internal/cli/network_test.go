@@ -1,8 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"github.com/agentkernel/agentkernel/internal/audit"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -204,18 +209,95 @@ func TestSecretCmds(t *testing.T) {
 }
 
 func TestAuditCmd(t *testing.T) {
-	_, sock := startDaemon(t)
+	svc, sock := startDaemon(t)
 	cli(t, nil, "--socket", sock, "create", "dev")
 	out, _, code := cli(t, nil, "--socket", sock, "audit", "dev")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 4 || !strings.Contains(lines[1], "example.com") || !strings.Contains(lines[1], "203.0.113.1") ||
+	if code != 0 || len(lines) != 5 || !strings.Contains(lines[1], "example.com") || !strings.Contains(lines[1], "203.0.113.1") ||
 		!strings.Contains(lines[2], "10.0.0.1:22/tcp") || !strings.Contains(lines[2], "denied") || !strings.Contains(lines[2], "forbidden:10.0.0.0/8") ||
-		!strings.Contains(lines[3], "secret injected") {
+		!strings.Contains(lines[3], "secret injected") || !strings.Contains(lines[4], "dev: make test") || !strings.Contains(lines[4], "exit 2") ||
+		!strings.Contains(lines[4], "42 B out") || !strings.Contains(lines[4], "env TOKEN") {
 		t.Fatalf("audit: %d\n%s", code, out)
 	}
-	out, _, code = cli(t, nil, "--socket", sock, "--json", "audit", "dev", "--denied")
-	var ev []api.NetworkEvent
-	if code != 0 || json.Unmarshal([]byte(out), &ev) != nil || len(ev) != 1 || ev[0].Port != 22 {
+	// --json: one record per line, as written; --denied keeps denials.
+	out, _, code = cli(t, nil, "--socket", sock, "--json", "audit", "--sandbox", "dev", "--denied")
+	var ev api.NetworkEvent
+	if code != 0 || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &ev) != nil || ev.Port != 22 || !strings.Contains(out, `"hash":"`) {
 		t.Fatalf("audit --denied --json: %d %s", code, out)
 	}
+	// The global log (all five records and the start), -l bounds it.
+	out, _, code = cli(t, nil, "--socket", sock, "--json", "audit", "-l", "2")
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, `"type":"command_finished"`) {
+		t.Fatalf("audit -l 2: %d %s", code, out)
+	}
+	if out, _, code := cli(t, nil, "--socket", sock, "audit", "--since", "2029-01-01T00:00:00Z", "--json"); code != 0 || strings.Count(out, "\n") != 3 { // the network events of 2030
+		t.Fatalf("audit --since 2029: %d %s", code, out)
+	}
+	if out, _, code := cli(t, nil, "--socket", sock, "audit", "--since", "1h", "--json"); code != 0 || strings.Count(out, "\n") != 5 {
+		t.Fatalf("audit --since 1h: %d %s", code, out)
+	}
+	if _, errOut, code := cli(t, nil, "--socket", sock, "audit", "--since", "yesterday"); code == 0 || !strings.Contains(errOut, "RFC 3339") {
+		t.Fatalf("bad --since: %d %s", code, errOut)
+	}
+	if out, _, code := cli(t, nil, "--socket", sock, "audit", "--path"); code != 0 || strings.TrimSpace(out) != svc.auditLog() {
+		t.Fatalf("--path: %d %s", code, out)
+	}
+
+	out, _, code = cli(t, nil, "--socket", sock, "audit", "verify")
+	if code != 0 || !strings.Contains(out, "ok: 5 records verified") {
+		t.Fatalf("verify: %d %s", code, out)
+	}
+	b, _ := os.ReadFile(svc.auditLog())
+	os.WriteFile(svc.auditLog(), bytes.Replace(b, []byte("make"), []byte("nake"), 1), 0o600)
+	_, errOut, code := cli(t, nil, "--socket", sock, "audit", "verify", "--sandbox", "dev")
+	if code == 0 || !strings.Contains(errOut, "line 5 (seq 5): altered") {
+		t.Fatalf("verify after an edit: %d %s", code, errOut)
+	}
+}
+
+// auditLog is the hostService's real audit log (internal/audit) holding
+// the network events of NetworkLog and one exec.
+func (s *hostService) auditLog() string {
+	p := filepath.Join(s.dir, "audit.jsonl")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	w, err := audit.Open(p, audit.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+	evs, _ := s.NetworkLog(context.Background(), "dev", 0)
+	for _, e := range evs {
+		w.Append(audit.Entry{Time: e.Time, Type: "network", Sandbox: "dev", Fields: e})
+	}
+	w.Append(audit.Entry{Type: "command_finished", Sandbox: "dev", Fields: map[string]any{
+		"command": []string{"make", "test"}, "exit_code": 2, "duration_ms": 1500, "bytes_out": 42, "user": "dev", "env_names": []string{"TOKEN"}}})
+	return p
+}
+
+func (s *hostService) AuditLog(_ context.Context, sandbox string, since time.Time, limit int) (api.AuditLog, error) {
+	p := s.auditLog()
+	out := api.AuditLog{Path: p}
+	audit.Read(func(r audit.Record) bool {
+		if (sandbox == "" || r.Sandbox == sandbox) && !r.Time.Before(since) {
+			out.Records = append(out.Records, r.Line)
+		}
+		return true
+	}, p)
+	if limit > 0 && len(out.Records) > limit {
+		out.Records = out.Records[len(out.Records)-limit:]
+	}
+	return out, nil
+}
+
+func (s *hostService) VerifyAudit(_ context.Context, sandbox string) (api.AuditVerification, error) {
+	p := s.auditLog()
+	res, err := audit.Verify(nil, p)
+	v := api.AuditVerification{OK: err == nil, Path: p, Files: res.Files, Records: res.Records, FirstSeq: res.First, LastSeq: res.Last}
+	var b *audit.Broken
+	if errors.As(err, &b) {
+		v.Broken = &api.AuditBreak{File: b.File, Line: b.Line, Seq: b.Seq, Reason: b.Reason}
+	}
+	return v, nil
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/agentkernel/agentkernel/internal/audit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -141,6 +142,13 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return err
 	}
+	// The global audit log; the home lock makes this daemon its only
+	// writer.
+	auditLog, err := audit.Open(l.AuditLog(), audit.Options{})
+	if err != nil {
+		return err
+	}
+	defer auditLog.Close()
 	broker := events.NewBroker()
 	var pools *pool.Pools // set below; the metrics read it when scraped
 	var mgr *sandbox.Manager
@@ -166,6 +174,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		PausedTTLStops: pausedTTLStops,
 		Events:         broker,
 		Observer:       mtr,
+		Audit:          auditLog,
 	})
 	defer mgr.Close()
 	if err := mgr.Recover(ctx); err != nil {

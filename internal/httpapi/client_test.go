@@ -339,6 +339,7 @@ func TestEveryRouteThroughClient(t *testing.T) {
 	}
 
 	exerciseNetworkRoutes(t, c, ctx, "sb1") // network_test.go
+	exerciseAuditRoutes(t, c, ctx, "sb1")   // audit_test.go
 	exerciseOpenCodeRoutes(t, e, "s3cret")  // opencode_test.go
 	exerciseMCPRoute(t, e, "s3cret")        // opencode_test.go
 	must(c.RemoveSandbox(ctx, "sb1"))

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
@@ -89,14 +88,10 @@ func (s *server) networkLog(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxNetworkLogLimit {
-			s.writeError(w, r, invalidf("limit %q: want 1 to %d", v, maxNetworkLogLimit))
-			return
-		}
-		limit = n
+	limit, err := queryLimit(r, maxNetworkLogLimit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	events, err := ns.NetworkLog(r.Context(), name, limit)
 	if err != nil {

@@ -66,10 +66,22 @@ func (l Layout) RuncRoot() string { return filepath.Join(l.Home, "runc") }
 // RunscRoot is the runsc state root for this home's gvisor sandboxes.
 func (l Layout) RunscRoot() string { return filepath.Join(l.Home, "runsc") }
 
+// AuditDir holds the global audit log and the logs of removed sandboxes.
+func (l Layout) AuditDir() string { return filepath.Join(l.Home, "audit") }
+
+// AuditLog is the daemon's global audit log (see internal/audit).
+func (l Layout) AuditLog() string { return filepath.Join(l.AuditDir(), "audit.jsonl") }
+
+// RemovedSandboxAudit is where a removed sandbox's audit log is kept:
+// audit/sandboxes/<name>-<uuid>.jsonl.
+func (l Layout) RemovedSandboxAudit(name, uuid string) string {
+	return filepath.Join(l.AuditDir(), "sandboxes", name+"-"+uuid+".jsonl")
+}
+
 // EnsureDirs creates the home, run and state directories with private
 // permissions. It tightens the mode of directories that already exist.
 func (l Layout) EnsureDirs() error {
-	for _, d := range []string{l.Home, l.RunDir(), l.SandboxesDir(), l.ImagesDir(), l.RuncRoot()} {
+	for _, d := range []string{l.Home, l.RunDir(), l.SandboxesDir(), l.ImagesDir(), l.RuncRoot(), l.AuditDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}

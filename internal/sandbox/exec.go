@@ -74,6 +74,7 @@ func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Proce
 		return nil, err
 	}
 	uuid := rec.UUID
+	envs := envNames(req.Env)
 	if req, err = withImageDefaults(rec, req); err != nil {
 		return nil, err
 	}
@@ -83,7 +84,14 @@ func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Proce
 	}
 	m.event(uuid, name, "command_executed", map[string]any{"command": req.Argv, "pid": p.PID(), "tty": req.TTY})
 	return &process{Process: p, finished: func(st agentproto.ExitStatus, err error, took time.Duration) {
-		d := map[string]any{"command": req.Argv, "pid": p.PID(), "exit_code": st.Code, "duration_ms": took.Milliseconds()}
+		// The audit record: what ran, as whom, where, how it ended and
+		// how much it wrote. Environment values are never recorded (they
+		// may hold secret placeholders); only their names.
+		d := map[string]any{"command": req.Argv, "pid": p.PID(), "exit_code": st.Code, "duration_ms": took.Milliseconds(),
+			"duration_ns": took.Nanoseconds(), "user": req.User, "workdir": req.Workdir, "tty": req.TTY, "bytes_out": p.BytesOut()}
+		if len(envs) > 0 {
+			d["env_names"] = envs
+		}
 		if st.Signal != 0 {
 			d["signal"] = st.Signal
 		}

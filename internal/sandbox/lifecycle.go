@@ -380,6 +380,7 @@ func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
 		}
 		m.cleanup(ctx, uuid)
 		m.deleteSandboxSecrets(uuid)
+		m.keepSandboxAudit(uuid, name)
 		if err := os.RemoveAll(m.stateDir(uuid)); err != nil {
 			m.log.Error("removing sandbox files", "sandbox", name, "err", err)
 		}

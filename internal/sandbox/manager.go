@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
+	"github.com/agentkernel/agentkernel/internal/audit"
 	"github.com/agentkernel/agentkernel/internal/keyedmutex"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/secrets"
@@ -100,6 +101,9 @@ type Config struct {
 	// Observer, when set, is told how long each create, claim, exec and
 	// removal took (GET /metrics).
 	Observer Observer
+	// Audit, when set, is the global audit log: every event is appended
+	// to it (the Manager is its only writer while it runs).
+	Audit *audit.Writer
 }
 
 // Observer takes the duration of operations; internal/metrics implements
@@ -156,6 +160,11 @@ type Manager struct {
 	// eventMu makes events reach Config.Events in the order of their IDs
 	// (a follower skips what it has seen by ID).
 	eventMu sync.Mutex
+
+	// auditQ holds records for supervisors' logs (see forwardAudit);
+	// auditUnforwarded counts those it had no room for.
+	auditQ           chan forwarded
+	auditUnforwarded atomic.Int64
 }
 
 // liveSandbox is the daemon's handle on a running sandbox.
@@ -179,7 +188,8 @@ func NewManager(cfg Config) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, log: log, ctx: ctx, cancel: cancel, live: map[string]*liveSandbox{}}
+	return &Manager{cfg: cfg, log: log, ctx: ctx, cancel: cancel, live: map[string]*liveSandbox{},
+		auditQ: make(chan forwarded, auditForwardQueue)}
 }
 
 // Close stops the Manager's goroutines and closes agent connections. It
@@ -280,6 +290,7 @@ func (m *Manager) event(uuid, name, ev string, details map[string]any) {
 	}
 	m.eventMu.Lock()
 	defer m.eventMu.Unlock()
+	m.audit(uuid, name, ev, raw)
 	rec, err := m.cfg.Store.AppendEvent(context.WithoutCancel(m.ctx), store.Event{
 		SandboxUUID: uuid, SandboxName: name, Event: ev, Details: raw,
 	})

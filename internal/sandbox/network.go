@@ -1,13 +1,12 @@
 package sandbox
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/agentkernel/agentkernel/internal/backend"
-	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentkernel/agentkernel/internal/audit"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
@@ -338,64 +338,57 @@ func (m *Manager) NetworkLog(ctx context.Context, name string, limit int) ([]api
 	if err != nil {
 		return nil, err
 	}
-	p := filepath.Join(m.stateDir(rec.UUID), supervisor.NetworkLogFile)
-	lines, err := tailLines(p, limit)
+	p := filepath.Join(m.stateDir(rec.UUID), supervisor.AuditLogFile)
+	if len(audit.Files(p)) == 0 {
+		return legacyNetworkLog(filepath.Join(m.stateDir(rec.UUID), legacyNetworkLogFile), limit)
+	}
+	recs, err := tailAudit(audit.Files(p), limit, func(r audit.Record) bool { return r.Type == supervisor.TypeNetwork })
 	if err != nil {
 		return nil, err
 	}
-	if len(lines) < limit {
-		older, err := tailLines(p+".1", limit-len(lines))
-		if err != nil {
-			return nil, err
-		}
-		lines = append(older, lines...)
-	}
-	out := make([]api.NetworkEvent, 0, len(lines))
-	for _, l := range lines {
+	out := make([]api.NetworkEvent, 0, len(recs))
+	for _, r := range recs {
 		var e api.NetworkEvent
-		if json.Unmarshal(l, &e) == nil {
+		if json.Unmarshal(r.Line, &e) == nil {
 			out = append(out, e)
 		}
 	}
 	return out, nil
 }
 
-// tailLines returns up to n complete last lines of the file at p (none if
-// it does not exist), reading at most 2 KiB a line.
-func tailLines(p string, n int) ([][]byte, error) {
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	size := fi.Size()
-	want := int64(n) * 2048
-	off := max(0, size-want)
-	b := make([]byte, size-off)
-	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	if off > 0 {
-		// Drop the partial first line.
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
+// legacyNetworkLogFile is where supervisors before the chained audit log
+// wrote the gateway's events, one netgw.Event per line (rotated to .1).
+// A sandbox whose supervisor is that old still serves its log from it.
+const legacyNetworkLogFile = "network.log"
+
+// legacyNetworkLog returns the last limit events of a legacy network log.
+func legacyNetworkLog(p string, limit int) ([]api.NetworkEvent, error) {
+	var out []api.NetworkEvent
+	for _, f := range []string{p + ".1", p} {
+		fh, err := os.Open(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
 		}
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(make([]byte, 0, 4096), audit.MaxLine)
+		for sc.Scan() {
+			var e api.NetworkEvent
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				out = append(out, e)
+				if len(out) > 2*limit {
+					out = append(out[:0], out[len(out)-limit:]...)
+				}
+			}
+		}
+		fh.Close()
 	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) == 1 && len(lines[0]) == 0 {
-		return nil, nil
+	if len(out) > limit {
+		out = out[len(out)-limit:]
 	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines, nil
+	return out, nil
 }
 
 // specOf decodes a sandbox's stored spec.

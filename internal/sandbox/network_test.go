@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/agentkernel/agentkernel/internal/audit"
 	"github.com/agentkernel/agentkernel/internal/backend"
 	"net/netip"
 	"os"
@@ -195,23 +196,39 @@ func TestParseCIDRRuleAndPublish(t *testing.T) {
 	}
 }
 
-func TestTailLines(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "log")
-	if l, err := tailLines(p, 5); err != nil || l != nil {
+func TestTailAudit(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "audit.jsonl")
+	isNet := func(r audit.Record) bool { return r.Type == "network" }
+	if l, err := tailAudit(audit.Files(p), 5, isNet); err != nil || len(l) != 0 {
 		t.Fatalf("missing file: %v %v", l, err)
 	}
-	var b strings.Builder
+	w, err := audit.Open(p, audit.Options{MaxSize: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
 	for i := range 1000 {
-		fmt.Fprintf(&b, "{\"n\":%d}\n", i)
+		typ := "network"
+		if i%2 == 1 {
+			typ = "command_finished"
+		}
+		w.Append(audit.Entry{Type: typ, Fields: map[string]int{"n": i}})
 	}
-	os.WriteFile(p, []byte(b.String()), 0o600)
-	l, err := tailLines(p, 3)
-	if err != nil || len(l) != 3 || string(l[0]) != `{"n":997}` || string(l[2]) != `{"n":999}` {
-		t.Fatalf("tail: %q %v", l, err)
+	l, err := tailAudit(audit.Files(p), 3, isNet)
+	if err != nil || len(l) != 3 || !strings.Contains(string(l[0].Line), `"n":994`) || !strings.Contains(string(l[2].Line), `"n":998`) {
+		t.Fatalf("tail: %d %v", len(l), err)
 	}
-	os.WriteFile(p, nil, 0o600)
-	if l, _ := tailLines(p, 3); len(l) != 0 {
-		t.Fatalf("empty: %q", l)
+	// Once rotated, the two files hold fewer than 1000 records.
+	all, _ := tailAudit(audit.Files(p), 10000, func(audit.Record) bool { return true })
+	if len(all) == 0 || len(all) > 1000 || fmt.Sprint(len(audit.Files(p))) != "2" {
+		t.Fatalf("%d records in %v", len(all), audit.Files(p))
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	got := envNames([]string{"A=1", "KEY=agentkernel-placeholder-KEY", "B"})
+	if !slices.Equal(got, []string{"A", "KEY", "B"}) {
+		t.Fatal(got)
 	}
 }
 
@@ -255,5 +272,21 @@ func TestNetworkNone(t *testing.T) {
 		if _, err := m.resolveNetwork(req, netSpec(t, "gw", "moderate")); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%+v: %v", req, err)
 		}
+	}
+}
+
+// TestLegacyNetworkLog: a log an older supervisor wrote still reads.
+func TestLegacyNetworkLog(t *testing.T) {
+	p := filepath.Join(t.TempDir(), legacyNetworkLogFile)
+	var b strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&b, "{\"kind\":\"connect\",\"port\":%d}\n", i+1)
+	}
+	if err := os.WriteFile(p, []byte(b.String()+"torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := legacyNetworkLog(p, 3)
+	if err != nil || len(evs) != 3 || evs[0].Port != 48 || evs[2].Port != 50 {
+		t.Fatalf("%+v %v", evs, err)
 	}
 }

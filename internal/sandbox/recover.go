@@ -17,6 +17,8 @@ import (
 // are released and marked, leftover state directories without a record are
 // swept, and the TTL reaper starts. Call it once, before serving.
 func (m *Manager) Recover(ctx context.Context) error {
+	m.wg.Add(1)
+	go m.forwardAudit()
 	recs, err := m.cfg.Store.ListSandboxes(ctx)
 	if err != nil {
 		return err

@@ -5,7 +5,8 @@
 //
 //   - ctl.sock: a small HTTP control API (status, stop, wait for exit, and
 //     for a sandbox with a network gateway: GET /network, PUT
-//     /network/policy).
+//     /network/policy; POST /audit and GET /audit/head for its audit
+//     log).
 //   - agent.sock: every accepted connection is spliced to a fresh byte stream
 //     to the guest agent, so the daemon speaks the agent protocol end to end.
 //
@@ -17,7 +18,7 @@
 // supervisor: Run builds the gateway (package netgw) before the backend
 // starts, hands the backend a Network to attach the sandbox to (a network
 // namespace with a tap, or a VM's stream socket), writes the gateway's
-// audit events to network.log, and closes it all after the sandbox is
+// audit events to audit.jsonl, and closes it all after the sandbox is
 // released. The secret values the gateway injects arrive from the daemon
 // over a pipe (fd SecretsFD), never through a file, argv or environment.
 //
@@ -27,8 +28,10 @@
 //	supervisor.pid  the supervisor, at start
 //	exit.json       the supervisor, when the sandbox ends
 //	supervisor.log  the supervisor's own log (stderr)
-//	network.log     the supervisor: the gateway's audit events, JSON lines
-//	                (rotated to network.log.1 at MaxNetworkLog)
+//	audit.jsonl     the supervisor: the sandbox's hash-chained audit log
+//	                (internal/audit): the gateway's events, and the exec
+//	                and file records the daemon sends to POST /audit
+//	                (rotated to audit.jsonl.1 at MaxAuditLog)
 //	policy.json     the daemon: a policy changed on the sandbox, which
 //	                replaces the spec's at the next start
 package supervisor
@@ -40,10 +43,10 @@ const (
 	LogFile     = "supervisor.log"
 	CtlSocket   = "ctl.sock"
 	AgentSocket = "agent.sock"
-	// NetworkLogFile holds the gateway's audit events; PolicyFile a
-	// changed network policy.
-	NetworkLogFile = "network.log"
-	PolicyFile     = "policy.json"
+	// AuditLogFile is the sandbox's audit log (the gateway's events
+	// among its records); PolicyFile a changed network policy.
+	AuditLogFile = "audit.jsonl"
+	PolicyFile   = "policy.json"
 )
 
 // SecretsFD is the supervisor's file descriptor from which it reads its

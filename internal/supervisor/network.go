@@ -98,7 +98,7 @@ type NetworkStatus struct {
 // concurrent use.
 type Network struct {
 	gw        *netgw.Gateway
-	audit     *auditLog
+	audit     *auditLog // not owned: Run opens it before and closes it after the Network
 	ca        []byte
 	published []PublishedPort
 	log       *slog.Logger
@@ -113,7 +113,7 @@ type Network struct {
 
 // newNetwork builds the gateway of the sandbox whose state directory is
 // dir. A policy the daemon saved in PolicyFile replaces spec.Policy.
-func newNetwork(dir string, spec NetworkSpec, log *slog.Logger) (_ *Network, retErr error) {
+func newNetwork(dir string, spec NetworkSpec, audit *auditLog, log *slog.Logger) (_ *Network, retErr error) {
 	pol := spec.Policy
 	if b, err := os.ReadFile(filepath.Join(dir, PolicyFile)); err == nil {
 		if err := json.Unmarshal(b, &pol); err != nil {
@@ -133,11 +133,8 @@ func newNetwork(dir string, spec NetworkSpec, log *slog.Logger) (_ *Network, ret
 		}
 		cfg.Resolvers = up
 	}
-	audit, err := openAuditLog(filepath.Join(dir, NetworkLogFile), log)
-	if err != nil {
-		return nil, fmt.Errorf("opening the network log: %w", err)
-	}
 	n := &Network{audit: audit, log: log}
+	var err error
 	defer func() {
 		if retErr != nil {
 			n.Close()
@@ -157,7 +154,7 @@ func newNetwork(dir string, spec NetworkSpec, log *slog.Logger) (_ *Network, ret
 		Sandbox: spec.Sandbox, MTU: cfg.MTU, Policy: pol,
 		Upstreams: cfg.Resolvers, Forbidden: cfg.Forbidden,
 		Secrets: spec.Secrets, CA: ca, UpstreamRoots: cfg.UpstreamRoots,
-		Audit: audit.emit, Logger: log,
+		Audit: audit.emitNet, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -260,7 +257,6 @@ func (n *Network) Close() error {
 	if n.gw != nil {
 		n.gw.Close()
 	}
-	n.audit.close()
 	if ns != nil {
 		ns.Close()
 	}
@@ -299,7 +295,7 @@ func ReadSecrets(r io.Reader) ([]Secret, error) {
 
 // startWithNetwork builds the sandbox's network (if any) and starts the
 // sandbox attached to it. On error nothing is left running.
-func startWithNetwork(ctx context.Context, cfg Config, log *slog.Logger) (*Network, backend.Instance, error) {
+func startWithNetwork(ctx context.Context, cfg Config, audit *auditLog, log *slog.Logger) (*Network, backend.Instance, error) {
 	if cfg.Backend == nil || cfg.Spec == nil {
 		return nil, nil, fmt.Errorf("%w: supervisor without a backend or spec", errdefs.ErrInvalidArgument)
 	}
@@ -307,7 +303,7 @@ func startWithNetwork(ctx context.Context, cfg Config, log *slog.Logger) (*Netwo
 	if cfg.Network != nil {
 		var err error
 		t0 := time.Now()
-		if netw, err = newNetwork(cfg.Dir, *cfg.Network, log); err != nil {
+		if netw, err = newNetwork(cfg.Dir, *cfg.Network, audit, log); err != nil {
 			return nil, nil, fmt.Errorf("network gateway: %w", err)
 		}
 		log.Info("network gateway ready", "took", time.Since(t0))

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/agentkernel/agentkernel/internal/audit"
 	"github.com/agentkernel/agentkernel/internal/backend"
 	"log/slog"
 	"net"
@@ -125,16 +126,20 @@ func TestRunWithNetwork(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, NetworkLogFile))
+	b, err := os.ReadFile(filepath.Join(dir, AuditLogFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ev netgw.Event
-	if err := json.Unmarshal(bytes.SplitN(b, []byte("\n"), 2)[0], &ev); err != nil || ev.Kind != "inbound" || ev.Port != 8080 {
-		t.Fatalf("network.log: %v %s", err, b)
+	// Line 1 starts the chain; line 2 is the gateway's first event.
+	if err := json.Unmarshal(bytes.SplitN(b, []byte("\n"), 3)[1], &ev); err != nil || ev.Kind != "inbound" || ev.Port != 8080 {
+		t.Fatalf("audit.jsonl: %v %s", err, b)
 	}
-	if fi, _ := os.Stat(filepath.Join(dir, NetworkLogFile)); fi.Mode().Perm() != 0o600 {
-		t.Errorf("network.log mode %v", fi.Mode())
+	if _, err := audit.Verify(nil, filepath.Join(dir, AuditLogFile)); err != nil {
+		t.Error(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, AuditLogFile)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("audit.jsonl mode %v", fi.Mode())
 	}
 	if fi, err := os.Stat(nsPath); err == nil && os.SameFile(fi, nsInfo) {
 		t.Errorf("%s still holds the namespace after the supervisor ended", nsPath)
@@ -171,11 +176,17 @@ func TestRunNetworkNotAttached(t *testing.T) {
 // TestNetworkWithSecrets: a bound secret gives the sandbox a CA.
 func TestNetworkWithSecrets(t *testing.T) {
 	up := dnstest.Start(t, nil)
-	n, err := newNetwork(t.TempDir(), NetworkSpec{
+	dir := t.TempDir()
+	alog, err := openAuditLog(filepath.Join(dir, AuditLogFile), "s", "id", discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alog.close()
+	n, err := newNetwork(dir, NetworkSpec{
 		Sandbox: "s", Policy: policy.Policy{Allow: []string{"api.example.com"}},
 		Secrets: []mitm.Binding{{Host: "api.example.com", Value: "Bearer x"}},
 		Config:  NetworkConfig{Resolvers: []netip.AddrPort{up.Addr}},
-	}, discard())
+	}, alog, discard())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,14 +86,24 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	}
 
 	startedAt := time.Now()
-	netw, inst, err := startWithNetwork(ctx, cfg, log)
+	name := cfg.Spec.Name
+	if cfg.Network != nil && cfg.Network.Sandbox != "" {
+		name = cfg.Network.Sandbox
+	}
+	alog, err := openAuditLog(filepath.Join(cfg.Dir, AuditLogFile), name, cfg.Spec.ID, log)
+	if err != nil {
+		writeExit(cfg.Dir, &Exit{At: time.Now(), Error: err.Error()})
+		return fmt.Errorf("opening the audit log: %w", err)
+	}
+	defer alog.close()
+	netw, inst, err := startWithNetwork(ctx, cfg, alog, log)
 	if err != nil {
 		writeExit(cfg.Dir, &Exit{At: time.Now(), Error: err.Error()})
 		return fmt.Errorf("starting sandbox: %w", err)
 	}
 	log.Info("sandbox started", "took", time.Since(startedAt))
 
-	s := &server{dir: cfg.Dir, inst: inst, net: netw, log: log, startedAt: startedAt,
+	s := &server{dir: cfg.Dir, inst: inst, net: netw, audit: alog, log: log, startedAt: startedAt,
 		stopCh: make(chan struct{}), doneCh: make(chan struct{}),
 		agent: newAgentMonitor(inst, agentProbeInterval)}
 	ctlLn, err := listenUnix(filepath.Join(cfg.Dir, CtlSocket))
@@ -164,6 +174,7 @@ type server struct {
 	dir       string
 	inst      backend.Instance
 	net       *Network // nil without a gateway
+	audit     *auditLog
 	log       *slog.Logger
 	startedAt time.Time
 	agentLn   net.Listener
@@ -304,6 +315,7 @@ func (s *server) mux() *http.ServeMux {
 	s.networkRoutes(mux)
 	s.pauseRoutes(mux)
 	s.claimRoutes(mux)
+	s.auditRoutes(mux)
 	return mux
 }
 
