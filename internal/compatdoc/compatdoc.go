@@ -40,12 +40,11 @@ const (
 	StatusDifferent  = "different"
 	StatusNotOffered = "not offered"
 	StatusNotYet     = "not offered (yet)"
-	StatusReworked   = "being reworked"
 )
 
 var (
 	kinds    = map[string]bool{KindCommand: true, KindBool: true, KindValue: true, KindRoute: true, KindConfig: true, KindEnv: true, KindMCP: true}
-	statuses = map[string]bool{StatusSame: true, StatusDifferent: true, StatusNotOffered: true, StatusNotYet: true, StatusReworked: true}
+	statuses = map[string]bool{StatusSame: true, StatusDifferent: true, StatusNotOffered: true, StatusNotYet: true}
 )
 
 // Row is one row of the table.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,12 +144,16 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return err
 	}
 	// The global audit log; the home lock makes this daemon its only
-	// writer.
-	auditLog, err := audit.Open(l.AuditLog(), audit.Options{})
-	if err != nil {
-		return err
+	// writer. AGENTKERNEL_AUDIT=0 (upstream's switch) turns it off.
+	var auditLog *audit.Writer
+	if auditOff(os.Getenv("AGENTKERNEL_AUDIT")) {
+		log.Warn("the audit log is off (AGENTKERNEL_AUDIT): execs and file writes are not recorded")
+	} else {
+		if auditLog, err = audit.Open(l.AuditLog(), audit.Options{}); err != nil {
+			return err
+		}
+		defer auditLog.Close()
 	}
-	defer auditLog.Close()
 	broker := events.NewBroker()
 	var pools *pool.Pools // set below; the metrics read it when scraped
 	var mgr *sandbox.Manager
@@ -427,4 +432,10 @@ func supervisorEnv(l paths.Layout) []string {
 		env = append(env, "AGENTKERNEL_LOG="+v)
 	}
 	return env
+}
+
+// auditOff reports whether AGENTKERNEL_AUDIT's value turns the audit log
+// off: "0" or "false", as upstream reads it.
+func auditOff(v string) bool {
+	return v == "0" || strings.EqualFold(v, "false")
 }

@@ -95,6 +95,7 @@ var daemonSettings = map[string]bool{
 	"AGENTKERNEL_MICROVM_ACCEL":   true, // kvm, tcg or the probe's choice
 	"AGENTKERNEL_MICROVM_DEBUG":   true,
 	"AGENTKERNEL_AGENT":           true, // the guest agent binary
+	"AGENTKERNEL_AUDIT":           true, // 0 or false: no audit log
 }
 
 // scrubbedEnv is the CLI's environment minus what a daemon must not

@@ -60,10 +60,11 @@ func (m *Manager) audit(uuid, name, ev string, raw json.RawMessage) {
 	if len(raw) > 0 {
 		e.Fields = raw
 	}
-	if m.cfg.Audit != nil {
-		if err := m.cfg.Audit.Append(e); err != nil {
-			m.log.Warn("writing the audit log", "sandbox", name, "event", ev, "err", err)
-		}
+	if m.cfg.Audit == nil {
+		return
+	}
+	if err := m.cfg.Audit.Append(e); err != nil {
+		m.log.Warn("writing the audit log", "sandbox", name, "event", ev, "err", err)
 	}
 	if !sandboxAuditTypes[ev] {
 		return

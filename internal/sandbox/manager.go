@@ -102,7 +102,10 @@ type Config struct {
 	// removal took (GET /metrics).
 	Observer Observer
 	// Audit, when set, is the global audit log: every event is appended
-	// to it (the Manager is its only writer while it runs).
+	// to it (the Manager is its only writer while it runs), and execs and
+	// file writes are also sent to the sandbox's own log. Nil (the
+	// operator's AGENTKERNEL_AUDIT=0) records neither; the sandboxes' own
+	// logs still get their gateways' connection records.
 	Audit *audit.Writer
 }
 
