@@ -5,6 +5,8 @@
 //	bench -socket PATH stream -sandbox NAME -n 500   the same over the streaming exec
 //	bench -socket PATH create -n 20                  concurrent creates (then removes)
 //	bench -socket PATH phases -n 30                  create, exec `true`, remove, one after the other
+//	bench -listen ADDR otlp-sink                     an OTLP/HTTP receiver that accepts and drops
+//	                                                 what it is sent, until SIGTERM (for traces on)
 //
 // It prints one line per measurement (phases: one per phase): name, count, p50, p90, p99, max and
 // mean in milliseconds, tab-separated, after a header. Percentiles are
@@ -17,9 +19,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/agentkernel/agentkernel/pkg/api"
@@ -32,9 +39,16 @@ func main() {
 	n := flag.Int("n", 500, "iterations (exec, stream) or concurrent creates (create)")
 	warmup := flag.Int("warmup", 20, "unmeasured iterations first (exec, stream)")
 	prefix := flag.String("prefix", "bench-c-", "name prefix of created sandboxes (create)")
+	listen := flag.String("listen", "", "the address the OTLP sink listens on (otlp-sink)")
 	flag.Parse()
+	if flag.Arg(0) == "otlp-sink" {
+		if err := otlpSink(*listen); err != nil {
+			fail(err)
+		}
+		return
+	}
 	if *socket == "" || flag.NArg() != 1 || *n <= 0 || *n > 100000 {
-		fmt.Fprintln(os.Stderr, "usage: bench -socket PATH [-sandbox NAME] [-n N] exec|stream|create|phases")
+		fmt.Fprintln(os.Stderr, "usage: bench -socket PATH [-sandbox NAME] [-n N] exec|stream|create|phases\n       bench -listen ADDR otlp-sink")
 		os.Exit(2)
 	}
 	c, err := client.New(client.WithBaseURL("unix://" + *socket))
@@ -197,3 +211,36 @@ func summary(name string, d []time.Duration) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// otlpSink accepts OTLP/HTTP exports on addr and drops them, so that a
+// daemon with tracing on pays for building and sending its spans as it
+// would in production. On SIGTERM or SIGINT it prints how many exports
+// and bytes it took (a run that sent none measured nothing).
+func otlpSink(addr string) error {
+	if addr == "" {
+		return errors.New("otlp-sink needs -listen ADDR")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	var exports, bytes atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 64<<20))
+		exports.Add(1)
+		bytes.Add(n)
+		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+		w.WriteHeader(http.StatusOK)
+	})}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sig
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench: otlp-sink took %d exports, %d bytes\n", exports.Load(), bytes.Load())
+	return nil
+}
