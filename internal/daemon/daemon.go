@@ -35,6 +35,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
+	"github.com/agentkernel/agentkernel/internal/telemetry"
 	"github.com/agentkernel/agentkernel/internal/webhook"
 	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
@@ -77,7 +78,11 @@ type Config struct {
 	// when set, also serves it alone on that loopback address.
 	MetricsPublic bool
 	MetricsAddr   string
-	Logger        *slog.Logger
+	// OTelEndpoint, when set, exports traces there (OTLP over HTTP, e.g.
+	// http://127.0.0.1:4318); the supervisors started get it too. Serve
+	// falls back to $OTEL_EXPORTER_OTLP_ENDPOINT (telemetry.Resolve).
+	OTelEndpoint string
+	Logger       *slog.Logger
 }
 
 // loopbackHosts are the Host headers a loopback listener at addr serves
@@ -105,6 +110,12 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return err
 	}
 	defer unlock()
+
+	shutdownTracing, err := telemetry.Setup(ctx, cfg.OTelEndpoint, "agentkernel")
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(context.WithoutCancel(ctx))
 
 	agentPath, err := findAgent(cfg.AgentPath, cfg.Exe)
 	if err != nil {
@@ -157,7 +168,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	mgr = sandbox.NewManager(sandbox.Config{
 		Layout: l, Store: st, Images: imageService{host.images}, Backends: host.backends(), DefaultBackend: "container",
 		AgentPath: agentPath, SupervisorExe: cfg.Exe, SupervisorArgs: []string{"supervise"},
-		SupervisorEnv: supervisorEnv(l), Secrets: vault,
+		SupervisorEnv: supervisorEnv(l, cfg.OTelEndpoint), Secrets: vault,
 		Doctor: func(ctx context.Context) []pkgapi.DoctorCheck {
 			return append(host.doctor(ctx), agentCheck(agentPath), networkCheck(l.Home))
 		},
@@ -409,13 +420,16 @@ func lockHome(l paths.Layout) (func(), error) {
 
 // supervisorEnv is the whole environment a supervisor gets: enough to find
 // the runtime binaries, nothing else of the daemon's.
-func supervisorEnv(l paths.Layout) []string {
+func supervisorEnv(l paths.Layout, otelEndpoint string) []string {
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"AGENTKERNEL_HOME=" + l.Home,
 	}
 	if v := os.Getenv("AGENTKERNEL_LOG"); v != "" {
 		env = append(env, "AGENTKERNEL_LOG="+v)
+	}
+	if otelEndpoint != "" {
+		env = append(env, telemetry.SupervisorEndpointEnv+"="+otelEndpoint)
 	}
 	return env
 }
