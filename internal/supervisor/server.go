@@ -304,6 +304,7 @@ func (s *server) mux() *http.ServeMux {
 	s.networkRoutes(mux)
 	s.pauseRoutes(mux)
 	s.claimRoutes(mux)
+	s.traceRoutes(mux)
 	return mux
 }
 
