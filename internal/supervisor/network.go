@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/netgw"
-	"github.com/agentkernel/agentkernel/internal/telemetry"
 	"github.com/agentkernel/agentkernel/internal/netgw/mitm"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
+	"github.com/agentkernel/agentkernel/internal/telemetry"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 
 	"github.com/agentkernel/agentkernel/internal/backend"

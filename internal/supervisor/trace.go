@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
-	"strings"
 	"sync"
 	"time"
 
@@ -143,25 +142,25 @@ func (s *server) traceRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /trace/exec/{id}", func(w http.ResponseWriter, r *http.Request) {
 		var et ExecTrace
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&et); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			ctlError(w, fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err))
 			return
 		}
 		sc := trace.SpanContextFromContext(telemetry.ExtractTraceparent(r.Context(), et.Traceparent, et.Tracestate))
 		if !sc.IsValid() {
-			http.Error(w, "no valid traceparent", http.StatusBadRequest)
+			ctlError(w, fmt.Errorf("%w: no valid traceparent", errdefs.ErrInvalidArgument))
 			return
 		}
 		if s.net != nil && telemetry.Enabled() && !s.net.traces.set(r.PathValue("id"), sc) {
-			http.Error(w, "too many execs registered", http.StatusServiceUnavailable)
+			ctlError(w, fmt.Errorf("%w: more than %d execs registered", errdefs.ErrUnavailable, maxExecTraces))
 			return
 		}
-		w.WriteHeader(http.StatusNoContent)
+		writeJSON(w, struct{}{})
 	})
 	mux.HandleFunc("DELETE /trace/exec/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if s.net != nil {
 			s.net.traces.clear(r.PathValue("id"))
 		}
-		w.WriteHeader(http.StatusNoContent)
+		writeJSON(w, struct{}{})
 	})
 }
 
@@ -169,30 +168,10 @@ func (s *server) traceRoutes(mux *http.ServeMux) {
 // that connections its gateway accepts until ClearExecTrace become spans
 // of that trace.
 func (c *Client) SetExecTrace(ctx context.Context, id string, et ExecTrace) error {
-	b, err := json.Marshal(et)
-	if err != nil {
-		return err
-	}
-	return c.send(ctx, "PUT", "/trace/exec/"+id, b)
+	return c.callJSON(ctx, "PUT", "/trace/exec/"+id, et, nil)
 }
 
 // ClearExecTrace removes exec id from the supervisor's registry.
 func (c *Client) ClearExecTrace(ctx context.Context, id string) error {
-	return c.send(ctx, "DELETE", "/trace/exec/"+id, nil)
-}
-
-func (c *Client) send(ctx context.Context, method, path string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://supervisor"+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: supervisor: %v", errdefs.ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%w: supervisor answered %s to %s %s", errdefs.ErrUnavailable, resp.Status, method, strings.SplitN(path, "/", 4)[1])
-	}
-	return nil
+	return c.callJSON(ctx, "DELETE", "/trace/exec/"+id, nil, nil)
 }
