@@ -73,3 +73,16 @@ func hasEnv(env []string, key string) bool {
 	}
 	return false
 }
+
+// startSpan starts the span of an operation on sandbox name.
+func startSpan(ctx context.Context, op, name string) (context.Context, trace.Span) {
+	return tracer.Start(ctx, op, trace.WithAttributes(attribute.String("agentkernel.sandbox", name)))
+}
+
+// endSpan ends span, marking it failed with err.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
