@@ -15,7 +15,6 @@ import (
 
 	"github.com/agentkernel/agentkernel/internal/daemon"
 	"github.com/agentkernel/agentkernel/internal/paths"
-	"github.com/agentkernel/agentkernel/internal/telemetry"
 )
 
 func newServeCmd() *cobra.Command {
@@ -62,7 +61,7 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 			defer stop()
 			cfg := daemon.Config{Layout: l, Exe: exe, Logger: newLogger(), Pools: pools,
 				WebhookURLs: webhooks, WebhookSecret: webhookSecret, MetricsAddr: metricsAddr, MetricsPublic: metricsPublic,
-				OTelEndpoint: telemetry.Resolve(otelEndpoint)}
+				OTelEndpoint: otelEndpoint}
 			if !noTCP {
 				ip := net.ParseIP(host)
 				if ip == nil {
@@ -97,7 +96,7 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 	cmd.Flags().BoolVar(&requireTLS, "require-tls", false, "refuse to serve TCP without TLS")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "also serve GET /metrics alone on this loopback `ADDR` (127.0.0.1:PORT), for scrapers")
 	cmd.Flags().BoolVar(&metricsPublic, "metrics-public", false, "serve GET /metrics over TCP without the API key")
-	cmd.Flags().StringVar(&otelEndpoint, "otel-endpoint", "", "export OpenTelemetry traces (OTLP over HTTP) to this `URL`, e.g. http://127.0.0.1:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; none: tracing off)")
+	cmd.Flags().StringVar(&otelEndpoint, "otel-endpoint", "", "export OpenTelemetry traces (OTLP over HTTP) to this `URL`, e.g. http://127.0.0.1:4318 (default: daemon.toml's [telemetry] otel_endpoint, else $OTEL_EXPORTER_OTLP_ENDPOINT; none: tracing off)")
 	cmd.Flags().StringArrayVar(&pools, "pool", nil, "keep a warm pool: KEY=N, KEY an image or backend=,image=,profile=,memory_mb=,vcpus= fields (repeatable)")
 	return cmd
 }

@@ -79,8 +79,9 @@ type Config struct {
 	MetricsPublic bool
 	MetricsAddr   string
 	// OTelEndpoint, when set, exports traces there (OTLP over HTTP, e.g.
-	// http://127.0.0.1:4318); the supervisors started get it too. Serve
-	// falls back to $OTEL_EXPORTER_OTLP_ENDPOINT (telemetry.Resolve).
+	// http://127.0.0.1:4318); the supervisors started get it too. Empty
+	// falls back to daemon.toml's [telemetry] otel_endpoint, then to
+	// $OTEL_EXPORTER_OTLP_ENDPOINT.
 	OTelEndpoint string
 	Logger       *slog.Logger
 }
@@ -111,12 +112,6 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	}
 	defer unlock()
 
-	shutdownTracing, err := telemetry.Setup(ctx, cfg.OTelEndpoint, "agentkernel")
-	if err != nil {
-		return err
-	}
-	defer shutdownTracing(context.WithoutCancel(ctx))
-
 	agentPath, err := findAgent(cfg.AgentPath, cfg.Exe)
 	if err != nil {
 		return err
@@ -140,6 +135,16 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return err
 	}
+	// The flag, else daemon.toml, else $OTEL_EXPORTER_OTLP_ENDPOINT.
+	otelEndpoint := cfg.OTelEndpoint
+	if otelEndpoint == "" {
+		otelEndpoint = telemetry.Resolve(dconf.Telemetry.OTelEndpoint)
+	}
+	shutdownTracing, err := telemetry.Setup(ctx, otelEndpoint, "agentkernel")
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer shutdownTracing(context.WithoutCancel(ctx))
 	hostPaths, err := dconf.API.ResolvedHostPaths()
 	if err != nil {
 		return fmt.Errorf("%s: %w", daemonconf.Path(l.Home), err)
@@ -168,7 +173,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	mgr = sandbox.NewManager(sandbox.Config{
 		Layout: l, Store: st, Images: imageService{host.images}, Backends: host.backends(), DefaultBackend: "container",
 		AgentPath: agentPath, SupervisorExe: cfg.Exe, SupervisorArgs: []string{"supervise"},
-		SupervisorEnv: supervisorEnv(l, cfg.OTelEndpoint), Secrets: vault,
+		SupervisorEnv: supervisorEnv(l, otelEndpoint), Secrets: vault,
 		Doctor: func(ctx context.Context) []pkgapi.DoctorCheck {
 			return append(host.doctor(ctx), agentCheck(agentPath), networkCheck(l.Home))
 		},
