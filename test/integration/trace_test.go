@@ -127,29 +127,9 @@ func TestTrace(t *testing.T) {
 
 	const traceID, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	script := `echo "TP=$TRACEPARENT"; /probe/probe '{"op":"get","url":"http://allowed.test/"}'`
-	body, _ := json.Marshal(api.ExecRequest{Command: []string{"/bin/sh", "-c", script}, Timeout: "60s"})
-	req, _ := http.NewRequest("POST", "http://agentkernel/sandboxes/"+name+"/exec", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("traceparent", "00-"+traceID+"-"+callerSpan+"-01")
-	resp, err := e.httpClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var env struct {
-		Success bool             `json:"success"`
-		Data    api.ExecResponse `json:"data"`
-		Error   string           `json:"error"`
-	}
-	json.NewDecoder(resp.Body).Decode(&env)
-	resp.Body.Close()
-	if !env.Success || env.Data.ExitCode != 0 || !strings.Contains(env.Data.Stdout, `"status":200`) {
-		t.Fatalf("exec: %s %+v", resp.Status, env)
-	}
-	var seen string
-	for _, line := range strings.Split(env.Data.Stdout, "\n") {
-		if v, ok := strings.CutPrefix(line, "TP="); ok {
-			seen = v
-		}
+	out, seen := execTraced(t, e, name, "00-"+traceID+"-"+callerSpan+"-01", script)
+	if !strings.Contains(out, `"status":200`) {
+		t.Fatalf("the probe did not fetch http://allowed.test: %q", out)
 	}
 
 	var httpSpan, execSpan, gwSpan gotSpan
@@ -190,5 +170,54 @@ func TestTrace(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no allowed connect to port 80 in the network log: %+v", evs)
+	}
+}
+
+// execTraced runs script with sh -c in sandbox name through POST
+// /sandboxes/{name}/exec, sending traceparent unless it is empty; it
+// returns stdout and the value of the line "TP=..." the script printed.
+func execTraced(t *testing.T, e *env, name, traceparent, script string) (stdout, tp string) {
+	t.Helper()
+	body, _ := json.Marshal(api.ExecRequest{Command: []string{"/bin/sh", "-c", script}, Timeout: "60s"})
+	req, _ := http.NewRequest("POST", "http://agentkernel/sandboxes/"+name+"/exec", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if traceparent != "" {
+		req.Header.Set("traceparent", traceparent)
+	}
+	resp, err := e.httpClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Success bool             `json:"success"`
+		Data    api.ExecResponse `json:"data"`
+		Error   string           `json:"error"`
+	}
+	json.NewDecoder(resp.Body).Decode(&env)
+	if !env.Success || env.Data.ExitCode != 0 {
+		t.Fatalf("exec: %s %+v", resp.Status, env)
+	}
+	for _, line := range strings.Split(env.Data.Stdout, "\n") {
+		if v, ok := strings.CutPrefix(line, "TP="); ok {
+			tp = v
+		}
+	}
+	return env.Data.Stdout, tp
+}
+
+// TestTraceOff: the shared daemon has no endpoint. A caller's traceparent
+// still reaches the command unchanged (passed through, nothing exported);
+// without one the command sees no TRACEPARENT.
+func TestTraceOff(t *testing.T) {
+	requireEnv(t)
+	e := shared
+	e.create(t, "it-trace-off")
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	if _, seen := execTraced(t, e, "it-trace-off", tp, `echo "TP=$TRACEPARENT"`); seen != tp {
+		t.Errorf("with a traceparent sent, TRACEPARENT = %q, want it unchanged %q", seen, tp)
+	}
+	if _, seen := execTraced(t, e, "it-trace-off", "", `echo "TP=$TRACEPARENT"`); seen != "" {
+		t.Errorf("with none sent, TRACEPARENT = %q, want empty", seen)
 	}
 }
