@@ -17,8 +17,14 @@ type StatusWriter interface {
 // HTTPSpan runs next inside a server span named route (a route pattern
 // such as "POST /sandboxes/{name}/exec", never a raw path, so that span
 // names stay few). The caller's traceparent and tracestate headers, if
-// any, make it a child of the caller's span.
+// any, make it a child of the caller's span. While no provider is
+// installed (Setup had no endpoint) a request without a traceparent runs
+// next directly: tracing off costs one header lookup.
 func HTTPSpan(tr trace.Tracer, route string, w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request)) {
+	if r.Header.Get("traceparent") == "" && !Enabled() {
+		next(w, r) // tracing off and nothing to pass on: no work at all
+		return
+	}
 	ctx := Extract(r.Context(), r.Header)
 	ctx, span := tr.Start(ctx, route, trace.WithSpanKind(trace.SpanKindServer))
 	if !span.IsRecording() {
