@@ -26,7 +26,7 @@ func newServeCmd() *cobra.Command {
 	var pools, webhooks []string
 	var webhookSecret, metricsAddr string
 	var metricsPublic, tlsSelfSigned, requireTLS bool
-	var tlsCert, tlsKey string
+	var tlsCert, tlsKey, otelEndpoint string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: the HTTP API on a Unix socket and on 127.0.0.1:18888",
@@ -60,7 +60,8 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cfg := daemon.Config{Layout: l, Exe: exe, Logger: newLogger(), Pools: pools,
-				WebhookURLs: webhooks, WebhookSecret: webhookSecret, MetricsAddr: metricsAddr, MetricsPublic: metricsPublic}
+				WebhookURLs: webhooks, WebhookSecret: webhookSecret, MetricsAddr: metricsAddr, MetricsPublic: metricsPublic,
+				OTelEndpoint: otelEndpoint}
 			if !noTCP {
 				ip := net.ParseIP(host)
 				if ip == nil {
@@ -95,6 +96,7 @@ fields ("backend=microvm,image=host,profile=moderate,memory_mb=1024=1").`,
 	cmd.Flags().BoolVar(&requireTLS, "require-tls", false, "refuse to serve TCP without TLS")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "also serve GET /metrics alone on this loopback `ADDR` (127.0.0.1:PORT), for scrapers")
 	cmd.Flags().BoolVar(&metricsPublic, "metrics-public", false, "serve GET /metrics over TCP without the API key")
+	cmd.Flags().StringVar(&otelEndpoint, "otel-endpoint", "", "export OpenTelemetry traces (OTLP over HTTP) to this `URL`, e.g. http://127.0.0.1:4318 (default: daemon.toml's [telemetry] otel_endpoint, else $OTEL_EXPORTER_OTLP_ENDPOINT; none: tracing off)")
 	cmd.Flags().StringArrayVar(&pools, "pool", nil, "keep a warm pool: KEY=N, KEY an image or backend=,image=,profile=,memory_mb=,vcpus= fields (repeatable)")
 	return cmd
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/agentkernel/agentkernel/internal/daemonconf"
 	akmcp "github.com/agentkernel/agentkernel/internal/mcp"
@@ -37,6 +39,9 @@ sandbox_create was given keep=true.`,
 			if err != nil {
 				return err
 			}
+			// A tool call's _meta traceparent goes on to the daemon in
+			// the client's requests (pkg/client injects through it).
+			otel.SetTextMapPropagator(propagation.TraceContext{})
 			return akmcp.Serve(cmd.Context(), c, policy, &mcp.StdioTransport{})
 		},
 	}

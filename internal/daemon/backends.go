@@ -14,6 +14,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
+	"github.com/agentkernel/agentkernel/internal/telemetry"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -95,6 +96,14 @@ func Supervise(ctx context.Context, dir string, ready io.WriteCloser, log *slog.
 	b, ok := h.backends()[spec.Backend]
 	if !ok {
 		return fmt.Errorf("sandbox %s: unknown backend %q", spec.Name, spec.Backend)
+	}
+	// The daemon hands its OTLP endpoint over in the environment; a
+	// supervisor started before tracing was on has none.
+	shutdown, err := telemetry.Setup(ctx, os.Getenv(telemetry.SupervisorEndpointEnv), "agentkernel-supervisor")
+	if err != nil {
+		log.Warn("tracing off", "err", err)
+	} else {
+		defer shutdown(context.WithoutCancel(ctx))
 	}
 	return supervisor.RunRole(ctx, l.Home, dir, spec, b, ready, log)
 }

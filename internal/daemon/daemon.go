@@ -37,6 +37,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
+	"github.com/agentkernel/agentkernel/internal/telemetry"
 	"github.com/agentkernel/agentkernel/internal/webhook"
 	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
@@ -79,7 +80,12 @@ type Config struct {
 	// when set, also serves it alone on that loopback address.
 	MetricsPublic bool
 	MetricsAddr   string
-	Logger        *slog.Logger
+	// OTelEndpoint, when set, exports traces there (OTLP over HTTP, e.g.
+	// http://127.0.0.1:4318); the supervisors started get it too. Empty
+	// falls back to daemon.toml's [telemetry] otel_endpoint, then to
+	// $OTEL_EXPORTER_OTLP_ENDPOINT.
+	OTelEndpoint string
+	Logger       *slog.Logger
 }
 
 // loopbackHosts are the Host headers a loopback listener at addr serves
@@ -131,6 +137,16 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	if err != nil {
 		return err
 	}
+	// The flag, else daemon.toml, else $OTEL_EXPORTER_OTLP_ENDPOINT.
+	otelEndpoint := cfg.OTelEndpoint
+	if otelEndpoint == "" {
+		otelEndpoint = telemetry.Resolve(dconf.Telemetry.OTelEndpoint)
+	}
+	shutdownTracing, err := telemetry.Setup(ctx, otelEndpoint, "agentkernel")
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer shutdownTracing(context.WithoutCancel(ctx))
 	hostPaths, err := dconf.API.ResolvedHostPaths()
 	if err != nil {
 		return fmt.Errorf("%s: %w", daemonconf.Path(l.Home), err)
@@ -170,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	mgr = sandbox.NewManager(sandbox.Config{
 		Layout: l, Store: st, Images: imageService{host.images}, Backends: host.backends(), DefaultBackend: "container",
 		AgentPath: agentPath, SupervisorExe: cfg.Exe, SupervisorArgs: []string{"supervise"},
-		SupervisorEnv: supervisorEnv(l), Secrets: vault,
+		SupervisorEnv: supervisorEnv(l, otelEndpoint), Secrets: vault,
 		Doctor: func(ctx context.Context) []pkgapi.DoctorCheck {
 			return append(host.doctor(ctx), agentCheck(agentPath), networkCheck(l.Home))
 		},
@@ -423,13 +439,16 @@ func lockHome(l paths.Layout) (func(), error) {
 
 // supervisorEnv is the whole environment a supervisor gets: enough to find
 // the runtime binaries, nothing else of the daemon's.
-func supervisorEnv(l paths.Layout) []string {
+func supervisorEnv(l paths.Layout, otelEndpoint string) []string {
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"AGENTKERNEL_HOME=" + l.Home,
 	}
 	if v := os.Getenv("AGENTKERNEL_LOG"); v != "" {
 		env = append(env, "AGENTKERNEL_LOG="+v)
+	}
+	if otelEndpoint != "" {
+		env = append(env, telemetry.SupervisorEndpointEnv+"="+otelEndpoint)
 	}
 	return env
 }

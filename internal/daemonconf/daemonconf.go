@@ -22,7 +22,7 @@ import (
 
 // FileName is the host-wide configuration of a home's daemon and
 // supervisors, $AGENTKERNEL_HOME/daemon.toml. It is optional; today it has
-// four sections:
+// these sections:
 //
 //	[api]
 //	# Host directories that requests over TCP (token holders) may name as
@@ -79,6 +79,13 @@ import (
 //	# Pooled sandboxes made at once (default: the CPU count, at most 4).
 //	concurrency = 2
 //
+//	[telemetry]
+//	# Export OpenTelemetry traces (OTLP over HTTP) here; `serve
+//	# --otel-endpoint` overrides it, and without either the standard
+//	# OTEL_EXPORTER_OTLP_ENDPOINT applies (default: tracing off). Read
+//	# by the daemon at start; supervisors get the daemon's choice.
+//	otel_endpoint = "http://127.0.0.1:4318"
+//
 // Supervisors read it when their sandbox starts, so a change applies to
 // sandboxes started afterwards. Unknown keys are errors.
 const FileName = "daemon.toml"
@@ -93,6 +100,12 @@ type File struct {
 	MCP       MCP       `toml:"mcp"`
 	Lifecycle Lifecycle `toml:"lifecycle"`
 	Pools     Pools     `toml:"pools"`
+	Telemetry Telemetry `toml:"telemetry"`
+}
+
+// Telemetry is the [telemetry] section.
+type Telemetry struct {
+	OTelEndpoint string `toml:"otel_endpoint"`
 }
 
 // Pools is the [pools] section.

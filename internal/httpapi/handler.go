@@ -14,8 +14,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/telemetry"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
+
+// tracer makes each route's server span (see telemetry.HTTPSpan).
+var tracer = telemetry.Tracer("httpapi")
 
 // Defaults for HandlerOptions' zero values.
 const (
@@ -141,7 +145,10 @@ func NewHandler(svc Service, opts HandlerOptions) http.Handler {
 		if rt.first {
 			m = s.first
 		}
-		m.HandleFunc(rt.muxPattern(), func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
+		name := rt.muxPattern()
+		m.HandleFunc(rt.muxPattern(), func(w http.ResponseWriter, r *http.Request) {
+			telemetry.HTTPSpan(tracer, name, w, r, func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
+		})
 	}
 	s.mux.HandleFunc("/", s.fallback)
 	s.openapi = openAPIDocument()
@@ -332,6 +339,9 @@ type recorder struct {
 	status      int
 	wroteHeader bool
 }
+
+// Status is the status written so far (0 before the header).
+func (r *recorder) Status() int { return r.status }
 
 func (r *recorder) WriteHeader(code int) {
 	if !r.wroteHeader {

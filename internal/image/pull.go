@@ -18,9 +18,16 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/agentkernel/agentkernel/internal/telemetry"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
+
+// tracer makes the span of each pull.
+var tracer = telemetry.Tracer("image")
 
 // Bounds on what a registry may send.
 const (
@@ -108,7 +115,14 @@ func (p *pull) addCreated(key string) {
 // visible only once all of it is stored and unpacked. A failed pull leaves
 // no image and removes what it added. A name that pointed to another image
 // moves; the old image's content stays until Prune.
-func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
+func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (_ *Image, retErr error) {
+	ctx, span := tracer.Start(ctx, "image.pull", trace.WithAttributes(attribute.String("agentkernel.image", ref)))
+	defer func() {
+		if retErr != nil {
+			span.SetStatus(codes.Error, retErr.Error())
+		}
+		span.End()
+	}()
 	r, err := ParseReference(ref, opts.Insecure)
 	if err != nil {
 		return nil, err

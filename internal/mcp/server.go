@@ -71,6 +71,7 @@ func newServer(c Client, policy Policy) (*mcp.Server, *state) {
 	s := mcp.NewServer(&mcp.Implementation{Name: "agentkernel", Version: version.Version}, &mcp.ServerOptions{
 		Instructions: "Run commands and keep files in isolated agentkernel sandboxes.",
 	})
+	s.AddReceivingMiddleware(traceToolCalls)
 	st.addTools(s)
 	return s, st
 }

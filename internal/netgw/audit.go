@@ -48,6 +48,10 @@ type Event struct {
 	Error string `json:"error,omitempty"`
 	// Count is the number of suppressed events (Kind "suppressed").
 	Count int64 `json:"count,omitempty"`
+	// TraceID and SpanID (hex) name the flow's span when Config.Trace
+	// traced it: the trace of the exec that made the connection.
+	TraceID string `json:"trace_id,omitempty"`
+	SpanID  string `json:"span_id,omitempty"`
 }
 
 // denyLimiter bounds the rate of denial events, so a sandbox hammering

@@ -59,6 +59,12 @@ type Config struct {
 	// be safe for concurrent use and must not block (write a line to a
 	// buffered file, say). Nil discards events.
 	Audit func(Event)
+	// Trace, if set, is called when an allowed TCP flow is accepted, with
+	// its connect event and the bytes already read from the sandbox (an
+	// inspected HTTP request's head, a ClientHello, or nothing). It returns
+	// the trace and span ids recorded on the flow's events and end, called
+	// once with the flow's last event. It must not block.
+	Trace func(ev Event, head []byte) (traceID, spanID string, end func(Event))
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
 

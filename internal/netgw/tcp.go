@@ -169,8 +169,13 @@ func (g *Gateway) proxyTCP(conn *gonet.TCPConn, ep tcpip.Endpoint, up net.Conn, 
 	ev.Allowed, ev.Rule = true, v.rule
 	g.stats.tcpAllowed.Add(1)
 	start := time.Now()
+	if g.cfg.Trace != nil {
+		var end func(Event)
+		ev.TraceID, ev.SpanID, end = g.cfg.Trace(ev, head)
+		defer func() { end(ev) }()
+	}
 	if b, ok := (*g.secrets.Load())[ev.Name]; ok && v.inspect == inspectTLS {
-		g.intercept(conn, head, b, ev)
+		ev = g.intercept(conn, head, b, ev)
 		return
 	}
 	if up == nil {
@@ -243,15 +248,17 @@ func splice(ctx context.Context, a, b halfCloser) (up, down int64) {
 }
 
 // intercept hands a TLS flow to a host with a secret binding to the
-// interception proxy. head is the ClientHello already read from conn.
-func (g *Gateway) intercept(conn net.Conn, head []byte, b mitm.Binding, ev Event) {
+// interception proxy. head is the ClientHello already read from conn. It
+// returns the flow's closing event.
+func (g *Gateway) intercept(conn net.Conn, head []byte, b mitm.Binding, ev Event) Event {
 	ev.Intercepted = true
 	g.emit(ev)
 	start := time.Now()
 	p := *g.proxy // per flow: OnRequest knows this flow's event
 	p.OnRequest = func(r mitm.Request) {
 		g.emit(Event{Kind: "request", Proto: "tcp", Name: r.Host, IP: ev.IP, Port: ev.Port, Allowed: r.Err == "",
-			Rule: "secret:" + b.Host, Method: r.Method, Status: r.Status, SecretInjected: r.Injected, Error: r.Err})
+			Rule: "secret:" + b.Host, Method: r.Method, Status: r.Status, SecretInjected: r.Injected, Error: r.Err,
+			TraceID: ev.TraceID, SpanID: ev.SpanID})
 	}
 	rc := &replayConn{Conn: conn, r: io.MultiReader(bytes.NewReader(head), conn)}
 	if err := p.Serve(g.ctx, rc, b, netip.AddrPortFrom(ev.IP, ev.Port).String()); err != nil {
@@ -259,6 +266,7 @@ func (g *Gateway) intercept(conn net.Conn, head []byte, b mitm.Binding, ev Event
 	}
 	ev.Kind, ev.Duration = "close", time.Since(start)
 	g.emit(ev)
+	return ev
 }
 
 // replayConn is a conn whose first bytes are replayed from r.

@@ -78,8 +78,10 @@ func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Proce
 	if req, err = withImageDefaults(rec, req); err != nil {
 		return nil, err
 	}
+	ctx, endSpan := m.traceExec(ctx, name, uuid, &req)
 	p, err := c.Exec(ctx, toAgentExec(req))
 	if err != nil {
+		endSpan(-1, err)
 		return nil, m.explainAgentFailure(ctx, uuid, name, fmt.Errorf("sandbox %s: exec: %w", name, err))
 	}
 	m.event(uuid, name, "command_executed", map[string]any{"command": req.Argv, "pid": p.PID(), "tty": req.TTY})
@@ -101,6 +103,7 @@ func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Proce
 		if err != nil {
 			d["error"] = err.Error()
 		}
+		endSpan(st.Code, err)
 		m.event(uuid, name, "command_finished", d)
 		if m.cfg.Observer != nil {
 			m.cfg.Observer.Observe("exec", rec.Backend, took, err)

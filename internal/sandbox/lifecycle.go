@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
@@ -22,6 +24,8 @@ import (
 // false, starts it. A sandbox that fails to start stays, marked failed, so
 // its console log can be read; an ephemeral one is removed.
 func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (_ api.SandboxInfo, retErr error) {
+	ctx, span := startSpan(ctx, "sandbox.create", req.Name)
+	defer func() { endSpan(span, retErr) }()
 	ph := newPhases()
 	spec, rec, inline, err := m.buildSpec(ctx, req)
 	if err != nil {
@@ -29,6 +33,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 	}
 	ph.mark("spec")
 	if info, ok, err := m.claim(ctx, req, spec, rec, inline, ph); ok {
+		span.SetAttributes(attribute.Bool("agentkernel.pool_claim", true))
 		m.observe("claim", spec.Backend, ph.start, err)
 		return info, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/netgw"
 	"github.com/agentkernel/agentkernel/internal/netgw/mitm"
 	"github.com/agentkernel/agentkernel/internal/netgw/policy"
+	"github.com/agentkernel/agentkernel/internal/telemetry"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 
 	"github.com/agentkernel/agentkernel/internal/backend"
@@ -102,6 +103,7 @@ type Network struct {
 	ca        []byte
 	published []PublishedPort
 	log       *slog.Logger
+	traces    execTraces // the execs in progress, for the flows' spans
 
 	// mu guards the fields below.
 	mu       sync.Mutex
@@ -150,11 +152,15 @@ func newNetwork(dir string, spec NetworkSpec, audit *auditLog, log *slog.Logger)
 	if len(cfg.SandboxCAs) > 0 {
 		n.ca = append(append(n.ca, '\n'), cfg.SandboxCAs...)
 	}
+	var traceFlow func(netgw.Event, []byte) (string, string, func(netgw.Event))
+	if telemetry.Enabled() {
+		traceFlow = n.traces.flowSpan
+	}
 	n.gw, err = netgw.New(netgw.Config{
 		Sandbox: spec.Sandbox, MTU: cfg.MTU, Policy: pol,
 		Upstreams: cfg.Resolvers, Forbidden: cfg.Forbidden,
 		Secrets: spec.Secrets, CA: ca, UpstreamRoots: cfg.UpstreamRoots,
-		Audit: audit.emitNet, Logger: log,
+		Audit: audit.emitNet, Trace: traceFlow, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -316,6 +316,7 @@ func (s *server) mux() *http.ServeMux {
 	s.pauseRoutes(mux)
 	s.claimRoutes(mux)
 	s.auditRoutes(mux)
+	s.traceRoutes(mux)
 	return mux
 }
 

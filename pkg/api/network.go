@@ -101,6 +101,10 @@ type NetworkEvent struct {
 	SecretInjected bool   `json:"secret_injected,omitempty"`
 	Error          string `json:"error,omitempty"`
 	Count          int64  `json:"count,omitempty"`
+	// TraceID and SpanID link a connection to its OpenTelemetry span (in
+	// the trace of the exec that made it), when tracing is on.
+	TraceID string `json:"trace_id,omitempty"`
+	SpanID  string `json:"span_id,omitempty"`
 }
 
 // SecretInfo describes a secret in the daemon's vault (GET /secrets). The

@@ -27,6 +27,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -206,6 +209,9 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c.setHeaders(req.Header)
+	// The caller's trace context, when a propagator is installed (the
+	// daemon's MCP tools: see internal/telemetry).
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
 	if r.contentType != "" {
 		req.Header.Set("Content-Type", r.contentType)
 	}

@@ -86,7 +86,9 @@ func (w *netWorld) inWorld(t testing.TB, f func()) {
 	f()
 }
 
-func newNetWorld(t *testing.T) *netWorld {
+// newNetWorld builds a world and starts its daemon with serveArgs (see
+// startDaemon).
+func newNetWorld(t *testing.T, serveArgs ...string) *netWorld {
 	t.Helper()
 	w := &netWorld{e: newEnv(t), probeDir: t.TempDir(), ns: testutil.NewNetNS(t)}
 	caCert, caKey := testCA(t)
@@ -150,7 +152,7 @@ func newNetWorld(t *testing.T) *netWorld {
 	os.WriteFile(filepath.Join(w.e.home, "daemon.toml"), []byte(fmt.Sprintf(
 		"[network]\nresolvers = [%q]\nupstream_ca_files = [%q]\n", dnsAddr.String(), caFile)), 0o600)
 	conformance.BuildProbe(t, w.probeDir)
-	w.startDaemon(t)
+	w.startDaemon(t, serveArgs...)
 	return w
 }
 
