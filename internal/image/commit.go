@@ -122,6 +122,10 @@ func (s *Store) AddLayer(ctx context.Context, write func(io.Writer) error) (NewL
 	if err != nil {
 		return NewLayer{}, nil, fmt.Errorf("unpacking the new layer: %w", err)
 	}
+	if len(st.Links) > 0 {
+		// A committed layer is stacked as is; nothing would make these.
+		return NewLayer{}, nil, fmt.Errorf("%w: the new layer hard-links %q to %q, not in the layer", errdefs.ErrInvalidArgument, st.Links[0].Path, st.Links[0].Target)
+	}
 	info := LayerInfo{ID: d.Hex, Size: st.Bytes, Entries: st.Entries, Unpacked: time.Now().UTC()}
 	if err := writeJSON(s.dir("layerinfo", d.Hex+".json"), info); err != nil {
 		return NewLayer{}, nil, err

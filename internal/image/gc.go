@@ -264,6 +264,22 @@ func (s *Store) stagingDir(prefix string) (string, func(), error) {
 	}, nil
 }
 
+// stagingLayer makes an empty directory (mode 0700) in a new staging
+// directory, to be filled and renamed into layers/; done removes what is
+// left of it.
+func (s *Store) stagingLayer(prefix string) (dir string, done func(), err error) {
+	staging, done, err := s.stagingDir(prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	dir = filepath.Join(staging, "layer")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		done()
+		return "", nil, err
+	}
+	return dir, done, nil
+}
+
 // mountedLowerDirs returns the lower directories of the overlays mounted
 // in this mount namespace.
 func mountedLowerDirs() (map[string]bool, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/agentkernel/agentkernel/internal/image/unpack"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -21,6 +22,9 @@ type LayerInfo struct {
 	Size     int64     `json:"size"`
 	Entries  int       `json:"entries"`
 	Unpacked time.Time `json:"unpacked"`
+	// Links are the layer's hard links to files of lower layers, left
+	// out of its directory and made by a links layer above it (links.go).
+	Links []unpack.LowerLink `json:"links,omitempty"`
 }
 
 func (s *Store) layerInfo(id string) (LayerInfo, error) {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -227,15 +226,11 @@ func (p *pull) checkDiffID(r io.Reader, diffID v1.Hash) error {
 // unpack decompresses r, checks it against diffID and publishes it as
 // layers/<diffID hex>, returning the bytes of files in it.
 func (p *pull) unpack(ctx context.Context, r io.Reader, diffID v1.Hash) (int64, error) {
-	staging, done, err := p.s.stagingDir("layer-")
+	dir, done, err := p.s.stagingLayer("layer-")
 	if err != nil {
 		return 0, err
 	}
 	defer done()
-	dir := filepath.Join(staging, "layer")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return 0, err
-	}
 	dr, closeDR, err := decompressLayer(r)
 	if err != nil {
 		return 0, err
@@ -250,7 +245,7 @@ func (p *pull) unpack(ctx context.Context, r io.Reader, diffID v1.Hash) (int64, 
 	if got := hex.EncodeToString(h.Sum(nil)); got != diffID.Hex {
 		return 0, fmt.Errorf("%w: the layer's content hashes to sha256:%s, the config says %s", errdefs.ErrInvalidArgument, got, diffID)
 	}
-	info := LayerInfo{ID: diffID.Hex, Size: st.Bytes, Entries: st.Entries, Unpacked: time.Now().UTC()}
+	info := LayerInfo{ID: diffID.Hex, Size: st.Bytes, Entries: st.Entries, Unpacked: time.Now().UTC(), Links: st.Links}
 	if err := writeJSON(p.s.dir("layerinfo", diffID.Hex+".json"), info); err != nil {
 		return 0, err
 	}

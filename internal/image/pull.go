@@ -228,6 +228,12 @@ func (p *pull) run(ctx context.Context) (*Image, error) {
 	for _, n := range sizes {
 		out.Size += n
 	}
+	linksSize, releaseLinks, err := p.linkLayers(out)
+	defer releaseLinks()
+	if err != nil {
+		return nil, err
+	}
+	out.Size += linksSize
 	for _, id := range out.LayerIDs {
 		out.Layers = append(out.Layers, p.s.dir("layers", id))
 	}

@@ -131,21 +131,7 @@ func fileEntry(n string, mode int64, body []byte) tarEntry {
 // static hello binary that also deletes /etc/removed.
 func helloImage(t *testing.T) v1.Image {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(helloSrc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "hello")
-	cmd := exec.Command("go", "build", "-o", bin, "main.go")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GO111MODULE=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building hello: %v\n%s", err, out)
-	}
-	hello, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hello := buildStatic(t, helloSrc)
 	base := tarLayer(t, dirEntry("etc/", 0), fileEntry("etc/removed", 0o644, []byte("gone soon")),
 		fileEntry("etc/passwd", 0o644, []byte("root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/work:/bin/sh\n")),
 		dirEntry("tmp/", 0))
@@ -161,6 +147,28 @@ func helloImage(t *testing.T) v1.Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// buildStatic builds the Go program src (package main, standard library
+// only) as a static binary and returns it.
+func buildStatic(t *testing.T, src string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "prog")
+	cmd := exec.Command("go", "build", "-o", bin, "main.go")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GO111MODULE=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building a test program: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // storeLeftovers lists what a failed pull may have left in the home's

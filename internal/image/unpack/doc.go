@@ -31,6 +31,12 @@
 // would steer overlayfs), security.selinux, POSIX ACLs holding unshifted
 // ids — are dropped and counted in Stats.
 //
+// A hard link to a file the layer does not hold (image-spec allows a link
+// into a lower layer) is left out and reported in Stats.Links, for the
+// image store to make above the layer (see LowerLink); one whose target
+// the layer itself deleted, hid or put under a non-directory before the
+// link is an error.
+//
 // Directories the archive does not list but needs as parents are created
 // owned by the mapped root with mode 0755.
 //

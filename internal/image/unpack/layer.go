@@ -39,6 +39,24 @@ type Stats struct {
 	OpaqueDirs     int   // directories marked opaque
 	SkippedDevices int   // device nodes left out
 	DroppedXattrs  int   // extended attributes not kept
+	// Links are the hard links whose target is not in this layer but,
+	// if anywhere, in a lower one; they are left out of the directory
+	// (see LowerLink). Sorted by Path.
+	Links []LowerLink
+}
+
+// LowerLink is a hard link entry of a layer whose target the layer does not
+// hold (image-spec allows a link to a file of a lower layer). The layer's
+// directory is unpacked from its own content only, so that one directory
+// serves every image that has the layer whatever lies below it; the link
+// is left out and recorded here, and the image store materialises it in a
+// layer of its own above this one, for one stack of lower layers (see
+// internal/image's links.go). The filter has already checked that no
+// whiteout, opaque directory or non-directory parent of this layer that came
+// before the entry hides Target.
+type LowerLink struct {
+	Path   string `json:"path"`   // the link, a safetar.CleanName result
+	Target string `json:"target"` // what it names in the lower layers, also clean
 }
 
 // Whiteout names (OCI image spec, "Representing Changes").
@@ -146,12 +164,23 @@ type filter struct {
 	// entry, shifted, or the mapped root and 0755.
 	rootUID, rootGID int
 	rootMode         uint32
+
+	// seen holds every non-directory the layer has put in its directory
+	// so far (a hard link's target is looked for here first); pending the
+	// hard links to lower layers, by path. whSeen and opqSeen index
+	// whiteouts and opaque dirs seen so far, to refuse a link to a target
+	// the layer deleted before the link.
+	seen    map[string]bool
+	pending map[string]string
+	whSeen  map[string]bool
+	opqSeen map[string]bool
 }
 
 func newFilter(opts Options) *filter {
 	return &filter{
 		opts: opts, xattrs: map[string][]xattr{}, listed: map[string][2]time.Time{}, parents: map[string]bool{},
 		rootUID: int(opts.Shift.UID), rootGID: int(opts.Shift.GID), rootMode: 0o755,
+		seen: map[string]bool{}, pending: map[string]string{}, whSeen: map[string]bool{}, opqSeen: map[string]bool{},
 	}
 }
 
@@ -199,6 +228,12 @@ func (f *filter) run(ctx context.Context, r io.Reader, w io.Writer) error {
 	if err := tw.Close(); err != nil {
 		return errPipe{err}
 	}
+	for _, p := range sortedKeys(f.pending) {
+		if f.underFile(p) {
+			continue // a later non-directory entry replaced a parent
+		}
+		f.stats.Links = append(f.stats.Links, LowerLink{Path: p, Target: f.pending[p]})
+	}
 	return nil
 }
 
@@ -217,6 +252,7 @@ func (f *filter) rewrite(h *tar.Header) (bool, error) {
 				return false, fmt.Errorf("%w: bad whiteout device name", errdefs.ErrInvalidArgument)
 			}
 			f.whiteouts = append(f.whiteouts, rel)
+			f.whSeen[rel] = true
 			return false, nil
 		}
 		f.stats.SkippedDevices++
@@ -237,6 +273,7 @@ func (f *filter) rewrite(h *tar.Header) (bool, error) {
 		switch {
 		case base == whOpaque:
 			f.opaque = append(f.opaque, dir)
+			f.opqSeen[dir] = true
 		case strings.HasPrefix(base, whMeta):
 			// aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): no meaning here.
 		default:
@@ -245,9 +282,17 @@ func (f *filter) rewrite(h *tar.Header) (bool, error) {
 				return false, fmt.Errorf("%w: whiteout of %q", errdefs.ErrInvalidArgument, target)
 			}
 			f.whiteouts = append(f.whiteouts, path.Join(dir, target))
+			f.whSeen[path.Join(dir, target)] = true
 		}
 		return false, nil
 	}
+	if h.Typeflag == tar.TypeLink && rel != "" {
+		lower, err := f.hardlink(rel, h.Linkname)
+		if err != nil || lower {
+			return false, err
+		}
+	}
+	f.track(rel, h.Typeflag)
 	if h.Uid < 0 || h.Gid < 0 || int64(h.Uid) >= int64(f.opts.Shift.Size) || int64(h.Gid) >= int64(f.opts.Shift.Size) {
 		return false, fmt.Errorf("%w: owned by %d:%d, outside the mapped id range 0-%d",
 			errdefs.ErrInvalidArgument, h.Uid, h.Gid, int64(f.opts.Shift.Size)-1)
@@ -280,6 +325,80 @@ func (f *filter) rewrite(h *tar.Header) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// hardlink decides where the target of the hard link entry rel lives:
+// in this layer (false: safetar makes the link) or in a lower one (true:
+// the link is recorded in f.pending and left out of the stream). A target
+// this layer deleted, hid or put under a non-directory before the entry is
+// an error, as it would be when applying the layer onto its lowers.
+func (f *filter) hardlink(rel, linkname string) (bool, error) {
+	target, err := safetar.CleanName(linkname)
+	if err != nil {
+		return false, fmt.Errorf("hard link target: %w", err)
+	}
+	if target == "" || f.seen[target] || target == rel {
+		return false, nil // in this layer (or safetar refuses it)
+	}
+	if _, ok := f.listed[target]; ok {
+		return false, nil // a directory: safetar refuses it
+	}
+	if f.underFile(rel) {
+		return false, nil // safetar refuses it
+	}
+	if lower, ok := f.pending[target]; ok {
+		f.pending[rel] = lower // a link to a link to a lower file
+		f.forget(rel)
+		return true, nil
+	}
+	if f.whSeen[target] {
+		return false, fmt.Errorf("%w: hard link target %.200q was deleted by a whiteout earlier in this layer", errdefs.ErrNotFound, target)
+	}
+	for d := parentOf(target); d != ""; d = parentOf(d) {
+		if f.seen[d] {
+			return false, fmt.Errorf("%w: hard link target %.200q: its parent %.200q is not a directory", errdefs.ErrInvalidArgument, target, d)
+		}
+		if f.whSeen[d] || f.opqSeen[d] {
+			return false, fmt.Errorf("%w: hard link target %.200q was deleted by a whiteout earlier in this layer", errdefs.ErrNotFound, target)
+		}
+	}
+	if f.opqSeen[""] {
+		return false, fmt.Errorf("%w: hard link target %.200q: the layer's root is opaque", errdefs.ErrNotFound, target)
+	}
+	if len(f.pending) >= f.opts.MaxEntries {
+		return false, fmt.Errorf("%w: too many hard links to lower layers", errdefs.ErrTooLarge)
+	}
+	f.pending[rel] = target
+	f.forget(rel)
+	return true, nil
+}
+
+// forget drops rel from seen: a pending link replaced it.
+func (f *filter) forget(rel string) { delete(f.seen, rel) }
+
+// track records that the entry rel of type typ is in the layer's
+// directory: it replaces a pending link at rel.
+func (f *filter) track(rel string, typ byte) {
+	if rel == "" {
+		return
+	}
+	delete(f.pending, rel)
+	if typ == tar.TypeDir {
+		delete(f.seen, rel)
+		return
+	}
+	f.seen[rel] = true
+}
+
+// underFile reports whether an ancestor of rel is a non-directory of this
+// layer.
+func (f *filter) underFile(rel string) bool {
+	for d := parentOf(rel); d != ""; d = parentOf(d) {
+		if f.seen[d] {
+			return true
+		}
+	}
+	return false
 }
 
 // liftXattrs moves the entry's kept extended attributes into f.xattrs.

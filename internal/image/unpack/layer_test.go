@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -137,7 +138,7 @@ func TestLayerExact(t *testing.T) {
 		t.Errorf("unpacked layer differs:\n%s\ngot:\n%s", d, strings.Join(got, "\n"))
 	}
 	wantStats := Stats{Bytes: st.Bytes, Entries: 26, Whiteouts: 4, OpaqueDirs: 2, SkippedDevices: 2, DroppedXattrs: 2}
-	if st != wantStats {
+	if !reflect.DeepEqual(st, wantStats) {
 		t.Errorf("stats %+v, want %+v", st, wantStats)
 	}
 	// Times of listed directories survive the whiteouts made in them.
