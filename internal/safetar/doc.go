@@ -15,5 +15,7 @@
 // came out of a sandbox onto the host) use it. Write produces the archives
 // the agent sends out.
 //
-// The package is Linux-only.
+// It builds on Linux and, for the CLI on macOS, on other Unixes: there
+// every path takes the one-component-at-a-time walk and FIFOs are skipped
+// (sys_other.go).
 package safetar

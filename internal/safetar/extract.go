@@ -23,6 +23,10 @@ const (
 	DefaultMaxEntries = 1_000_000
 )
 
+// errNoFifo is mkfifoat's answer where FIFOs cannot be made (off Linux);
+// Extract then skips them as it skips devices.
+var errNoFifo = errors.New("safetar: FIFOs cannot be made on this system")
+
 // Options tune Extract. The zero value is usable.
 type Options struct {
 	// MaxBytes caps the total size of regular files; 0 means
@@ -251,7 +255,7 @@ func (x *extractor) symlink(rel string, hdr *tar.Header) error {
 		}
 	}
 	tv := timevals(hdr)
-	ts := []unix.Timespec{{Sec: tv[0].Sec, Nsec: tv[0].Usec * 1000}, {Sec: tv[1].Sec, Nsec: tv[1].Usec * 1000}}
+	ts := []unix.Timespec{timespec(tv[0]), timespec(tv[1])}
 	return unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
@@ -300,7 +304,10 @@ func (x *extractor) fifo(rel string, hdr *tar.Header) error {
 	if err := replace(pfd, base); err != nil {
 		return err
 	}
-	if err := unix.Mknodat(pfd, base, unix.S_IFIFO|0o600, 0); err != nil {
+	if err := mkfifoat(pfd, base); err != nil {
+		if errors.Is(err, errNoFifo) {
+			return nil // skipped, as devices are
+		}
 		return err
 	}
 	if x.opts.SameOwner {
@@ -360,14 +367,22 @@ func (x *extractor) mode(hdr *tar.Header) uint32 {
 // what the kernel takes (the Unix epoch up to the year 9999).
 func timevals(hdr *tar.Header) []unix.Timeval {
 	tv := func(t time.Time) unix.Timeval {
-		sec := min(max(t.Unix(), 0), 253402300799)
-		return unix.Timeval{Sec: sec, Usec: int64(t.Nanosecond() / 1000)}
+		v := unix.NsecToTimeval(int64(t.Nanosecond())) // Usec's type varies by OS
+		v.Sec = min(max(t.Unix(), 0), 253402300799)
+		return v
 	}
 	at := hdr.AccessTime
 	if at.IsZero() {
 		at = hdr.ModTime
 	}
 	return []unix.Timeval{tv(at), tv(hdr.ModTime)}
+}
+
+// timespec is tv as a Timespec.
+func timespec(tv unix.Timeval) unix.Timespec {
+	ts := unix.NsecToTimespec(int64(tv.Usec) * 1000)
+	ts.Sec = tv.Sec
+	return ts
 }
 
 // ctxReader stops a copy when ctx ends and remembers a read error, so

@@ -73,20 +73,6 @@ func openDir(root int, rel string, create bool) (int, error) {
 	return walkDir(root, rel, create)
 }
 
-func openat2Dir(root int, rel string) (int, error) {
-	how := &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	}
-	for range 16 {
-		fd, err := unix.Openat2(root, rel, how)
-		if err != unix.EAGAIN && err != unix.EINTR { // EAGAIN: a concurrent rename; retry
-			return fd, err
-		}
-	}
-	return -1, unix.EAGAIN
-}
-
 // walkDir opens rel one component at a time; O_NOFOLLOW makes a symlink
 // component fail (ELOOP or ENOTDIR), and CleanName has removed "..".
 func walkDir(root int, rel string, create bool) (int, error) {

@@ -99,7 +99,7 @@ func writeEntry(ctx context.Context, tw *tar.Writer, p, name string, links map[[
 		if mode&fs.ModeCharDevice != 0 {
 			hdr.Typeflag = tar.TypeChar
 		}
-		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+		hdr.Devmajor, hdr.Devminor = int64(unix.Major(uint64(st.Rdev))), int64(unix.Minor(uint64(st.Rdev)))
 	default:
 		return nil // sockets and the like
 	}
