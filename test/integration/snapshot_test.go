@@ -69,10 +69,12 @@ func TestSnapshotRestoreFork(t *testing.T) {
 	}
 
 	// Fork.
-	r = shared.ok(t, "sandbox", "fork", "it-snap", "--count", "3")
-	if !strings.Contains(r.stderr, "processes restart") {
-		t.Errorf("fork note: %v", r)
+	r = shared.ok(t, "--json", "sandbox", "fork", "it-snap", "--count", "3")
+	var fork api.ForkSandboxResponse
+	if err := json.Unmarshal([]byte(r.stdout), &fork); err != nil || len(fork.Sandboxes) != 3 || !strings.Contains(fork.Note, "processes restart") {
+		t.Fatalf("fork: %v %+v\n%v", err, fork, r)
 	}
+	t.Cleanup(func() { shared.ak(t, "snapshot", "delete", fork.Snapshot.Name) })
 	for i := 1; i <= 3; i++ {
 		n := "it-snap-fork-" + string(rune('0'+i))
 		t.Cleanup(func() { shared.ak(t, "sandbox", "remove", n) })
