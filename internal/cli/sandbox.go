@@ -26,7 +26,7 @@ func newSandboxCmd(app *App) *cobra.Command {
 	}
 	cmd.AddCommand(newCreateCmd(app), newStartCmd(app), newStopCmd(app), newPauseCmd(app), newResumeCmd(app), newRemoveCmd(app),
 		newListCmd(app), newInfoCmd(app), newExtendCmd(app), newLogsCmd(app), newNetworkCmd(app),
-		newCommitCmd(app), newExportCmd(app), newDiffCmd(app))
+		newCommitCmd(app), newExportCmd(app), newDiffCmd(app), newForkCmd(app))
 	cmd.AddCommand(upstreamSandboxCmds(app)...)
 	cmd.AddCommand(newExportConfigCmd(app), newImportConfigCmd(app))
 	return cmd

@@ -108,6 +108,7 @@ func (st *state) addTools(s *mcp.Server) {
 	mcp.AddTool(s, &mcp.Tool{Name: "sandbox_file_read", Description: "Read a file of a sandbox."}, st.readFile)
 	mcp.AddTool(s, &mcp.Tool{Name: "sandbox_file_write", Description: "Write a file of a sandbox."}, st.writeFile)
 	st.addMoreTools(s)
+	st.addSnapshotTools(s)
 	st.addTransferTools(s)
 	st.addResources(s)
 }

@@ -230,7 +230,8 @@ func runMCPClient(t *testing.T, e *env, name, hostDir string, env ...string) {
 		t.Fatalf("summary: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	want := "sandbox_create sandbox_download_dir sandbox_exec sandbox_exec_detach sandbox_exec_kill sandbox_exec_logs sandbox_exec_status sandbox_extend_ttl " +
-		"sandbox_file_list sandbox_file_read sandbox_file_write sandbox_list sandbox_network_log sandbox_pause sandbox_remove sandbox_resume sandbox_run sandbox_start sandbox_stop sandbox_upload_dir"
+		"sandbox_file_list sandbox_file_read sandbox_file_write sandbox_list sandbox_network_log sandbox_pause sandbox_remove sandbox_resume sandbox_run sandbox_start sandbox_stop sandbox_upload_dir " +
+		"snapshot_delete snapshot_get snapshot_list snapshot_restore snapshot_take"
 	if strings.Join(got.Tools, " ") != want || !got.AllHaveInputSchema {
 		t.Errorf("tools %v (every one with an input schema: %v), want %s", got.Tools, got.AllHaveInputSchema, want)
 	}

@@ -1,0 +1,220 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentkernel/agentkernel/internal/image"
+	"github.com/agentkernel/agentkernel/internal/version"
+	"github.com/agentkernel/agentkernel/pkg/api"
+	"github.com/agentkernel/agentkernel/pkg/errdefs"
+)
+
+// A filesystem snapshot is a sandbox commit (CommitSandbox's layer on top
+// of the sandbox's image) published in the image store as
+// snapshotRepo:NAME, with its metadata in that image's config labels.
+// The metadata lives with the image rather than in the sandbox database
+// because the image is the snapshot: its layers are stored by digest,
+// removed with it, kept while a sandbox runs from them (Store.Remove
+// refuses), and a record elsewhere could outlive or miss them. Sandbox
+// names fit an image tag's alphabet, so NAME is the tag as is.
+const (
+	snapshotRepo        = "agentkernel-snapshot"
+	labelSnapshot       = "dev.agentkernel.snapshot.name"
+	labelSnapshotSbx    = "dev.agentkernel.snapshot.sandbox"
+	labelSnapshotBknd   = "dev.agentkernel.snapshot.backend"
+	labelSnapshotFormat = "dev.agentkernel.snapshot.format"
+	labelSnapshotVer    = "dev.agentkernel.snapshot.version"
+)
+
+func snapshotImage(name string) string { return snapshotRepo + ":" + name }
+
+// TakeSnapshot commits sandbox req.Sandbox as snapshot req.Name.
+func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest) (api.SnapshotInfo, error) {
+	if err := api.ValidateSandboxName(req.Sandbox); err != nil {
+		return api.SnapshotInfo{}, err
+	}
+	if req.Name == "" {
+		req.Name = req.Sandbox + "-snap-" + strconv.FormatInt(time.Now().Unix(), 10)
+	}
+	if err := validSnapshotName(req.Name); err != nil {
+		return api.SnapshotInfo{}, err
+	}
+	if b.sbx == nil {
+		return api.SnapshotInfo{}, fmt.Errorf("%w: this daemon cannot snapshot sandboxes", errdefs.ErrNotImplemented)
+	}
+	sb, err := b.sbx.GetSandbox(ctx, req.Sandbox)
+	if err != nil {
+		return api.SnapshotInfo{}, err
+	}
+	if req.Memory {
+		return api.SnapshotInfo{}, fmt.Errorf("%w: memory snapshots are not supported by backend %s yet (take a filesystem snapshot without --memory)",
+			errdefs.ErrNotImplemented, sb.Backend)
+	}
+	if _, err := b.images.Get(snapshotImage(req.Name)); err == nil {
+		return api.SnapshotInfo{}, fmt.Errorf("%w: snapshot %q already exists", errdefs.ErrAlreadyExists, req.Name)
+	}
+	parent, upper, err := b.sandboxLayers(ctx, req.Sandbox)
+	if err != nil {
+		return api.SnapshotInfo{}, err
+	}
+	l, release, err := b.images.DiffLayer(ctx, upper, []string{agentDir})
+	if err != nil {
+		return api.SnapshotInfo{}, fmt.Errorf("snapshotting sandbox %s: %w", req.Sandbox, err)
+	}
+	defer release()
+	cfg := image.Config{}
+	if parent.Config != nil {
+		cfg = *parent.Config
+	}
+	labels := map[string]string{}
+	for k, v := range cfg.Labels {
+		if !strings.HasPrefix(k, "dev.agentkernel.snapshot.") {
+			labels[k] = v
+		}
+	}
+	labels[labelSnapshot] = req.Name
+	labels[labelSnapshotSbx] = req.Sandbox
+	labels[labelSnapshotBknd] = sb.Backend
+	labels[labelSnapshotFormat] = strconv.Itoa(api.SnapshotFormat)
+	labels[labelSnapshotVer] = version.Version
+	cfg.Labels = labels
+	img, err := b.images.Compose(snapshotImage(req.Name), parent, []image.NewLayer{l}, &cfg,
+		"snapshot of sandbox "+req.Sandbox+" (image "+sb.Image+")", false)
+	if err != nil {
+		return api.SnapshotInfo{}, err
+	}
+	b.log.Info("took a filesystem snapshot", "sandbox", req.Sandbox, "snapshot", req.Name, "layer", l.ID)
+	return snapshotInfo(img), nil
+}
+
+func validSnapshotName(name string) error {
+	if err := api.ValidateSandboxName(name); err != nil {
+		return fmt.Errorf("%w (snapshot names follow the sandbox name rules)", err)
+	}
+	return nil
+}
+
+func snapshotInfo(img *image.Image) api.SnapshotInfo {
+	info := api.SnapshotInfo{Name: strings.TrimPrefix(img.Name, snapshotRepo+":"), Image: img.Name, ImageID: img.ID,
+		Size: img.Size, CreatedAt: img.Created, Kind: "filesystem"}
+	if img.Config != nil {
+		l := img.Config.Labels
+		info.SourceSandbox, info.SourceBackend, info.Version = l[labelSnapshotSbx], l[labelSnapshotBknd], l[labelSnapshotVer]
+		info.Format, _ = strconv.Atoi(l[labelSnapshotFormat])
+	}
+	return info
+}
+
+// ListSnapshots lists the snapshots, oldest first.
+func (b *Builder) ListSnapshots(ctx context.Context) ([]api.SnapshotInfo, error) {
+	imgs, err := b.images.List()
+	if err != nil {
+		return nil, err
+	}
+	out := []api.SnapshotInfo{}
+	for _, img := range imgs {
+		if strings.HasPrefix(img.Name, snapshotRepo+":") {
+			out = append(out, snapshotInfo(img))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// GetSnapshot describes snapshot name.
+func (b *Builder) GetSnapshot(ctx context.Context, name string) (api.SnapshotInfo, error) {
+	if err := validSnapshotName(name); err != nil {
+		return api.SnapshotInfo{}, err
+	}
+	img, err := b.images.Get(snapshotImage(name))
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return api.SnapshotInfo{}, fmt.Errorf("%w: no snapshot %q", errdefs.ErrNotFound, name)
+		}
+		return api.SnapshotInfo{}, err
+	}
+	return snapshotInfo(img), nil
+}
+
+// DeleteSnapshot removes snapshot name and the layers only it holds. As
+// with image removal, it is refused while a running sandbox restored from
+// it still has those layers mounted.
+func (b *Builder) DeleteSnapshot(ctx context.Context, name string) error {
+	if _, err := b.GetSnapshot(ctx, name); err != nil {
+		return err
+	}
+	if err := b.images.Remove(snapshotImage(name)); err != nil {
+		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			return fmt.Errorf("%w: snapshot %q is in use by a running sandbox restored from it (stop or remove that sandbox first)", errdefs.ErrFailedPrecondition, name)
+		}
+		return err
+	}
+	return nil
+}
+
+// RestoreSnapshot creates (and starts) a sandbox from snapshot name.
+func (b *Builder) RestoreSnapshot(ctx context.Context, name string, req api.RestoreSnapshotRequest) (api.SandboxInfo, error) {
+	snap, err := b.GetSnapshot(ctx, name)
+	if err != nil {
+		return api.SandboxInfo{}, err
+	}
+	if snap.Format != api.SnapshotFormat {
+		return api.SandboxInfo{}, fmt.Errorf("%w: snapshot %q has format %d; this agentkernel (%s) restores format %d only",
+			errdefs.ErrFailedPrecondition, name, snap.Format, version.Version, api.SnapshotFormat)
+	}
+	if req.As == "" {
+		req.As = name
+	}
+	if err := api.ValidateSandboxName(req.As); err != nil {
+		return api.SandboxInfo{}, err
+	}
+	if req.Backend == "" {
+		req.Backend = snap.SourceBackend
+	}
+	if b.sbx == nil {
+		return api.SandboxInfo{}, fmt.Errorf("%w: this daemon cannot restore snapshots", errdefs.ErrNotImplemented)
+	}
+	return b.sbx.CreateSandbox(ctx, api.CreateSandboxRequest{Name: req.As, Image: snap.Image, Backend: req.Backend,
+		Labels: map[string]string{"agentkernel.snapshot": name}})
+}
+
+// ForkNote is what a fork answers: the children are new sandboxes from a
+// filesystem snapshot, so processes restart.
+const ForkNote = "filesystem fork: the children start from the parent's files; processes restart (memory forks are not offered by any backend yet)"
+
+// ForkSandbox takes a filesystem snapshot of sandbox name and restores it
+// req.Count times as PREFIX-1..N.
+func (b *Builder) ForkSandbox(ctx context.Context, name string, req api.ForkSandboxRequest) (api.ForkSandboxResponse, error) {
+	if req.Count == 0 {
+		req.Count = 1
+	}
+	if req.Count < 0 || req.Count > 64 {
+		return api.ForkSandboxResponse{}, fmt.Errorf("%w: count must be between 1 and 64", errdefs.ErrInvalidArgument)
+	}
+	if req.Prefix == "" {
+		req.Prefix = name + "-fork"
+	}
+	if err := api.ValidateSandboxName(req.Prefix + "-" + strconv.Itoa(req.Count)); err != nil {
+		return api.ForkSandboxResponse{}, err
+	}
+	snap, err := b.TakeSnapshot(ctx, api.TakeSnapshotRequest{Sandbox: name,
+		Name: req.Prefix + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)})
+	if err != nil {
+		return api.ForkSandboxResponse{}, err
+	}
+	resp := api.ForkSandboxResponse{Snapshot: snap, Note: ForkNote, Sandboxes: []api.SandboxInfo{}}
+	for i := 1; i <= req.Count; i++ {
+		sb, err := b.RestoreSnapshot(ctx, snap.Name, api.RestoreSnapshotRequest{As: req.Prefix + "-" + strconv.Itoa(i)})
+		if err != nil {
+			return resp, fmt.Errorf("fork %d of %d: %w", i, req.Count, err)
+		}
+		resp.Sandboxes = append(resp.Sandboxes, sb)
+	}
+	return resp, nil
+}

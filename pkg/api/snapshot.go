@@ -1,0 +1,54 @@
+package api
+
+import "time"
+
+// SnapshotFormat is the version of the snapshot metadata record this
+// build writes and understands; restoring a snapshot of another format
+// is refused.
+const SnapshotFormat = 1
+
+// SnapshotInfo describes a filesystem snapshot: a commit of a sandbox's
+// changes, stored as an image, plus where it came from.
+type SnapshotInfo struct {
+	Name          string    `json:"name"`
+	SourceSandbox string    `json:"sandbox"`
+	SourceBackend string    `json:"backend"`
+	Image         string    `json:"image"`
+	ImageID       string    `json:"image_id"`
+	Size          int64     `json:"size"`
+	CreatedAt     time.Time `json:"created_at"`
+	Version       string    `json:"agentkernel_version"`
+	Format        int       `json:"format"`
+	// Kind is "filesystem"; memory snapshots are not offered yet.
+	Kind string `json:"kind"`
+}
+
+// TakeSnapshotRequest is the body of POST /snapshots.
+type TakeSnapshotRequest struct {
+	Sandbox string `json:"sandbox"`
+	// Name defaults to SANDBOX-snap-UNIXTIME.
+	Name string `json:"name,omitempty"`
+	// Memory asks for a memory snapshot; refused (no backend takes them yet).
+	Memory bool `json:"memory,omitempty"`
+}
+
+// RestoreSnapshotRequest is the body of POST /snapshots/{name}/restore.
+type RestoreSnapshotRequest struct {
+	// As names the new sandbox; default the snapshot's name.
+	As string `json:"as,omitempty"`
+	// Backend defaults to the snapshot's source backend.
+	Backend string `json:"backend,omitempty"`
+}
+
+// ForkSandboxRequest is the body of POST /sandboxes/{name}/fork.
+type ForkSandboxRequest struct {
+	Count  int    `json:"count,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// ForkSandboxResponse answers POST /sandboxes/{name}/fork.
+type ForkSandboxResponse struct {
+	Snapshot  SnapshotInfo  `json:"snapshot"`
+	Sandboxes []SandboxInfo `json:"sandboxes"`
+	Note      string        `json:"note"`
+}
