@@ -12,7 +12,8 @@
 # both alike; the report gives each round and the ratio of medians.
 # Not run in CI. Needs root, runc, jq, go (scripts/setup.sh installs them).
 #
-# Environment: EXEC_N (300), ROUNDS (3), OUT (default
+# Environment: EXEC_N (300), ROUNDS (3), ON (both; `audit` or `trace` to
+# measure one of the two alone against off), OUT (default
 # /tmp/agentkernel-bench-observability), NO_BUILD=1 (measure bin/ as is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ ROOT=$PWD
 AK=$ROOT/bin/agentkernel
 EXEC_N=${EXEC_N:-300}
 ROUNDS=${ROUNDS:-3}
+ON=${ON:-both}
+case $ON in both | audit | trace) ;; *) echo "bench: ON=$ON: want both, audit or trace" >&2; exit 2 ;; esac
 OUT=${OUT:-/tmp/agentkernel-bench-observability}
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -98,7 +101,10 @@ start_daemon() {
 
 echo "bench: starting the daemons (off, on)" >&2
 start_daemon "$WORK/off" AGENTKERNEL_AUDIT=0 --
-start_daemon "$WORK/on" AGENTKERNEL_AUDIT=1 -- --otel-endpoint "http://127.0.0.1:$PORT"
+on_audit=AGENTKERNEL_AUDIT=1 on_trace=(--otel-endpoint "http://127.0.0.1:$PORT")
+[ "$ON" = trace ] && on_audit=AGENTKERNEL_AUDIT=0
+[ "$ON" = audit ] && on_trace=()
+start_daemon "$WORK/on" "$on_audit" -- "${on_trace[@]}"
 for h in "$WORK/off" "$WORK/on"; do
   ak "$h" run -- true >/dev/null   # warms the image and page caches
   ak "$h" sandbox create bench-ref >/dev/null
@@ -118,16 +124,20 @@ done
 # The "on" daemon must really have traced and audited what was measured:
 # a run that exported nothing, or wrote no audit record, measured nothing.
 kill "$SINK_PID"; wait "$SINK_PID" 2>/dev/null || true; SINK_PID=
-grep -q 'took [1-9][0-9]* exports' "$WORK/sink.log" || die "the sink got no spans: $(cat "$WORK/sink.log")"
-records=$(ak "$WORK/on" audit --sandbox bench-ref --last 10000 --json | grep -c command || true)
-[ "$records" -ge "$((ROUNDS * EXEC_N))" ] || die "the on daemon's audit log holds $records exec records, want ≥ $((ROUNDS * EXEC_N))"
-ak "$WORK/on" audit verify --sandbox bench-ref >&2 || die "the audit log does not verify"
+if [ "$ON" != audit ]; then
+  grep -q 'took [1-9][0-9]* exports' "$WORK/sink.log" || die "the sink got no spans: $(cat "$WORK/sink.log")"
+fi
+if [ "$ON" != trace ]; then
+  records=$(ak "$WORK/on" audit --sandbox bench-ref --last 10000 --json | grep -c command || true)
+  [ "$records" -ge "$((ROUNDS * EXEC_N))" ] || die "the on daemon's audit log holds $records exec records, want ≥ $((ROUNDS * EXEC_N))"
+  ak "$WORK/on" audit verify --sandbox bench-ref >&2 || die "the audit log does not verify"
+fi
 [ ! -s "$WORK/off/audit/audit.jsonl" ] || die "the off daemon wrote an audit log"
 
 # Report: medians of p50 and p99 over the rounds, and their ratios.
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 {
-  echo "| exec ($EXEC_N calls x $ROUNDS rounds) | off p50 ms | on p50 ms | p50 on/off | off p99 ms | on p99 ms | p99 on/off |"
+  echo "| exec ($EXEC_N calls x $ROUNDS rounds), on = $ON | off p50 ms | on p50 ms | p50 on/off | off p99 ms | on p99 ms | p99 on/off |"
   echo "|---|---|---|---|---|---|---|"
   for m in exec stream; do
     p50off=$(awk -v m=$m '$2=="off" && $3==m {print $5}' "$OUT/rounds.tsv" | median)

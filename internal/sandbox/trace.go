@@ -55,9 +55,14 @@ func (m *Manager) traceExec(ctx context.Context, name, uuid string, req *ExecOpt
 	}
 	return ctx, func(code int, err error) {
 		if sup != nil {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execTraceTimeout)
-			sup.ClearExecTrace(sctx, id)
-			cancel()
+			// Off the exec's path: the caller has its exit code already,
+			// and a connection the gateway sees until the clear lands is
+			// still this exec's or, newer, another's.
+			go func() {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execTraceTimeout)
+				defer cancel()
+				sup.ClearExecTrace(sctx, id)
+			}()
 		}
 		span.SetAttributes(attribute.Int("process.exit.code", code))
 		if err != nil {
