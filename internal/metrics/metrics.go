@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -25,6 +26,8 @@ type Sources struct {
 	Pools func() []api.PoolInfo
 	// Followers counts the open event subscriptions.
 	Followers func() int
+	// Gateways sums the gateway counters of the running sandboxes.
+	Gateways func(ctx context.Context) supervisor.GatewayCounters
 }
 
 // Metrics holds the registry. Its methods are safe for concurrent use.
@@ -82,13 +85,19 @@ var (
 	poolClaimDesc = prometheus.NewDesc("agentkernel_pool_claims_total", "Creates served by a warm pool since the daemon started.", []string{"pool"}, nil)
 	poolMissDesc  = prometheus.NewDesc("agentkernel_pool_misses_total", "Creates that matched a warm pool and found it empty.", []string{"pool"}, nil)
 	followersDesc = prometheus.NewDesc("agentkernel_event_followers", "Open event subscriptions (GET /events, webhooks).", nil, nil)
+	// The gateway's totals cover the running sandboxes only (a removed
+	// sandbox's counts drop out), so they are gauges.
+	gwConnDesc  = prometheus.NewDesc("agentkernel_gateway_connections", "Allowed gateway flows of the running sandboxes, by kind (connect, inbound).", []string{"kind"}, nil)
+	gwDenyDesc  = prometheus.NewDesc("agentkernel_gateway_denials", "Gateway denials of the running sandboxes, by event kind and rule (cut to its kind unless host-fixed).", []string{"kind", "rule"}, nil)
+	gwDNSDesc   = prometheus.NewDesc("agentkernel_gateway_dns_queries", "DNS answers of the running sandboxes' gateways.", nil, nil)
+	gwBytesDesc = prometheus.NewDesc("agentkernel_gateway_bytes", "Payload bytes of the running sandboxes' closed flows, by direction (up: sandbox to world, down).", []string{"direction"}, nil)
 )
 
 // scrapeCollector reads its gauges when scraped.
 type scrapeCollector struct{ src Sources }
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{sandboxesDesc, poolSizeDesc, poolReadyDesc, poolStartDesc, poolClaimDesc, poolMissDesc, followersDesc} {
+	for _, d := range []*prometheus.Desc{sandboxesDesc, poolSizeDesc, poolReadyDesc, poolStartDesc, poolClaimDesc, poolMissDesc, followersDesc, gwConnDesc, gwDenyDesc, gwDNSDesc, gwBytesDesc} {
 		ch <- d
 	}
 }
@@ -122,5 +131,19 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Followers != nil {
 		ch <- prometheus.MustNewConstMetric(followersDesc, prometheus.GaugeValue, float64(c.src.Followers()))
+	}
+	if c.src.Gateways != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+		t := c.src.Gateways(ctx)
+		cancel()
+		for k, n := range t.Connections {
+			ch <- prometheus.MustNewConstMetric(gwConnDesc, prometheus.GaugeValue, float64(n), k)
+		}
+		for _, d := range t.Denials {
+			ch <- prometheus.MustNewConstMetric(gwDenyDesc, prometheus.GaugeValue, float64(d.Count), d.Kind, d.Rule)
+		}
+		ch <- prometheus.MustNewConstMetric(gwDNSDesc, prometheus.GaugeValue, float64(t.DNSQueries))
+		ch <- prometheus.MustNewConstMetric(gwBytesDesc, prometheus.GaugeValue, float64(t.BytesUp), "up")
+		ch <- prometheus.MustNewConstMetric(gwBytesDesc, prometheus.GaugeValue, float64(t.BytesDown), "down")
 	}
 }
