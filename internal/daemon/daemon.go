@@ -175,7 +175,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	var mgr *sandbox.Manager
 	mtr := metrics.New(metrics.Sources{
 		Sandboxes: func(ctx context.Context) ([]pkgapi.SandboxInfo, error) { return mgr.ListSandboxes(ctx) },
-		Gateways:  mgr.GatewayTotals,
+		Gateways:  func(ctx context.Context) supervisor.GatewayCounters { return mgr.GatewayTotals(ctx) },
 		Pools: func() []pkgapi.PoolInfo {
 			if pools == nil {
 				return nil

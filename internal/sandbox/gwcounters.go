@@ -36,6 +36,7 @@ func (m *Manager) GatewayTotals(ctx context.Context) supervisor.GatewayCounters 
 			defer wg.Done()
 			c, err := sup.NetworkCounters(ctx)
 			if err != nil {
+				m.log.Debug("gateway counters", "err", err)
 				return
 			}
 			mu.Lock()
