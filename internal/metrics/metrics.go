@@ -35,6 +35,7 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	ops      *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	pulls    *prometheus.CounterVec
 }
 
 // scrapeTimeout bounds the reads of one scrape.
@@ -55,7 +56,13 @@ func New(src Sources) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
 		}, []string{"op", "backend"}),
 	}
-	m.reg.MustRegister(m.ops, m.duration,
+	m.pulls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentkernel_image_pulls_total",
+		Help: "Image pulls done through the daemon, by result (ok, error).",
+	}, []string{"result"})
+	m.pulls.WithLabelValues("ok")
+	m.pulls.WithLabelValues("error")
+	m.reg.MustRegister(m.ops, m.duration, m.pulls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&scrapeCollector{src: src})
 	return m
@@ -70,6 +77,15 @@ func (m *Metrics) Observe(op, backend string, d time.Duration, err error) {
 	}
 	m.ops.WithLabelValues(op, backend, result).Inc()
 	m.duration.WithLabelValues(op, backend).Observe(d.Seconds())
+}
+
+// ObservePull records one image pull, failed when err is not nil.
+func (m *Metrics) ObservePull(err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.pulls.WithLabelValues(result).Inc()
 }
 
 // Handler serves the registry in the Prometheus text format.

@@ -78,3 +78,25 @@ func TestMetricsGateway(t *testing.T) {
 		t.Error("agentkernel_gateway_bytes{direction=down} is 0")
 	}
 }
+
+// TestMetricsImagePull: a good and a failed pull move the pull counter by
+// one each.
+func TestMetricsImagePull(t *testing.T) {
+	requireEnv(t)
+	e := newEnv(t)
+	reg := newImageRegistry(t)
+	ref := reg.push(t, "it/hello:1", helloImage(t))
+	e.ok(t, "image", "ls") // starts the daemon
+	before := scrapeSocket(t, e.socket())
+	e.ok(t, "image", "pull", ref)
+	if r := e.ak(t, "image", "pull", reg.host+"/it/nosuch:1"); r.code == 0 {
+		t.Fatalf("pulling a missing image: %v", r)
+	}
+	after := scrapeSocket(t, e.socket())
+	for _, result := range []string{"ok", "error"} {
+		l := map[string]string{"result": result}
+		if d := value(after, "agentkernel_image_pulls_total", l) - value(before, "agentkernel_image_pulls_total", l); d != 1 {
+			t.Errorf("agentkernel_image_pulls_total{result=%s} moved by %v, want 1", result, d)
+		}
+	}
+}
