@@ -26,6 +26,8 @@ type Sources struct {
 	Pools func() []api.PoolInfo
 	// Followers counts the open event subscriptions.
 	Followers func() int
+	// ImageBlobBytes is the size of the image store's blobs.
+	ImageBlobBytes func() (int64, error)
 	// Gateways sums the gateway counters of the running sandboxes.
 	Gateways func(ctx context.Context) supervisor.GatewayCounters
 }
@@ -109,11 +111,13 @@ var (
 	gwBytesDesc = prometheus.NewDesc("agentkernel_gateway_bytes", "Payload bytes of the running sandboxes' closed flows, by direction (up: sandbox to world, down).", []string{"direction"}, nil)
 )
 
+var imgBytesDesc = prometheus.NewDesc("agentkernel_image_store_bytes", "Size of the image store's blobs (compressed layers, manifests, configs; not unpacked layers).", nil, nil)
+
 // scrapeCollector reads its gauges when scraped.
 type scrapeCollector struct{ src Sources }
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{sandboxesDesc, poolSizeDesc, poolReadyDesc, poolStartDesc, poolClaimDesc, poolMissDesc, followersDesc, gwConnDesc, gwDenyDesc, gwDNSDesc, gwBytesDesc} {
+	for _, d := range []*prometheus.Desc{sandboxesDesc, poolSizeDesc, poolReadyDesc, poolStartDesc, poolClaimDesc, poolMissDesc, followersDesc, gwConnDesc, gwDenyDesc, gwDNSDesc, gwBytesDesc, imgBytesDesc} {
 		ch <- d
 	}
 }
@@ -147,6 +151,13 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Followers != nil {
 		ch <- prometheus.MustNewConstMetric(followersDesc, prometheus.GaugeValue, float64(c.src.Followers()))
+	}
+	if c.src.ImageBlobBytes != nil {
+		if n, err := c.src.ImageBlobBytes(); err != nil {
+			ch <- prometheus.NewInvalidMetric(imgBytesDesc, err)
+		} else {
+			ch <- prometheus.MustNewConstMetric(imgBytesDesc, prometheus.GaugeValue, float64(n))
+		}
 	}
 	if c.src.Gateways != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)

@@ -99,4 +99,7 @@ func TestMetricsImagePull(t *testing.T) {
 			t.Errorf("agentkernel_image_pulls_total{result=%s} moved by %v, want 1", result, d)
 		}
 	}
+	if n := value(after, "agentkernel_image_store_bytes", nil); n <= 0 {
+		t.Errorf("agentkernel_image_store_bytes = %v after a pull", n)
+	}
 }
