@@ -174,7 +174,9 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 	var pools *pool.Pools // set below; the metrics read it when scraped
 	var mgr *sandbox.Manager
 	mtr := metrics.New(metrics.Sources{
-		Sandboxes: func(ctx context.Context) ([]pkgapi.SandboxInfo, error) { return mgr.ListSandboxes(ctx) },
+		Sandboxes:      func(ctx context.Context) ([]pkgapi.SandboxInfo, error) { return mgr.ListSandboxes(ctx) },
+		ImageBlobBytes: host.images.BlobBytes,
+		Gateways:       func(ctx context.Context) supervisor.GatewayCounters { return mgr.GatewayTotals(ctx) },
 		Pools: func() []pkgapi.PoolInfo {
 			if pools == nil {
 				return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -25,6 +26,10 @@ type Sources struct {
 	Pools func() []api.PoolInfo
 	// Followers counts the open event subscriptions.
 	Followers func() int
+	// ImageBlobBytes is the size of the image store's blobs.
+	ImageBlobBytes func() (int64, error)
+	// Gateways sums the gateway counters of the running sandboxes.
+	Gateways func(ctx context.Context) supervisor.GatewayCounters
 }
 
 // Metrics holds the registry. Its methods are safe for concurrent use.
@@ -32,6 +37,7 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	ops      *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	pulls    *prometheus.CounterVec
 }
 
 // scrapeTimeout bounds the reads of one scrape.
@@ -52,7 +58,13 @@ func New(src Sources) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
 		}, []string{"op", "backend"}),
 	}
-	m.reg.MustRegister(m.ops, m.duration,
+	m.pulls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentkernel_image_pulls_total",
+		Help: "Image pulls done through the daemon, by result (ok, error).",
+	}, []string{"result"})
+	m.pulls.WithLabelValues("ok")
+	m.pulls.WithLabelValues("error")
+	m.reg.MustRegister(m.ops, m.duration, m.pulls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&scrapeCollector{src: src})
 	return m
@@ -69,6 +81,15 @@ func (m *Metrics) Observe(op, backend string, d time.Duration, err error) {
 	m.duration.WithLabelValues(op, backend).Observe(d.Seconds())
 }
 
+// ObservePull records one image pull, failed when err is not nil.
+func (m *Metrics) ObservePull(err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.pulls.WithLabelValues(result).Inc()
+}
+
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
@@ -82,13 +103,21 @@ var (
 	poolClaimDesc = prometheus.NewDesc("agentkernel_pool_claims_total", "Creates served by a warm pool since the daemon started.", []string{"pool"}, nil)
 	poolMissDesc  = prometheus.NewDesc("agentkernel_pool_misses_total", "Creates that matched a warm pool and found it empty.", []string{"pool"}, nil)
 	followersDesc = prometheus.NewDesc("agentkernel_event_followers", "Open event subscriptions (GET /events, webhooks).", nil, nil)
+	// The gateway's totals cover the running sandboxes only (a removed
+	// sandbox's counts drop out), so they are gauges.
+	gwConnDesc  = prometheus.NewDesc("agentkernel_gateway_connections", "Allowed gateway flows of the running sandboxes, by kind (connect, inbound).", []string{"kind"}, nil)
+	gwDenyDesc  = prometheus.NewDesc("agentkernel_gateway_denials", "Gateway denials of the running sandboxes, by event kind and rule (cut to its kind unless host-fixed).", []string{"kind", "rule"}, nil)
+	gwDNSDesc   = prometheus.NewDesc("agentkernel_gateway_dns_queries", "DNS answers of the running sandboxes' gateways.", nil, nil)
+	gwBytesDesc = prometheus.NewDesc("agentkernel_gateway_bytes", "Payload bytes of the running sandboxes' closed flows, by direction (up: sandbox to world, down).", []string{"direction"}, nil)
 )
+
+var imgBytesDesc = prometheus.NewDesc("agentkernel_image_store_bytes", "Size of the image store's blobs (compressed layers, manifests, configs; not unpacked layers).", nil, nil)
 
 // scrapeCollector reads its gauges when scraped.
 type scrapeCollector struct{ src Sources }
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{sandboxesDesc, poolSizeDesc, poolReadyDesc, poolStartDesc, poolClaimDesc, poolMissDesc, followersDesc} {
+	for _, d := range []*prometheus.Desc{sandboxesDesc, poolSizeDesc, poolReadyDesc, poolStartDesc, poolClaimDesc, poolMissDesc, followersDesc, gwConnDesc, gwDenyDesc, gwDNSDesc, gwBytesDesc, imgBytesDesc} {
 		ch <- d
 	}
 }
@@ -122,5 +151,26 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Followers != nil {
 		ch <- prometheus.MustNewConstMetric(followersDesc, prometheus.GaugeValue, float64(c.src.Followers()))
+	}
+	if c.src.ImageBlobBytes != nil {
+		if n, err := c.src.ImageBlobBytes(); err != nil {
+			ch <- prometheus.NewInvalidMetric(imgBytesDesc, err)
+		} else {
+			ch <- prometheus.MustNewConstMetric(imgBytesDesc, prometheus.GaugeValue, float64(n))
+		}
+	}
+	if c.src.Gateways != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+		t := c.src.Gateways(ctx)
+		cancel()
+		for k, n := range t.Connections {
+			ch <- prometheus.MustNewConstMetric(gwConnDesc, prometheus.GaugeValue, float64(n), k)
+		}
+		for _, d := range t.Denials {
+			ch <- prometheus.MustNewConstMetric(gwDenyDesc, prometheus.GaugeValue, float64(d.Count), d.Kind, d.Rule)
+		}
+		ch <- prometheus.MustNewConstMetric(gwDNSDesc, prometheus.GaugeValue, float64(t.DNSQueries))
+		ch <- prometheus.MustNewConstMetric(gwBytesDesc, prometheus.GaugeValue, float64(t.BytesUp), "up")
+		ch <- prometheus.MustNewConstMetric(gwBytesDesc, prometheus.GaugeValue, float64(t.BytesDown), "down")
 	}
 }

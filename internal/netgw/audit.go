@@ -2,6 +2,7 @@ package netgw
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -87,4 +88,24 @@ func (l *denyLimiter) take(now time.Time) (ok bool, suppressed int64) {
 	s := l.suppressed
 	l.suppressed = 0
 	return true, s
+}
+
+// hostFixedKinds are the rule kinds whose whole text is fixed by the host
+// (its forbidden ranges, its flow limit, the permissive profile), so a
+// sandbox cannot make up new values of them.
+var hostFixedKinds = map[string]bool{"forbidden": true, "rebind": true, "limit": true, "profile": true}
+
+// MetricRule is the rule of an event as a metric label: the whole rule
+// when its value is fixed by the host ("forbidden:10.0.0.0/8",
+// "rebind:10.0.0.0/8", "limit:flows", "profile:permissive") or has no
+// ':' (the gateway's own constants, "default-deny", "sni-mismatch"), and
+// otherwise its kind, the text before the first ':' ("allow:example.com"
+// is "allow", "spoofed-source:1.2.3.4" is "spoofed-source"), so that
+// neither a sandbox nor a policy can blow up a metric's label set.
+func MetricRule(rule string) string {
+	kind, _, found := strings.Cut(rule, ":")
+	if !found || hostFixedKinds[kind] {
+		return rule
+	}
+	return kind
 }

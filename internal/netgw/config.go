@@ -59,6 +59,11 @@ type Config struct {
 	// be safe for concurrent use and must not block (write a line to a
 	// buffered file, say). Nil discards events.
 	Audit func(Event)
+	// Observe, if set, also receives every event, before the denial rate
+	// limit that guards Audit: it sees each denial, so counters it keeps
+	// are exact. The same rules as for Audit apply (concurrent, no
+	// blocking). It never receives "suppressed" events.
+	Observe func(Event)
 	// Trace, if set, is called when an allowed TCP flow is accepted, with
 	// its connect event and the bytes already read from the sandbox (an
 	// inspected HTTP request's head, a ClientHello, or nothing). It returns

@@ -299,24 +299,42 @@ func (g *Gateway) allowedNames(ip netip.Addr) []string {
 }
 
 func (g *Gateway) emit(e Event) {
-	if g.cfg.Audit == nil {
-		return
-	}
-	e.Time = time.Now()
-	e.Sandbox = g.cfg.Sandbox
-	g.cfg.Audit(e)
+	g.observe(&e)
+	g.audit(e)
 }
 
-// emitDenial emits a denial unless the denial rate limit is exhausted.
+// observe stamps e and hands it to Config.Observe.
+func (g *Gateway) observe(e *Event) {
+	e.Time = time.Now()
+	e.Sandbox = g.cfg.Sandbox
+	if g.cfg.Observe != nil {
+		g.cfg.Observe(*e)
+	}
+}
+
+// audit hands a stamped e to Config.Audit.
+func (g *Gateway) audit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+		e.Sandbox = g.cfg.Sandbox
+	}
+	if g.cfg.Audit != nil {
+		g.cfg.Audit(e)
+	}
+}
+
+// emitDenial observes a denial, and emits it to the audit log unless the
+// denial rate limit is exhausted.
 func (g *Gateway) emitDenial(e Event) {
-	ok, suppressed := g.denials.take(time.Now())
+	g.observe(&e)
+	ok, suppressed := g.denials.take(e.Time)
 	if !ok {
 		return
 	}
 	if suppressed > 0 {
-		g.emit(Event{Kind: "suppressed", Rule: "audit-rate-limit", Count: suppressed})
+		g.audit(Event{Kind: "suppressed", Rule: "audit-rate-limit", Count: suppressed})
 	}
-	g.emit(e)
+	g.audit(e)
 }
 
 func (g *Gateway) auditDNS(a dns.Answer) {

@@ -139,7 +139,11 @@ func (m *Manager) waitTeardowns(ctx context.Context) {
 // PullImage, InspectImage, TagImage and PruneImages delegate to the image
 // store too.
 func (m *Manager) PullImage(ctx context.Context, req api.PullImageRequest, progress func(api.PullProgress)) (api.ImageInfo, error) {
-	return m.cfg.Images.Pull(ctx, req, progress)
+	info, err := m.cfg.Images.Pull(ctx, req, progress)
+	if p, ok := m.cfg.Observer.(PullObserver); ok {
+		p.ObservePull(err)
+	}
+	return info, err
 }
 
 func (m *Manager) InspectImage(ctx context.Context, name string) (api.ImageDetails, error) {
@@ -201,3 +205,7 @@ func (m *Manager) SandboxChanges(ctx context.Context, name string) (backend.Chan
 	ch, err := cr.Changes(spec)
 	return ch, spec, err
 }
+
+// PullObserver is an Observer that also counts image pulls
+// (internal/metrics implements it).
+type PullObserver interface{ ObservePull(err error) }

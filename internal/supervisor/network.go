@@ -104,6 +104,7 @@ type Network struct {
 	published []PublishedPort
 	log       *slog.Logger
 	traces    execTraces // the execs in progress, for the flows' spans
+	counters  gatewayCounters
 
 	// mu guards the fields below.
 	mu       sync.Mutex
@@ -160,7 +161,7 @@ func newNetwork(dir string, spec NetworkSpec, audit *auditLog, log *slog.Logger)
 		Sandbox: spec.Sandbox, MTU: cfg.MTU, Policy: pol,
 		Upstreams: cfg.Resolvers, Forbidden: cfg.Forbidden,
 		Secrets: spec.Secrets, CA: ca, UpstreamRoots: cfg.UpstreamRoots,
-		Audit: audit.emitNet, Trace: traceFlow, Logger: log,
+		Audit: audit.emitNet, Observe: n.counters.observe, Trace: traceFlow, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -313,6 +313,7 @@ func (s *server) mux() *http.ServeMux {
 		}
 	})
 	s.networkRoutes(mux)
+	s.counterRoutes(mux)
 	s.pauseRoutes(mux)
 	s.claimRoutes(mux)
 	s.auditRoutes(mux)
