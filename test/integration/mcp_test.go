@@ -91,6 +91,15 @@ await call("sandbox_exec", { name: sb.name, command: "mkdir -p /tmp/result && ec
 out.downloaded = (await call("sandbox_download_dir", { name: sb.name, path: "/tmp/result", host_path: hostDir + "/back" })).copied;
 const outside = await client.callTool({ name: "sandbox_download_dir", arguments: { name: sb.name, path: "/tmp/result", host_path: "/etc/agentkernel-mcp" } });
 out.outsideRefused = !!outside.isError;
+// Snapshots (their restore is TestSnapshotRestoreFork's): this sandbox is
+// on the host image, which has no layers to snapshot, and says so.
+const hostSnap = await client.callTool({ name: "snapshot_take", arguments: { sandbox: sb.name } });
+out.hostSnapRefused = hostSnap.isError ? hostSnap.content.map((c) => c.text).join("") : "not refused";
+const memSnap = await client.callTool({ name: "snapshot_take", arguments: { sandbox: sb.name, memory: true } });
+out.memoryRefused = memSnap.isError ? memSnap.content.map((c) => c.text).join("") : "not refused";
+out.snapshotsListed = Array.isArray((await call("snapshot_list", {})).snapshots);
+const noSnap = await client.callTool({ name: "snapshot_get", arguments: { name: "no-such-snap" } });
+out.noSnap = noSnap.isError ? noSnap.content.map((c) => c.text).join("") : "found";
 // A cancelled call kills its command.
 const ac = new AbortController();
 const long = client.callTool({ name: "sandbox_exec", arguments: { name: sb.name, command: "sleep 300" } },
@@ -225,6 +234,9 @@ func runMCPClient(t *testing.T, e *env, name, hostDir string, env ...string) {
 		Uploaded, UploadedFile  string
 		Downloaded              string
 		OutsideRefused          bool
+		HostSnapRefused         string
+		MemoryRefused, NoSnap   string
+		SnapshotsListed         bool
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
 		t.Fatalf("summary: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
@@ -264,6 +276,12 @@ func runMCPClient(t *testing.T, e *env, name, hostDir string, env ...string) {
 	}
 	if _, err := os.Stat("/etc/agentkernel-mcp"); err == nil {
 		t.Errorf("sandbox_download_dir wrote outside the allowed directory")
+	}
+	if !strings.Contains(got.HostSnapRefused, "host image") || !strings.Contains(got.NoSnap, "no-such-snap") || !got.SnapshotsListed {
+		t.Errorf("snapshot tools: take on the host image %q, get of a missing one %q, list answered %v", got.HostSnapRefused, got.NoSnap, got.SnapshotsListed)
+	}
+	if !strings.Contains(got.MemoryRefused, "memory snapshots are not supported") {
+		t.Errorf("snapshot_take memory: %q", got.MemoryRefused)
 	}
 	if got.Cancelled != "cancelled" || got.SleepsLeft != "0" {
 		t.Errorf("a cancelled sandbox_exec: %q, sleep processes left %q", got.Cancelled, got.SleepsLeft)
