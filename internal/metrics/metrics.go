@@ -103,12 +103,12 @@ var (
 	poolClaimDesc = prometheus.NewDesc("agentkernel_pool_claims_total", "Creates served by a warm pool since the daemon started.", []string{"pool"}, nil)
 	poolMissDesc  = prometheus.NewDesc("agentkernel_pool_misses_total", "Creates that matched a warm pool and found it empty.", []string{"pool"}, nil)
 	followersDesc = prometheus.NewDesc("agentkernel_event_followers", "Open event subscriptions (GET /events, webhooks).", nil, nil)
-	// The gateway's totals cover the running sandboxes only (a removed
-	// sandbox's counts drop out), so they are gauges.
-	gwConnDesc  = prometheus.NewDesc("agentkernel_gateway_connections", "Allowed gateway flows of the running sandboxes, by kind (connect, inbound).", []string{"kind"}, nil)
-	gwDenyDesc  = prometheus.NewDesc("agentkernel_gateway_denials", "Gateway denials of the running sandboxes, by event kind and rule (cut to its kind unless host-fixed).", []string{"kind", "rule"}, nil)
-	gwDNSDesc   = prometheus.NewDesc("agentkernel_gateway_dns_queries", "DNS answers of the running sandboxes' gateways.", nil, nil)
-	gwBytesDesc = prometheus.NewDesc("agentkernel_gateway_bytes", "Payload bytes of the running sandboxes' closed flows, by direction (up: sandbox to world, down).", []string{"direction"}, nil)
+	// The gateway's totals, since the daemon started, of every sandbox's
+	// gateway (sandbox.Manager.GatewayTotals keeps them from going down).
+	gwConnDesc  = prometheus.NewDesc("agentkernel_gateway_connections_total", "Allowed gateway flows, by kind (connect, inbound).", []string{"kind"}, nil)
+	gwDenyDesc  = prometheus.NewDesc("agentkernel_gateway_denials_total", "Gateway denials, by event kind and rule (cut to its kind unless host-fixed).", []string{"kind", "rule"}, nil)
+	gwDNSDesc   = prometheus.NewDesc("agentkernel_gateway_dns_queries_total", "DNS answers of the sandboxes' gateways.", nil, nil)
+	gwBytesDesc = prometheus.NewDesc("agentkernel_gateway_bytes_total", "Payload bytes of closed gateway flows, by direction (up: sandbox to world, down).", []string{"direction"}, nil)
 )
 
 var imgBytesDesc = prometheus.NewDesc("agentkernel_image_store_bytes", "Size of the image store's blobs (compressed layers, manifests, configs; not unpacked layers).", nil, nil)
@@ -164,13 +164,13 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		t := c.src.Gateways(ctx)
 		cancel()
 		for k, n := range t.Connections {
-			ch <- prometheus.MustNewConstMetric(gwConnDesc, prometheus.GaugeValue, float64(n), k)
+			ch <- prometheus.MustNewConstMetric(gwConnDesc, prometheus.CounterValue, float64(n), k)
 		}
 		for _, d := range t.Denials {
-			ch <- prometheus.MustNewConstMetric(gwDenyDesc, prometheus.GaugeValue, float64(d.Count), d.Kind, d.Rule)
+			ch <- prometheus.MustNewConstMetric(gwDenyDesc, prometheus.CounterValue, float64(d.Count), d.Kind, d.Rule)
 		}
-		ch <- prometheus.MustNewConstMetric(gwDNSDesc, prometheus.GaugeValue, float64(t.DNSQueries))
-		ch <- prometheus.MustNewConstMetric(gwBytesDesc, prometheus.GaugeValue, float64(t.BytesUp), "up")
-		ch <- prometheus.MustNewConstMetric(gwBytesDesc, prometheus.GaugeValue, float64(t.BytesDown), "down")
+		ch <- prometheus.MustNewConstMetric(gwDNSDesc, prometheus.CounterValue, float64(t.DNSQueries))
+		ch <- prometheus.MustNewConstMetric(gwBytesDesc, prometheus.CounterValue, float64(t.BytesUp), "up")
+		ch <- prometheus.MustNewConstMetric(gwBytesDesc, prometheus.CounterValue, float64(t.BytesDown), "down")
 	}
 }

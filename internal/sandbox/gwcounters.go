@@ -11,15 +11,25 @@ import (
 // gatewayQueryTimeout bounds one supervisor's answer to GatewayTotals.
 const gatewayQueryTimeout = 2 * time.Second
 
-// GatewayTotals sums the gateway counters of the running sandboxes'
-// supervisors, asked in parallel. Supervisors that do not answer in time
-// are left out, and so are removed sandboxes: the totals can go down, so
-// they are gauges, not counters.
+// gatewayTally keeps what GatewayTotals has seen, so that its totals never
+// go down (Prometheus counters): each running sandbox's last answer stands
+// in for it when its supervisor does not answer in time, and a sandbox no
+// longer running adds its last answer to the removed sandboxes' sum. What a
+// removed sandbox's gateway counted after the last scrape is not seen.
+type gatewayTally struct {
+	mu   sync.Mutex
+	last map[string]supervisor.GatewayCounters // by sandbox UUID
+	gone supervisor.GatewayCounters
+}
+
+// GatewayTotals sums the gateway counters of every sandbox since the daemon
+// started: the running sandboxes' supervisors, asked in parallel, and the
+// last answers of those removed since.
 func (m *Manager) GatewayTotals(ctx context.Context) supervisor.GatewayCounters {
 	m.mu.Lock()
-	sups := make([]*supervisor.Client, 0, len(m.live))
-	for _, l := range m.live {
-		sups = append(sups, l.sup)
+	sups := make(map[string]*supervisor.Client, len(m.live))
+	for uuid, l := range m.live {
+		sups[uuid] = l.sup
 	}
 	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, gatewayQueryTimeout)
@@ -27,10 +37,9 @@ func (m *Manager) GatewayTotals(ctx context.Context) supervisor.GatewayCounters 
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
-		total   = supervisor.GatewayCounters{Connections: map[string]int64{}}
-		denials = map[[2]string]int64{}
+		answers = map[string]supervisor.GatewayCounters{}
 	)
-	for _, sup := range sups {
+	for uuid, sup := range sups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -40,21 +49,58 @@ func (m *Manager) GatewayTotals(ctx context.Context) supervisor.GatewayCounters 
 				return
 			}
 			mu.Lock()
-			defer mu.Unlock()
-			for k, n := range c.Connections {
-				total.Connections[k] += n
-			}
-			total.DNSQueries += c.DNSQueries
-			total.BytesUp += c.BytesUp
-			total.BytesDown += c.BytesDown
-			for _, d := range c.Denials {
-				denials[[2]string{d.Kind, d.Rule}] += d.Count
-			}
+			answers[uuid] = c
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	for k, n := range denials {
-		total.Denials = append(total.Denials, supervisor.DenialCount{Kind: k[0], Rule: k[1], Count: n})
+
+	t := &m.gateways
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.last == nil {
+		t.last = map[string]supervisor.GatewayCounters{}
+	}
+	for uuid, c := range answers {
+		t.last[uuid] = c
+	}
+	for uuid, c := range t.last {
+		if _, running := sups[uuid]; !running {
+			t.gone = addCounters(t.gone, c)
+			delete(t.last, uuid)
+		}
+	}
+	total := t.gone
+	for _, c := range t.last {
+		total = addCounters(total, c)
 	}
 	return total
+}
+
+// addCounters returns a + b, sharing nothing with either.
+func addCounters(a, b supervisor.GatewayCounters) supervisor.GatewayCounters {
+	sum := supervisor.GatewayCounters{
+		Connections: map[string]int64{},
+		DNSQueries:  a.DNSQueries + b.DNSQueries,
+		BytesUp:     a.BytesUp + b.BytesUp,
+		BytesDown:   a.BytesDown + b.BytesDown,
+	}
+	denials := map[[2]string]int64{}
+	var order [][2]string
+	for _, c := range []supervisor.GatewayCounters{a, b} {
+		for k, n := range c.Connections {
+			sum.Connections[k] += n
+		}
+		for _, d := range c.Denials {
+			k := [2]string{d.Kind, d.Rule}
+			if _, seen := denials[k]; !seen {
+				order = append(order, k)
+			}
+			denials[k] += d.Count
+		}
+	}
+	for _, k := range order {
+		sum.Denials = append(sum.Denials, supervisor.DenialCount{Kind: k[0], Rule: k[1], Count: denials[k]})
+	}
+	return sum
 }

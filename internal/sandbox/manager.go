@@ -155,6 +155,8 @@ type Manager struct {
 	// mu guards live.
 	mu   sync.Mutex
 	live map[string]*liveSandbox // running sandboxes by UUID
+	// gateways is what GatewayTotals has counted (its own lock).
+	gateways gatewayTally
 
 	// pools serves creates from warm pools; nil creates every sandbox
 	// cold. Set once by SetPools before serving.

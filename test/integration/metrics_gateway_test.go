@@ -38,7 +38,7 @@ func scrapeSocket(t *testing.T, sock string) map[string]*dto.MetricFamily {
 }
 
 // TestMetricsGateway: one allowed and one denied connection of a sandbox
-// move the gateway gauges by exactly one each, the denial under its
+// move the gateway counters by exactly one each, the denial under its
 // host-fixed rule.
 func TestMetricsGateway(t *testing.T) {
 	requireEnv(t)
@@ -50,11 +50,11 @@ func TestMetricsGateway(t *testing.T) {
 	e.ak(t, "exec", "metgw", "--", "curl", "-sS", "-m", "5", "http://"+conformance.HostIP+"/")
 	after := scrapeSocket(t, e.socket())
 	conn := map[string]string{"kind": "connect"}
-	if d := value(after, "agentkernel_gateway_connections", conn) - value(before, "agentkernel_gateway_connections", conn); d != 1 {
+	if d := value(after, "agentkernel_gateway_connections_total", conn) - value(before, "agentkernel_gateway_connections_total", conn); d != 1 {
 		t.Errorf("agentkernel_gateway_connections{kind=connect} moved by %v, want 1", d)
 	}
 	var forbidden float64
-	for _, m := range after["agentkernel_gateway_denials"].GetMetric() {
+	for _, m := range after["agentkernel_gateway_denials_total"].GetMetric() {
 		var kind, rule string
 		for _, lp := range m.Label {
 			switch lp.GetName() {
@@ -65,18 +65,35 @@ func TestMetricsGateway(t *testing.T) {
 			}
 		}
 		if kind == "connect" && strings.HasPrefix(rule, "forbidden:") {
-			forbidden += m.Gauge.GetValue() - value(before, "agentkernel_gateway_denials", map[string]string{"kind": kind, "rule": rule})
+			forbidden += m.Counter.GetValue() - value(before, "agentkernel_gateway_denials_total", map[string]string{"kind": kind, "rule": rule})
 		}
 	}
 	if forbidden != 1 {
 		t.Errorf("agentkernel_gateway_denials{kind=connect,rule=forbidden:*} moved by %v, want 1", forbidden)
 	}
-	if value(after, "agentkernel_gateway_dns_queries", nil) < 1 {
+	if value(after, "agentkernel_gateway_dns_queries_total", nil) < 1 {
 		t.Error("agentkernel_gateway_dns_queries did not move")
 	}
-	if value(after, "agentkernel_gateway_bytes", map[string]string{"direction": "down"}) <= 0 {
+	if value(after, "agentkernel_gateway_bytes_total", map[string]string{"direction": "down"}) <= 0 {
 		t.Error("agentkernel_gateway_bytes{direction=down} is 0")
 	}
+	// They are counters: removing the sandbox takes nothing off them.
+	e.ok(t, "sandbox", "remove", "metgw")
+	gone := scrapeSocket(t, e.socket())
+	for _, name := range []string{"agentkernel_gateway_connections_total", "agentkernel_gateway_dns_queries_total"} {
+		if a, g := familySum(after, name), familySum(gone, name); g < a {
+			t.Errorf("%s went down from %v to %v when the sandbox was removed", name, a, g)
+		}
+	}
+}
+
+// familySum adds up every series of family name.
+func familySum(fams map[string]*dto.MetricFamily, name string) float64 {
+	var n float64
+	for _, m := range fams[name].GetMetric() {
+		n += m.GetCounter().GetValue()
+	}
+	return n
 }
 
 // TestMetricsImagePull: a good and a failed pull move the pull counter by
