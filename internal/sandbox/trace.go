@@ -41,29 +41,35 @@ func (m *Manager) traceExec(ctx context.Context, name, uuid string, req *ExecOpt
 	if !span.IsRecording() {
 		return ctx, func(int, error) {}
 	}
+	// The registration is sent, not waited for (see SendExecTrace); the
+	// clear, after the exec, waits for its answer and runs only if it
+	// took.
+	var registered func() error
 	var sup *supervisor.Client
 	id := span.SpanContext().SpanID().String()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execTraceTimeout)
 	if l := m.getLive(uuid); l != nil {
+		sup = l.sup
 		tp, ts := telemetry.Format(ctx)
-		sctx, cancel := context.WithTimeout(ctx, execTraceTimeout)
-		if err := l.sup.SetExecTrace(sctx, id, supervisor.ExecTrace{Traceparent: tp, Tracestate: ts}); err != nil {
-			m.log.Debug("exec trace not registered", "sandbox", name, "err", err)
-		} else {
-			sup = l.sup
-		}
-		cancel()
+		registered = sup.SendExecTrace(sctx, id, supervisor.ExecTrace{Traceparent: tp, Tracestate: ts})
 	}
 	return ctx, func(code int, err error) {
-		if sup != nil {
-			// Off the exec's path: the caller has its exit code already,
-			// and a connection the gateway sees until the clear lands is
-			// still this exec's or, newer, another's.
-			go func() {
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execTraceTimeout)
-				defer cancel()
-				sup.ClearExecTrace(sctx, id)
-			}()
-		}
+		// Off the exec's path: the caller has its exit code already,
+		// and a connection the gateway sees until the clear lands is
+		// still this exec's or, newer, another's.
+		go func() {
+			defer cancel()
+			if sup == nil {
+				return
+			}
+			if rerr := registered(); rerr != nil {
+				m.log.Debug("exec trace not registered", "sandbox", name, "err", rerr)
+				return
+			}
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), execTraceTimeout)
+			defer ccancel()
+			sup.ClearExecTrace(cctx, id)
+		}()
 		span.SetAttributes(attribute.Int("process.exit.code", code))
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())

@@ -178,7 +178,7 @@ func (s *server) auditRoutes(mux *http.ServeMux) {
 // Audit queues rec for the sandbox's audit log. It returns once the
 // supervisor has queued it (not written it).
 func (c *Client) Audit(ctx context.Context, rec AuditRecord) error {
-	return c.callJSON(ctx, "POST", "/audit", rec, nil)
+	return c.callJSONOn(c.keepHTTP, ctx, "POST", "/audit", rec, nil)
 }
 
 // AuditHead is the last record the supervisor wrote to its audit log.

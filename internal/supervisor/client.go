@@ -19,24 +19,31 @@ import (
 )
 
 // Client talks to the supervisor of one sandbox through its sockets. It holds
-// no connection between calls, so it stays valid across supervisor restarts.
+// no connection between calls, so it stays valid across supervisor restarts,
+// except for the calls on the exec path (see keepHTTP).
 type Client struct {
 	dir  string
 	http *http.Client
+	// keepHTTP keeps one connection alive for the small calls every exec
+	// makes (SendExecTrace, ClearExecTrace, Audit): a dial each would be
+	// most of what tracing and the audit log add to an exec. The trace
+	// calls are idempotent, so net/http retries them on a fresh connection
+	// when the kept one went stale; the supervisor does not close idle
+	// connections, and a restarted sandbox gets a new Client.
+	keepHTTP *http.Client
 }
 
 // Dial returns a client for the supervisor whose state directory is dir.
 // It does not check that the supervisor is alive; Status does.
 func Dial(dir string) *Client {
 	ctl := filepath.Join(dir, CtlSocket)
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", ctl)
-		},
-		DisableKeepAlives: true,
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", ctl)
 	}
-	return &Client{dir: dir, http: &http.Client{Transport: tr}}
+	tr := &http.Transport{DialContext: dial, DisableKeepAlives: true}
+	keep := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second}
+	return &Client{dir: dir, http: &http.Client{Transport: tr}, keepHTTP: &http.Client{Transport: keep}}
 }
 
 func (c *Client) call(ctx context.Context, method, path string) (Status, error) {

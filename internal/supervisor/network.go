@@ -417,6 +417,11 @@ func (c *Client) SetNetworkPolicy(ctx context.Context, p policy.Policy) (Network
 // callJSON sends in (if not nil) as JSON and decodes the answer into out;
 // an error answer comes back with its class.
 func (c *Client) callJSON(ctx context.Context, method, path string, in, out any) error {
+	return c.callJSONOn(c.http, ctx, method, path, in, out)
+}
+
+// callJSONOn is callJSON through hc.
+func (c *Client) callJSONOn(hc *http.Client, ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -429,7 +434,7 @@ func (c *Client) callJSON(ctx context.Context, method, path string, in, out any)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: supervisor: %v", errdefs.ErrUnavailable, err)
 	}

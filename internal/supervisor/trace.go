@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
 	"net/textproto"
 	"sync"
 	"time"
@@ -164,14 +165,32 @@ func (s *server) traceRoutes(mux *http.ServeMux) {
 	})
 }
 
-// SetExecTrace registers exec id's trace context with the supervisor, so
+// SendExecTrace registers exec id's trace context with the supervisor, so
 // that connections its gateway accepts until ClearExecTrace become spans
-// of that trace.
-func (c *Client) SetExecTrace(ctx context.Context, id string, et ExecTrace) error {
-	return c.callJSON(ctx, "PUT", "/trace/exec/"+id, et, nil)
+// of that trace. It does not wait for the answer: it returns
+// once the request is written to the supervisor's socket (or has failed),
+// and the returned wait gives the call's result. A traced exec sends its
+// registration and then starts at once; the supervisor reads the
+// registration, already in its socket, long before the command can open a
+// connection through its gateway, and the exec does not pay a round trip.
+func (c *Client) SendExecTrace(ctx context.Context, id string, et ExecTrace) (wait func() error) {
+	wrote := make(chan struct{})
+	var once sync.Once
+	written := func() { once.Do(func() { close(wrote) }) }
+	done := make(chan error, 1)
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { written() },
+	})
+	go func() {
+		err := c.callJSONOn(c.keepHTTP, tctx, "PUT", "/trace/exec/"+id, et, nil)
+		written() // failed before writing: nothing to wait for
+		done <- err
+	}()
+	<-wrote
+	return sync.OnceValue(func() error { return <-done })
 }
 
 // ClearExecTrace removes exec id from the supervisor's registry.
 func (c *Client) ClearExecTrace(ctx context.Context, id string) error {
-	return c.callJSON(ctx, "DELETE", "/trace/exec/"+id, nil, nil)
+	return c.callJSONOn(c.keepHTTP, ctx, "DELETE", "/trace/exec/"+id, nil, nil)
 }
