@@ -257,7 +257,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		return fmt.Errorf("%s: [mcp]: %w", daemonconf.Path(l.Home), err)
 	}
 	mcpHandler := akmcp.HTTPHandler(self, mcpPolicy)
-	servers := []*http.Server{{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log, OpenCode: openCode, MCP: mcpHandler}), ReadHeaderTimeout: 30 * time.Second}}
+	servers := []*http.Server{httpapi.NewServer(httpapi.NewHandler(svc, httpapi.HandlerOptions{Logger: log, OpenCode: openCode, MCP: mcpHandler}))}
 	listeners := []net.Listener{unixLn}
 	keys := cfg.APIKeys
 	if len(keys) == 0 && (cfg.TCPAddr != "" || cfg.MetricsAddr != "") {
@@ -275,7 +275,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 		h := httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], MetricsPublic: cfg.MetricsPublic, Logger: log})
-		servers = append(servers, &http.Server{Handler: httpapi.OnlyMetrics(h), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, httpapi.NewServer(httpapi.OnlyMetrics(h)))
 		listeners = append(listeners, mln)
 		log.Info("serving /metrics", "addr", mln.Addr().String(), "public", cfg.MetricsPublic)
 	}
@@ -294,7 +294,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 			tcpLn = tls.NewListener(tcpLn, tlsConf)
 			log.Info("TCP is served with TLS", "self_signed", cfg.TLSSelfSigned)
 		}
-		servers = append(servers, &http.Server{Handler: httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], AllowedHosts: loopbackHosts(tcpLn.Addr()), HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler, MetricsPublic: cfg.MetricsPublic}), ReadHeaderTimeout: 30 * time.Second})
+		servers = append(servers, httpapi.NewServer(httpapi.NewHandler(svc, httpapi.HandlerOptions{Token: keys[0], MoreTokens: keys[1:], AllowedHosts: loopbackHosts(tcpLn.Addr()), HostPaths: hostPaths, Logger: log, OpenCode: openCode, MCP: mcpHandler, MetricsPublic: cfg.MetricsPublic})))
 		listeners = append(listeners, tcpLn)
 		if len(cfg.APIKeys) > 0 {
 			// Never the keys themselves.
