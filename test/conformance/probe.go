@@ -28,6 +28,7 @@ func BuildProbe(t *testing.T, dir string) {
 const probeSource = `package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -42,7 +43,10 @@ import (
 	"time"
 )
 
-type req struct{ Op, Name, URL, CA, SNI, Host, Addr, Auth string }
+type req struct {
+	Op, Name, URL, CA, SNI, Host, Addr, Auth string
+	N                                       int
+}
 
 type resp struct {
 	IPs      []string ` + "`json:\"ips,omitempty\"`" + `
@@ -52,6 +56,8 @@ type resp struct {
 	Err      string   ` + "`json:\"err,omitempty\"`" + `
 	Refused  bool     ` + "`json:\"refused,omitempty\"`" + `
 	Reset    bool     ` + "`json:\"reset,omitempty\"`" + `
+	Opened   int      ` + "`json:\"opened,omitempty\"`" + `
+	Failed   int      ` + "`json:\"failed,omitempty\"`" + `
 }
 
 func main() {
@@ -111,6 +117,44 @@ func main() {
 		}
 		if err != nil {
 			fail(err)
+		}
+	case "conns":
+		// N connections to Addr, each sending an HTTP request for Host
+		// and reading its answer, all held open until the end: a sandbox
+		// that floods its gateway with open connections.
+		// Host is resolved once, through the sandbox's resolver, and
+		// the answer dialled on Addr's port N times.
+		var held []net.Conn
+		addr := r.Addr
+		if ips, err := net.DefaultResolver.LookupHost(ctx, r.Host); err == nil && len(ips) > 0 {
+			_, port, _ := net.SplitHostPort(r.Addr)
+			addr = net.JoinHostPort(ips[0], port)
+		}
+		for i := 0; i < r.N; i++ {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err == nil {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", r.Host)
+				var res *http.Response
+				if res, err = http.ReadResponse(bufio.NewReader(c), nil); err == nil && res.StatusCode != 200 {
+					err = fmt.Errorf("status %d", res.StatusCode)
+				}
+			}
+			if err != nil {
+				if out.Failed == 0 {
+					fail(err)
+				}
+				out.Failed++
+				if c != nil {
+					c.Close()
+				}
+				continue
+			}
+			out.Opened++
+			held = append(held, c)
+		}
+		for _, c := range held {
+			c.Close()
 		}
 	case "serve":
 		http.ListenAndServe(r.Addr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
