@@ -88,6 +88,7 @@ type runOptions struct {
 	net       netFlags
 	agent     string
 	dir       string
+	source    sourceFlags
 }
 
 func newRunCmd(app *App) *cobra.Command {
@@ -150,6 +151,7 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	fl.StringVar(&o.agent, "agent", "", "run AI coding agent `NAME` (claude, codex, gemini, opencode; see agentkernel agents): the arguments are its prompt")
 	o.net.register(cmd, "P")
 	o.cfg.register(cmd, true)
+	o.source.register(cmd)
 	return cmd
 }
 
@@ -217,6 +219,10 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	if err := o.net.apply(&create); err != nil {
 		return withCode(exitCLI, err)
 	}
+	if o.source.url != "" && o.dir != "" {
+		return withCode(exitCLI, errors.New("--source and --dir both fill /workspace: give one"))
+	}
+	o.source.apply(&create)
 	if o.noNetwork {
 		if o.net.any() {
 			return withCode(exitCLI, errors.New("--no-network conflicts with --allow, --block, --allow-cidr, --preset, --secret and --publish"))

@@ -46,6 +46,7 @@ type createOptions struct {
 	cfg      configFlags
 	net      netFlags
 	agent    string
+	source   sourceFlags
 }
 
 func newCreateCmd(app *App) *cobra.Command {
@@ -151,6 +152,7 @@ that fails the sandbox is removed. NAME defaults to the file's
 	fl.StringVarP(&o.agent, "agent", "a", "", "make the sandbox for AI coding agent `NAME` (claude, codex, gemini, opencode): its image, network preset and API key; --dir DIR is then copied in")
 	o.net.register(cmd, "p")
 	o.cfg.register(cmd, false)
+	o.source.register(cmd)
 	return cmd
 }
 
@@ -181,6 +183,7 @@ func (o *createOptions) request(name string) (api.CreateSandboxRequest, error) {
 	if err := o.net.apply(&req); err != nil {
 		return api.CreateSandboxRequest{}, err
 	}
+	o.source.apply(&req)
 	return req, nil
 }
 

@@ -22,8 +22,24 @@ import (
 
 // CreateSandbox validates req, records the sandbox and, unless req.Start is
 // false, starts it. A sandbox that fails to start stays, marked failed, so
-// its console log can be read; an ephemeral one is removed.
-func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (_ api.SandboxInfo, retErr error) {
+// its console log can be read; an ephemeral one is removed. With a
+// source_url the started sandbox then clones it into SourceDir, through
+// its gateway; a failed clone removes the sandbox.
+func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (api.SandboxInfo, error) {
+	info, err := m.createSandbox(ctx, req)
+	if err != nil || req.SourceURL == "" {
+		return info, err
+	}
+	if err := m.cloneSource(ctx, req.Name, req.SourceURL, req.SourceRef); err != nil {
+		if rerr := m.RemoveSandbox(context.WithoutCancel(ctx), req.Name); rerr != nil {
+			return api.SandboxInfo{}, fmt.Errorf("sandbox %s: %w; removing it also failed: %v", req.Name, err, rerr)
+		}
+		return api.SandboxInfo{}, fmt.Errorf("sandbox %s: %w; the sandbox was removed", req.Name, err)
+	}
+	return info, nil
+}
+
+func (m *Manager) createSandbox(ctx context.Context, req api.CreateSandboxRequest) (_ api.SandboxInfo, retErr error) {
 	ctx, span := startSpan(ctx, "sandbox.create", req.Name)
 	defer func() { endSpan(span, retErr) }()
 	ph := newPhases()
@@ -99,10 +115,11 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 	switch {
 	case len(req.SecretFiles) > 0:
 		return nil, zero, fmt.Errorf("%w: secret_files are not supported; bind secrets to hosts with secrets (--secret KEY:HOST); nothing was created", errdefs.ErrNotImplemented)
-	case req.SourceURL != "" || req.SourceRef != "":
-		return nil, zero, fmt.Errorf("%w: source_url needs network access from the sandbox, which this agentkernel does not have yet; copy the code in with `agentkernel cp`", errdefs.ErrNotImplemented)
 	case len(req.Volumes) > 0:
 		return nil, zero, fmt.Errorf("%w: named volumes are not supported; mount a host directory with dirs (--dir)", errdefs.ErrNotImplemented)
+	}
+	if err := validateSource(req.SourceURL, req.SourceRef, req.Start == nil || *req.Start); err != nil {
+		return nil, zero, err
 	}
 	backendName, _, err := api.UpstreamBackend(req.Backend)
 	if err != nil {

@@ -70,9 +70,10 @@ type SandboxInfo struct {
 // CreateSandboxRequest is the body of POST /sandboxes.
 //
 // SourceURL, SourceRef, Volumes, Secrets and SecretFiles are sent by
-// upstream's clients; they are accepted so those clients decode, and a
-// non-empty value that this server cannot honour is refused with a clear
-// error rather than ignored.
+// upstream's clients; a non-empty value that this server cannot honour is
+// refused with a clear error rather than ignored. SourceURL (http or
+// https) is cloned by the started sandbox into /workspace, at SourceRef
+// (a branch, tag or commit) when given, through its gateway.
 //
 // Secrets bind vault secrets to hosts (upstream's syntax): "KEY:host",
 // "KEY:host:header", or "KEY=value:host" with the value inline. The

@@ -62,6 +62,9 @@ type netWorld struct {
 	// leaks counts connections accepted on the host and metadata
 	// listeners.
 	leaks atomic.Int64
+	// git, when set, serves the paths under /git/ of the world's HTTP
+	// servers (TestSourceClone's repositories).
+	git atomic.Pointer[http.Handler]
 }
 
 // inWorld runs f on a thread inside the world's namespace: sockets opened
@@ -96,6 +99,10 @@ func newNetWorld(t *testing.T, serveArgs ...string) *netWorld {
 	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}), 0o644)
 	leaf := testLeaf(t, caCert, caKey, "allowed.test", "other.test", "blocked.test", "never.test")
 	echo := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if g := w.git.Load(); g != nil && strings.HasPrefix(r.URL.Path, "/git/") {
+			(*g).ServeHTTP(rw, r)
+			return
+		}
 		fmt.Fprintf(rw, "hello %s auth=%s", r.Host, r.Header.Get("Authorization"))
 	})
 	var dnsAddr netip.AddrPort

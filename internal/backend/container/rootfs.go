@@ -61,6 +61,8 @@ var persistent = []struct {
 	{"/root", "root", 0o700},
 	{"/home", "home", 0o755},
 	{"/var/tmp", "var-tmp", 0o777 | os.ModeSticky},
+	// Where agents work and source_url is cloned (sandbox.SourceDir).
+	{"/workspace", "workspace", 0o755},
 }
 
 // mkdirOwned creates dir (if missing) owned by uid:gid with mode. An
@@ -89,8 +91,8 @@ func mkdirOwned(dir string, uid, gid int, mode os.FileMode) error {
 // prepareHostRootfs builds a fresh skeleton for the host image at l.rootfs
 // and returns the image's mounts. The skeleton is owned by host root, so
 // root in the sandbox cannot change it (it appears as nobody's, read-only);
-// writable places are /tmp and /run (fresh tmpfs), and /root, /home and
-// /var/tmp, bound from persist/ so they survive a restart. readOnly binds
+// writable places are /tmp and /run (fresh tmpfs), and /root, /home,
+// /var/tmp and /workspace, bound from persist/ so they survive a restart. readOnly binds
 // those read-only too. targets are the user mounts' paths: their mount
 // points are made in the skeleton unless they lie under another mount.
 func prepareHostRootfs(l layout, hv *image.HostView, idm oci.IDMap, readOnly bool, targets []string) ([]specs.Mount, error) {
