@@ -51,6 +51,10 @@ type (
 		Profile string   `json:"profile,omitempty" jsonschema:"security profile: restrictive, moderate or permissive; at most the server's limit"`
 		Keep    bool     `json:"keep,omitempty" jsonschema:"keep the sandbox after this MCP session ends"`
 		Allow   []string `json:"allow,omitempty" jsonschema:"domains the sandbox may reach (example.com, *.example.com); a subset of the server's allowed domains"`
+		// The clone runs inside the sandbox, under the network policy
+		// above, so it reaches only hosts the policy allows.
+		SourceURL string `json:"source_url,omitempty" jsonschema:"a git repository (http or https) to clone into /workspace; its host must be in allow"`
+		SourceRef string `json:"source_ref,omitempty" jsonschema:"with source_url, the branch, tag or commit to check out"`
 	}
 	SandboxOutput struct {
 		Name    string `json:"name"`
@@ -183,7 +187,7 @@ func (st *state) create(ctx context.Context, req *mcp.CallToolRequest, in Create
 	}
 	info, err := st.c.CreateSandbox(ctx, api.CreateSandboxRequest{
 		Name: name, Image: image, Profile: profile, Network: network,
-		Labels: map[string]string{SessionLabel: s.id},
+		Labels: map[string]string{SessionLabel: s.id}, SourceURL: in.SourceURL, SourceRef: in.SourceRef,
 	})
 	if err != nil {
 		st.release(s)

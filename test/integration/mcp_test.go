@@ -99,6 +99,9 @@ const memSnap = await client.callTool({ name: "snapshot_take", arguments: { sand
 out.memoryRefused = memSnap.isError ? memSnap.content.map((c) => c.text).join("") : "not refused";
 out.snapshotsListed = Array.isArray((await call("snapshot_list", {})).snapshots);
 const noSnap = await client.callTool({ name: "snapshot_get", arguments: { name: "no-such-snap" } });
+// A source the sandbox's policy does not reach: the create fails, saying so.
+const src = await client.callTool({ name: "sandbox_create", arguments: { source_url: "http://no-such-host.test/r.git" } });
+out.sourceRefused = src.isError ? src.content.map((c) => c.text).join("") : "created";
 out.noSnap = noSnap.isError ? noSnap.content.map((c) => c.text).join("") : "found";
 // A cancelled call kills its command.
 const ac = new AbortController();
@@ -236,6 +239,7 @@ func runMCPClient(t *testing.T, e *env, name, hostDir string, env ...string) {
 		OutsideRefused          bool
 		HostSnapRefused         string
 		MemoryRefused, NoSnap   string
+		SourceRefused           string
 		SnapshotsListed         bool
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
@@ -279,6 +283,9 @@ func runMCPClient(t *testing.T, e *env, name, hostDir string, env ...string) {
 	}
 	if !strings.Contains(got.HostSnapRefused, "host image") || !strings.Contains(got.NoSnap, "no-such-snap") || !got.SnapshotsListed {
 		t.Errorf("snapshot tools: take on the host image %q, get of a missing one %q, list answered %v", got.HostSnapRefused, got.NoSnap, got.SnapshotsListed)
+	}
+	if !strings.Contains(got.SourceRefused, "cloning http://no-such-host.test/r.git") || !strings.Contains(got.SourceRefused, "network policy") {
+		t.Errorf("sandbox_create with a source its policy does not reach: %q", got.SourceRefused)
 	}
 	if !strings.Contains(got.MemoryRefused, "memory snapshots are not supported") {
 		t.Errorf("snapshot_take memory: %q", got.MemoryRefused)
