@@ -30,7 +30,14 @@ func (m *Manager) info(ctx context.Context, uuid string) (api.SandboxInfo, error
 	if err != nil {
 		return api.SandboxInfo{}, err
 	}
-	return m.toInfo(rec), nil
+	return m.toInfoDisk(ctx, rec), nil
+}
+
+// toInfoDisk is toInfo with the disk's use of a running sandbox.
+func (m *Manager) toInfoDisk(ctx context.Context, rec store.Sandbox) api.SandboxInfo {
+	infos := []api.SandboxInfo{m.toInfo(rec)}
+	m.addDiskUsage(ctx, infos)
+	return infos[0]
 }
 
 func (m *Manager) toInfo(rec store.Sandbox) api.SandboxInfo {
@@ -42,6 +49,7 @@ func (m *Manager) toInfo(rec store.Sandbox) api.SandboxInfo {
 	}
 	if spec, err := specOf(rec.Spec); err == nil {
 		info.Network = spec.Security.Network
+		info.DiskMB = spec.Resources.DiskMB
 	} else if sec, err := ResolveProfile(rec.Profile); err == nil {
 		info.Network = sec.Network
 	}
@@ -62,6 +70,7 @@ func (m *Manager) ListSandboxes(ctx context.Context) ([]api.SandboxInfo, error) 
 		}
 		out = append(out, m.toInfo(r))
 	}
+	m.addDiskUsage(ctx, out)
 	return out, nil
 }
 
@@ -71,7 +80,7 @@ func (m *Manager) GetSandbox(ctx context.Context, name string) (api.SandboxInfo,
 	if err != nil {
 		return api.SandboxInfo{}, err
 	}
-	return m.toInfo(rec), nil
+	return m.toInfoDisk(ctx, rec), nil
 }
 
 // GetSandboxByUUID describes one sandbox by its UUID.
