@@ -30,10 +30,12 @@ func (m *Manager) info(ctx context.Context, uuid string) (api.SandboxInfo, error
 	if err != nil {
 		return api.SandboxInfo{}, err
 	}
-	return m.toInfoDisk(ctx, rec), nil
+	return m.toInfo(rec), nil
 }
 
-// toInfoDisk is toInfo with the disk's use of a running sandbox.
+// toInfoDisk is toInfo with the disk's use of a running sandbox (info and
+// list; the answers of lifecycle operations such as create skip the
+// agent's round trip).
 func (m *Manager) toInfoDisk(ctx context.Context, rec store.Sandbox) api.SandboxInfo {
 	infos := []api.SandboxInfo{m.toInfo(rec)}
 	m.addDiskUsage(ctx, infos)

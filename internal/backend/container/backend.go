@@ -68,6 +68,10 @@ type Options struct {
 	IDMap oci.IDMap
 	// Images provides the host image's view (needed for Rootfs.Host).
 	Images *image.Store
+	// DiskTemplates caches an empty ext4 image of each disk size that
+	// sandboxes' disks are copied from (see makeDisk); empty makes each
+	// disk with mkfs.ext4.
+	DiskTemplates string
 	// StartTimeout bounds the wait for the agent socket; default 10s. The
 	// context given to Start may shorten it.
 	StartTimeout time.Duration
@@ -233,7 +237,7 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 		return nil, err
 	}
 	if hasDisk(&s) {
-		if err := makeDisk(ctx, l.diskImg, s.Resources.DiskMB); err != nil {
+		if err := makeDisk(ctx, l.diskImg, s.Resources.DiskMB, b.opts.DiskTemplates); err != nil {
 			return nil, fmt.Errorf("creating the sandbox's disk: %w", err)
 		}
 		if err := mountDisk(l.diskImg, l.disk); err != nil {

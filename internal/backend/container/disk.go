@@ -55,39 +55,135 @@ const diskOptions = "discard,noinit_itable"
 func hasDisk(s *backend.Spec) bool { return s.Resources.DiskMB > 0 }
 
 // makeDisk creates the sparse, empty ext4 image p of sizeMB if it does not
-// exist yet (it holds the sandbox's files across stop and start).
-func makeDisk(ctx context.Context, p string, sizeMB int) error {
+// exist yet (it holds the sandbox's files across stop and start). With a
+// template directory it copies the data blocks (a few MiB) of a fresh
+// image of that size, made once: mkfs.ext4 costs a fork and an fsync
+// (20 to 150 ms on a busy host), a copy a few milliseconds. The copies
+// share the template's filesystem UUID, which ext4 does not mind.
+func makeDisk(ctx context.Context, p string, sizeMB int, templates string) error {
 	if _, err := os.Stat(p); err == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, diskMkfsTimeout)
-	defer cancel()
 	tmp := p + ".tmp"
 	os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	var err error
+	if templates == "" {
+		err = mkfsDisk(ctx, tmp, sizeMB)
+	} else {
+		var tpl string
+		if tpl, err = diskTemplate(ctx, templates, sizeMB); err == nil {
+			err = copySparse(tpl, tmp)
+		}
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+// diskTemplate returns dir/ext4-<sizeMB>.img, making it under an flock if
+// it does not exist yet.
+func diskTemplate(ctx context.Context, dir string, sizeMB int) (string, error) {
+	final := filepath.Join(dir, fmt.Sprintf("ext4-%d.img", sizeMB))
+	if _, err := os.Stat(final); err == nil {
+		return final, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(final); err == nil {
+		return final, nil // made while we waited
+	}
+	tmp := final + ".tmp"
+	os.Remove(tmp)
+	if err := mkfsDisk(ctx, tmp, sizeMB); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return final, os.Rename(tmp, final)
+}
+
+// mkfsDisk makes p a sparse, empty ext4 image of sizeMB.
+func mkfsDisk(ctx context.Context, p string, sizeMB int) error {
+	ctx, cancel := context.WithTimeout(ctx, diskMkfsTimeout)
+	defer cancel()
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	err = f.Truncate(int64(sizeMB) << 20)
 	f.Close()
 	if err != nil {
-		os.Remove(tmp)
 		return err
 	}
 	// -m 0: no blocks reserved for root, who is the sandbox's user.
 	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", "ak-disk",
-		"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0", tmp)
+		"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0", p)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		os.Remove(tmp)
 		if errors.Is(err, exec.ErrNotFound) {
 			return fmt.Errorf("%w: mkfs.ext4 is needed for the sandbox's disk (install e2fsprogs): %v", errdefs.ErrFailedPrecondition, err)
 		}
 		return fmt.Errorf("mkfs.ext4: %w: %s", err, strings.TrimSpace(out.String()))
 	}
-	return os.Rename(tmp, p)
+	return nil
+}
+
+// copySparse copies src to the new file dst, data extents only: the holes
+// stay holes.
+func copySparse(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := out.Truncate(fi.Size()); err != nil {
+		out.Close()
+		return err
+	}
+	for off := int64(0); off < fi.Size(); {
+		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole is left
+		}
+		if err != nil {
+			out.Close()
+			return fmt.Errorf("copying %s: %w", src, err)
+		}
+		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			out.Close()
+			return fmt.Errorf("copying %s: %w", src, err)
+		}
+		for r, w := data, data; r < hole; {
+			n, err := unix.CopyFileRange(int(in.Fd()), &r, int(out.Fd()), &w, int(hole-r), 0)
+			if err != nil || n == 0 {
+				out.Close()
+				return fmt.Errorf("copying %s: %d bytes at %d: %v", src, hole-r, r, err)
+			}
+		}
+		off = hole
+	}
+	return out.Close()
 }
 
 // mountDisk loop-mounts the image at dir unless something is mounted there

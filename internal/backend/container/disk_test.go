@@ -1,0 +1,56 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestMakeDiskFromTemplate: a disk copied from the template is the same
+// bytes, as sparse as the template, and a valid ext4 filesystem.
+func TestMakeDiskFromTemplate(t *testing.T) {
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 is not installed")
+	}
+	dir := t.TempDir()
+	tpls := filepath.Join(dir, "templates")
+	a, b := filepath.Join(dir, "a.ext4"), filepath.Join(dir, "b.ext4")
+	if err := makeDisk(context.Background(), a, 64, tpls); err != nil {
+		t.Fatal(err)
+	}
+	if err := makeDisk(context.Background(), b, 64, tpls); err != nil {
+		t.Fatal(err)
+	}
+	tpl := filepath.Join(tpls, "ext4-64.img")
+	want, err := os.ReadFile(tpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{a, b} {
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s differs from the template (%d bytes, %v)", p, len(got), err)
+		}
+		var st, tst syscall.Stat_t
+		syscall.Stat(p, &st)
+		syscall.Stat(tpl, &tst)
+		if st.Size != 64<<20 || st.Blocks > tst.Blocks+8 || st.Blocks*512 > 16<<20 {
+			t.Errorf("%s: size %d, %d blocks allocated (template %d): not sparse", p, st.Size, st.Blocks, tst.Blocks)
+		}
+		if out, err := exec.Command("e2fsck", "-n", "-f", p).CombinedOutput(); err != nil {
+			t.Errorf("e2fsck %s: %v\n%s", p, err, out)
+		}
+	}
+	// An existing disk is kept: it holds the sandbox's files.
+	os.WriteFile(a, []byte("kept"), 0o600)
+	if err := makeDisk(context.Background(), a, 64, tpls); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(a); string(got) != "kept" {
+		t.Errorf("an existing disk was replaced")
+	}
+}
