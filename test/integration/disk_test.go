@@ -111,6 +111,48 @@ func testDiskQuota(t *testing.T, e *env, backendName, name string) {
 	}
 }
 
+// TestDiskQuotaImage: on an imported image the overlay's upper layer is on
+// the disk: filling the root fails with ENOSPC, and a snapshot of the
+// stopped sandbox (whose disk is then mounted just to read its changes)
+// restores, on gVisor too, with the sandbox's files onto a default-sized
+// disk.
+func TestDiskQuotaImage(t *testing.T) {
+	requireRunsc(t)
+	e := shared
+	busyboxBase(t, "it-dq-base")
+	info := e.create(t, "dq-img", "--image", "it-dq-base", "--disk-mb", "96")
+	r := e.ak(t, "exec", "dq-img", "--", "/bin/sh", "-c", "echo kept > /etc/marker && dd if=/dev/zero of=/fill bs=1M count=300")
+	if r.code == 0 || !strings.Contains(r.stderr, "No space left on device") || !strings.Contains(r.stderr, "disk is full") {
+		t.Fatalf("filling the root of an imported image: %v", r)
+	}
+	if used := hostUsedMB(t, e.sandboxDir(info.UUID)); used > 96+32 {
+		t.Errorf("the sandbox's files take %d MiB on the host; the limit is 96 MiB", used)
+	}
+	e.ok(t, "exec", "dq-img", "--", "rm", "/fill")
+	e.ok(t, "sandbox", "stop", "dq-img")
+	e.ok(t, "snapshot", "take", "dq-img", "-n", "it-dq-snap")
+	t.Cleanup(func() { e.ak(t, "snapshot", "delete", "it-dq-snap") })
+	e.ok(t, "snapshot", "restore", "it-dq-snap", "--as", "dq-img-gv", "-B", "gvisor")
+	t.Cleanup(func() { e.ak(t, "sandbox", "remove", "dq-img-gv") })
+	restored := e.info(t, "dq-img-gv")
+	if r := e.ok(t, "exec", "dq-img-gv", "--", "cat", "/etc/marker"); r.stdout != "kept\n" {
+		t.Errorf("the restored sandbox's /etc/marker: %v", r)
+	}
+	// A restore is a new sandbox with the default disk: the way to a
+	// bigger disk than the source's.
+	if restored.DiskMB != 10240 {
+		t.Errorf("the restored sandbox's disk: %d MiB, want the default 10240", restored.DiskMB)
+	}
+	e.ok(t, "sandbox", "remove", "dq-img", "dq-img-gv")
+	dir := e.sandboxDir(info.UUID)
+	if !waitFor(30*time.Second, func() bool {
+		_, err := os.Stat(dir)
+		return len(testutil.LoopDevicesUnder(dir)) == 0 && os.IsNotExist(err) && len(mountsOf(e, info.UUID)) == 0
+	}) {
+		t.Errorf("after removal: loop devices %v, mounts %v", testutil.LoopDevicesUnder(dir), mountsOf(e, info.UUID))
+	}
+}
+
 // TestDiskQuotaPool: a warm pool's sandboxes have the pool's disk size, and
 // only a request of that size is served from it (a disk does not shrink in
 // place, so the size is part of the pool's key).
