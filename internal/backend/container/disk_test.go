@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -52,5 +53,41 @@ func TestMakeDiskFromTemplate(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(a); string(got) != "kept" {
 		t.Errorf("an existing disk was replaced")
+	}
+}
+
+// TestSpecWithoutDisk: a spec from before disks had a size (DiskMB 0)
+// still starts, with its files in StateDir as they were, and no disk.
+func TestSpecWithoutDisk(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec(t)
+	s.Resources.DiskMB = 0
+	inst := e.start(t, s)
+	sh(t, inst, "echo old > /root/note")
+	if b, err := os.ReadFile(filepath.Join(s.StateDir, "persist", "root", "note")); err != nil || string(b) != "old\n" {
+		t.Errorf("persist/root/note: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(s.StateDir, diskImage)); !os.IsNotExist(err) {
+		t.Errorf("a disk was made for a spec without DiskMB: %v", err)
+	}
+}
+
+// TestDiskFull: writes past DiskMB fail with ENOSPC in the sandbox, /tmp
+// included, and the agent reports the disk full.
+func TestDiskFull(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec(t)
+	s.Resources.DiskMB = 64
+	inst := e.start(t, s)
+	r := run(t, inst, "/bin/sh", "-c", "dd if=/dev/zero of=/root/fill bs=1M count=200")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "No space left on device") {
+		t.Fatalf("filling a 64 MiB disk: %+v", r)
+	}
+	if r := run(t, inst, "/bin/sh", "-c", "dd if=/dev/zero of=/tmp/x bs=1M count=4"); r.Code == 0 {
+		t.Errorf("/tmp is writable on a full disk: %+v", r)
+	}
+	d, err := client(t, inst).Disk(context.Background())
+	if err != nil || !d.Full() || d.Bytes > 64<<20 {
+		t.Errorf("the agent's disk: %+v %v", d, err)
 	}
 }
