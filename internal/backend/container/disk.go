@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +88,8 @@ func makeDisk(ctx context.Context, p string, sizeMB int, templates string) error
 func diskTemplate(ctx context.Context, dir string, sizeMB int) (string, error) {
 	final := filepath.Join(dir, fmt.Sprintf("ext4-%d.img", sizeMB))
 	if _, err := os.Stat(final); err == nil {
+		now := time.Now()
+		os.Chtimes(final, now, now) // recently used: kept by pruneTemplates
 		return final, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -109,7 +112,36 @@ func diskTemplate(ctx context.Context, dir string, sizeMB int) (string, error) {
 		os.Remove(tmp)
 		return "", err
 	}
-	return final, os.Rename(tmp, final)
+	if err := os.Rename(tmp, final); err != nil {
+		return "", err
+	}
+	pruneTemplates(dir, maxDiskTemplates)
+	return final, nil
+}
+
+// maxDiskTemplates bounds the template cache: callers choosing many disk
+// sizes must not fill the home with templates (a large disk's metadata
+// takes tens of MiB).
+const maxDiskTemplates = 8
+
+// pruneTemplates removes all but the keep most recently used templates in
+// dir (a copy in progress keeps its open file).
+func pruneTemplates(dir string, keep int) {
+	paths, _ := filepath.Glob(filepath.Join(dir, "ext4-*.img"))
+	type tpl struct {
+		path string
+		used time.Time
+	}
+	var ts []tpl
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil {
+			ts = append(ts, tpl{p, fi.ModTime()})
+		}
+	}
+	slices.SortFunc(ts, func(a, b tpl) int { return b.used.Compare(a.used) })
+	for i := keep; i < len(ts); i++ {
+		os.Remove(ts[i].path)
+	}
 }
 
 // mkfsDisk makes p a sparse, empty ext4 image of sizeMB.

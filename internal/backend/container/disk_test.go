@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestMakeDiskFromTemplate: a disk copied from the template is the same
@@ -89,5 +91,21 @@ func TestDiskFull(t *testing.T) {
 	d, err := client(t, inst).Disk(context.Background())
 	if err != nil || !d.Full() || d.Bytes > 64<<20 {
 		t.Errorf("the agent's disk: %+v %v", d, err)
+	}
+}
+
+// TestPruneTemplates: the template cache keeps the most recently used.
+func TestPruneTemplates(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	for i := range 5 {
+		p := filepath.Join(dir, "ext4-"+strconv.Itoa(100+i)+".img")
+		os.WriteFile(p, nil, 0o600)
+		os.Chtimes(p, now, now.Add(time.Duration(i)*time.Minute))
+	}
+	pruneTemplates(dir, 3)
+	left, _ := filepath.Glob(filepath.Join(dir, "ext4-*.img"))
+	if len(left) != 3 || filepath.Base(left[0]) != "ext4-102.img" {
+		t.Errorf("left: %v, want the 3 newest (102, 103, 104)", left)
 	}
 }
