@@ -40,7 +40,9 @@ func diskUsage(d agentproto.DiskStat) *api.DiskUsage {
 func (m *Manager) addDiskUsage(ctx context.Context, infos []api.SandboxInfo) {
 	var wg sync.WaitGroup
 	for i := range infos {
-		if infos[i].Status != api.StatusRunning {
+		if infos[i].Status != api.StatusRunning || infos[i].DiskMB == 0 {
+			// Not running, or made before disks had a size: its /tmp
+			// may be on the host's filesystem, whose use is not its.
 			continue
 		}
 		l := m.getLive(infos[i].UUID)
