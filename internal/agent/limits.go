@@ -24,6 +24,8 @@ type limitCounters struct {
 	oomKills int64 // processes the OOM killer killed
 	pidsMax  int64 // forks refused at the pids limit
 	ok       bool  // the counters could be read
+	// disk is the writable disk at the time (read after the process only).
+	disk agentproto.DiskStat
 }
 
 // cgroup counter files: cgroup v2, then v1 (as runc mounts it), then the
@@ -32,7 +34,28 @@ var (
 	oomFiles  = []string{"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"}
 	pidsFiles = []string{"/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events"}
 	vmstat    = "/proc/vmstat"
+	// diskPath is on the sandbox's writable disk on every backend (the
+	// container backend binds it from the disk, a microVM's guestinit
+	// from its writable disk).
+	diskPath = "/tmp"
 )
+
+// diskStat reads the writable disk's size and free space.
+func diskStat() (agentproto.DiskStat, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(diskPath, &st); err != nil {
+		return agentproto.DiskStat{}, fmt.Errorf("statfs %s: %w", diskPath, err)
+	}
+	bs := uint64(st.Bsize)
+	return agentproto.DiskStat{Bytes: st.Blocks * bs, Avail: st.Bavail * bs, Files: st.Files, FilesFree: st.Ffree}, nil
+}
+
+// readLimitCountersAfter is readLimitCounters with the disk's state.
+func readLimitCountersAfter() limitCounters {
+	c := readLimitCounters()
+	c.disk, _ = diskStat()
+	return c
+}
 
 func readLimitCounters() limitCounters {
 	var c limitCounters
@@ -80,6 +103,16 @@ func explainLimits(st agentproto.ExitStatus, before, after limitCounters) agentp
 		st.Error = "killed by the out-of-memory killer: the sandbox reached its memory limit"
 	case after.pidsMax > before.pidsMax:
 		st.Error = fmt.Sprintf("the sandbox reached its process limit while this ran (%d forks refused)", after.pidsMax-before.pidsMax)
+	case after.disk.Full():
+		st.Error = fmt.Sprintf("the sandbox's disk is full (%s): writes fail with \"No space left on device\"; delete files or create the sandbox with a larger --disk-mb", sizeMiB(after.disk.Bytes))
 	}
 	return st
+}
+
+// sizeMiB renders a disk size for a message.
+func sizeMiB(b uint64) string {
+	if b >= 10<<30 {
+		return fmt.Sprintf("%d GiB", b>>30)
+	}
+	return fmt.Sprintf("%d MiB", b>>20)
 }

@@ -39,4 +39,23 @@ func TestExplainLimits(t *testing.T) {
 	if st := explainLimits(timeout, before, limitCounters{oomKills: 9, ok: true}); st.Error != "timed out" {
 		t.Errorf("an explained status changed: %+v", st)
 	}
+	full := limitCounters{disk: agentproto.DiskStat{Bytes: 64 << 20, Avail: 4096, Files: 100, FilesFree: 50}}
+	if st := explainLimits(agentproto.ExitStatus{Code: 1}, limitCounters{}, full); !strings.Contains(st.Error, "disk is full (64 MiB)") ||
+		!strings.Contains(st.Error, "No space left on device") {
+		t.Errorf("disk full: %+v", st)
+	}
+	if st := explainLimits(agentproto.ExitStatus{Code: 0}, limitCounters{}, full); st.Error != "" {
+		t.Errorf("a success on a full disk is explained: %+v", st)
+	}
+	roomy := limitCounters{disk: agentproto.DiskStat{Bytes: 64 << 20, Avail: 8 << 20, Files: 100, FilesFree: 50}}
+	if st := explainLimits(agentproto.ExitStatus{Code: 1}, limitCounters{}, roomy); st.Error != "" {
+		t.Errorf("a failure with room on the disk is explained: %+v", st)
+	}
+	noInodes := limitCounters{disk: agentproto.DiskStat{Bytes: 64 << 20, Avail: 8 << 20, Files: 100}}
+	if st := explainLimits(agentproto.ExitStatus{Code: 1}, limitCounters{}, noInodes); !strings.Contains(st.Error, "disk is full") {
+		t.Errorf("no inodes left: %+v", st)
+	}
+	if (agentproto.DiskStat{}).Full() {
+		t.Error("an unknown disk counts as full")
+	}
 }

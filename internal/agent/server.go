@@ -278,6 +278,12 @@ func (s *Server) dispatch(ctx context.Context, st *yamux.Stream, req *agentproto
 		return result(st, s.hello())
 	case agentproto.OpPing:
 		return result(st, struct{}{})
+	case agentproto.OpDisk:
+		d, err := diskStat()
+		if err != nil {
+			return err
+		}
+		return result(st, d)
 	case agentproto.OpExec:
 		return s.handleExec(ctx, st, req.Exec)
 	case agentproto.OpSignal:

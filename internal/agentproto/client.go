@@ -109,6 +109,14 @@ func (c *Client) Ping(ctx context.Context) error {
 	return err
 }
 
+// Disk reports the sandbox's writable disk (see DiskStat). An agent older
+// than this op answers with an error classed errdefs.ErrNotImplemented.
+func (c *Client) Disk(ctx context.Context) (DiskStat, error) {
+	var d DiskStat
+	err := c.callJSON(ctx, &Request{Op: OpDisk}, &d)
+	return d, err
+}
+
 // Configure sets the agent's defaults for the processes it starts from
 // now on (see Configure).
 func (c *Client) Configure(ctx context.Context, cfg Configure) error {

@@ -40,6 +40,7 @@ const (
 	OpTarIn     = "tar_in"     // Path; host sends Data…, DataEnd → Result({})
 	OpShutdown  = "shutdown"   // → Result({}), then the agent exits
 	OpConfigure = "configure"  // Configure → Result({})
+	OpDisk      = "disk"       // → Result(DiskStat)
 	maxIDLength = 128
 	maxUserLen  = 256
 	// MaxArgs and MaxEnv bound an exec's argv and environment. They are
@@ -149,6 +150,25 @@ type HelloInfo struct {
 	Hostname     string `json:"hostname,omitempty"`
 	Arch         string `json:"arch,omitempty"`
 	Kernel       string `json:"kernel,omitempty"` // uname release
+}
+
+// DiskStat is the sandbox's writable disk as the agent sees it: the
+// filesystem holding /tmp, which every backend puts on the sandbox's disk
+// (with its upper layer or /root and /home).
+type DiskStat struct {
+	Bytes     uint64 `json:"bytes"`      // its size
+	Avail     uint64 `json:"avail"`      // bytes a process may still write
+	Files     uint64 `json:"files"`      // inodes
+	FilesFree uint64 `json:"files_free"` // free inodes
+}
+
+// DiskFullBytes is the free space below which a disk counts as full: a
+// write of any size may then fail with ENOSPC.
+const DiskFullBytes = 1 << 20
+
+// Full reports whether d has (nearly) no room left for data or inodes.
+func (d DiskStat) Full() bool {
+	return d.Bytes > 0 && (d.Avail < DiskFullBytes || d.Files > 0 && d.FilesFree == 0)
 }
 
 // BackgroundInfo describes a background process. ExitCode is nil while
@@ -262,7 +282,7 @@ func (r *Request) validate() error {
 		return nil
 	}
 	switch r.Op {
-	case OpHello, OpPing, OpBgList, OpShutdown:
+	case OpHello, OpPing, OpBgList, OpShutdown, OpDisk:
 		return nil
 	case OpExec, OpBgStart:
 		if r.Exec == nil {

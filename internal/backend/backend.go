@@ -166,6 +166,11 @@ type Resources struct {
 	MemoryMB  int `json:"memory_mb,omitempty"`  // default 512
 	VCPUs     int `json:"vcpus,omitempty"`      // default 1
 	PidsLimit int `json:"pids_limit,omitempty"` // default 1024
+	// DiskMB is the size of the sandbox's writable disk, which holds
+	// everything it writes (its upper layer, /root, /home, /tmp): writes
+	// past it fail with ENOSPC. Zero only in specs made before disks had
+	// a size (the container backend then keeps their files unlimited).
+	DiskMB int `json:"disk_mb,omitempty"`
 }
 
 // Security is the resolved security profile: every field is enforced or the

@@ -46,13 +46,13 @@ func newPoolListCmd(app *App) *cobra.Command {
 			if app.JSON {
 				return printJSON(cmd.OutOrStdout(), pools)
 			}
-			t := newTable(cmd.OutOrStdout(), "BACKEND", "IMAGE", "PROFILE", "MEMORY", "VCPUS", "SIZE", "READY", "STARTING", "CLAIMED", "MISSED", "NOTE")
+			t := newTable(cmd.OutOrStdout(), "BACKEND", "IMAGE", "PROFILE", "MEMORY", "VCPUS", "DISK", "SIZE", "READY", "STARTING", "CLAIMED", "MISSED", "NOTE")
 			for _, p := range pools {
 				note := p.Held
 				if p.LastError != "" {
 					note = "last error: " + p.LastError
 				}
-				t.row(p.Backend, p.Image, p.Profile, strconv.Itoa(p.MemoryMB)+" MiB", strconv.Itoa(p.VCPUs), strconv.Itoa(p.Size),
+				t.row(p.Backend, p.Image, p.Profile, strconv.Itoa(p.MemoryMB)+" MiB", strconv.Itoa(p.VCPUs), strconv.Itoa(p.DiskMB)+" MiB", strconv.Itoa(p.Size),
 					strconv.Itoa(p.Ready), strconv.Itoa(p.Starting), strconv.FormatUint(p.Claimed, 10), strconv.FormatUint(p.Missed, 10), note)
 			}
 			return t.flush()
@@ -69,6 +69,7 @@ func poolKeyFlags(cmd *cobra.Command, k *api.PoolKey) {
 	f.StringVarP(&k.Profile, "profile", "p", "", "security profile (default: moderate)")
 	f.IntVar(&k.MemoryMB, "memory-mb", 0, "memory limit in MiB (default: the daemon's)")
 	f.IntVar(&k.VCPUs, "vcpus", 0, "vCPUs (default: the daemon's)")
+	f.IntVar(&k.DiskMB, "disk-mb", 0, "disk size in MiB (default: the daemon's); a request takes a pooled sandbox only of its own disk size")
 }
 
 func newPoolSetCmd(app *App) *cobra.Command {

@@ -78,6 +78,7 @@ type runOptions struct {
 	profile   string
 	backend   string
 	memoryMB  int
+	diskMB    int
 	vcpus     int
 	keep      bool
 	noPool    bool
@@ -140,6 +141,7 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	fl.StringVarP(&o.profile, "profile", "p", "", "security profile: permissive, moderate or restrictive")
 	fl.StringVarP(&o.backend, "backend", "B", "", "sandbox backend: container, gvisor, microvm (upstream's docker, podman, firecracker are taken as container, microvm; default: the daemon's)")
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
+	fl.IntVar(&o.diskMB, "disk-mb", 0, "size of the sandbox's disk in MiB, which holds all it writes, /tmp included (default 10240)")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVarP(&o.keep, "keep", "k", false, "keep the sandbox after the command")
 	fl.BoolVar(&o.noPool, "no-pool", false, "start a sandbox of its own even when a warm pool matches")
@@ -168,8 +170,8 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	if ttl != "" && !o.keep {
 		return withCode(exitCLI, errors.New("--ttl needs --keep: without it the sandbox is removed when the command ends"))
 	}
-	if o.memoryMB < 0 || o.vcpus < 0 {
-		return withCode(exitCLI, fmt.Errorf("--memory-mb and --vcpus must not be negative"))
+	if o.memoryMB < 0 || o.vcpus < 0 || o.diskMB < 0 {
+		return withCode(exitCLI, fmt.Errorf("--memory-mb, --disk-mb and --vcpus must not be negative"))
 	}
 	cfg, err := o.cfg.load(true)
 	if err != nil {
@@ -213,7 +215,7 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 	}
 	create := api.CreateSandboxRequest{
 		Name: name, Image: image, Profile: o.profile, Backend: o.backend,
-		MemoryMB: o.memoryMB, VCPUs: o.vcpus, Ephemeral: !o.keep, NoPool: o.noPool || !o.fast, TTL: ttl,
+		MemoryMB: o.memoryMB, DiskMB: o.diskMB, VCPUs: o.vcpus, Ephemeral: !o.keep, NoPool: o.noPool || !o.fast, TTL: ttl,
 	}
 	mergeConfig(&create, cfg)
 	if err := o.net.apply(&create); err != nil {

@@ -40,6 +40,7 @@ type createOptions struct {
 	labels   []string
 	ttl      string
 	memoryMB int
+	diskMB   int
 	vcpus    int
 	noStart  bool
 	noPool   bool
@@ -146,6 +147,7 @@ that fails the sandbox is removed. NAME defaults to the file's
 	fl.StringArrayVar(&o.labels, "label", nil, "add a label `KEY=VALUE` (repeatable)")
 	fl.StringVar(&o.ttl, "ttl", "", "remove the sandbox after this `DURATION` (e.g. 30m, 2h, 1d)")
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
+	fl.IntVar(&o.diskMB, "disk-mb", 0, "size of the sandbox's disk in MiB, which holds all it writes, /tmp included (default 10240)")
 	fl.IntVar(&o.vcpus, "vcpus", 0, "number of CPUs")
 	fl.BoolVar(&o.noStart, "no-start", false, "create the sandbox stopped")
 	fl.BoolVar(&o.noPool, "no-pool", false, "start a sandbox of its own even when a warm pool matches")
@@ -169,12 +171,12 @@ func (o *createOptions) request(name string) (api.CreateSandboxRequest, error) {
 	if err != nil {
 		return api.CreateSandboxRequest{}, err
 	}
-	if o.memoryMB < 0 || o.vcpus < 0 {
-		return api.CreateSandboxRequest{}, fmt.Errorf("--memory-mb and --vcpus must not be negative")
+	if o.memoryMB < 0 || o.vcpus < 0 || o.diskMB < 0 {
+		return api.CreateSandboxRequest{}, fmt.Errorf("--memory-mb, --disk-mb and --vcpus must not be negative")
 	}
 	req := api.CreateSandboxRequest{
 		Name: name, Image: o.image, Profile: o.profile, Backend: o.backend, Dirs: dirs,
-		Labels: labels, TTL: ttl, MemoryMB: o.memoryMB, VCPUs: o.vcpus, NoPool: o.noPool,
+		Labels: labels, TTL: ttl, MemoryMB: o.memoryMB, DiskMB: o.diskMB, VCPUs: o.vcpus, NoPool: o.noPool,
 	}
 	if o.noStart {
 		f := false
@@ -216,7 +218,7 @@ func newListCmd(app *App) *cobra.Command {
 func printSandboxTable(w io.Writer, now time.Time, list []api.SandboxInfo) error {
 	t := newTable(w, "NAME", "STATUS", "BACKEND", "IMAGE", "CREATED")
 	for _, sb := range list {
-		t.row(sb.Name, sb.Status, sb.Backend, orDash(sb.Image), ago(now, sb.CreatedAt))
+		t.row(sb.Name, statusText(sb), sb.Backend, orDash(sb.Image), ago(now, sb.CreatedAt))
 	}
 	return t.flush()
 }
@@ -244,7 +246,7 @@ func printSandboxInfo(w io.Writer, now time.Time, sb api.SandboxInfo) error {
 	line := func(k, v string) { fmt.Fprintf(w, "%-10s %s\n", k+":", oneLine(v)) }
 	line("Name", sb.Name)
 	line("UUID", sb.UUID)
-	line("Status", sb.Status)
+	line("Status", statusText(sb))
 	if sb.Error != "" {
 		line("Error", sb.Error)
 	}
@@ -257,6 +259,7 @@ func printSandboxInfo(w io.Writer, now time.Time, sb api.SandboxInfo) error {
 	}
 	line("VCPUs", zeroDash(sb.VCPUs))
 	line("Memory", zeroDash(sb.MemoryMB)+mbSuffix(sb.MemoryMB))
+	line("Disk", diskText(sb))
 	line("Created", sb.CreatedAt.Local().Format(time.RFC3339)+" ("+ago(now, sb.CreatedAt)+")")
 	if sb.ExpiresAt != nil {
 		line("Expires", sb.ExpiresAt.Local().Format(time.RFC3339)+" ("+until(now, *sb.ExpiresAt)+")")
@@ -308,4 +311,27 @@ func mbSuffix(n int) string {
 		return ""
 	}
 	return " MiB"
+}
+
+// statusText is a sandbox's status, with "disk full" when its disk is.
+func statusText(sb api.SandboxInfo) string {
+	if sb.Disk != nil && sb.Disk.Full {
+		return sb.Status + " (" + api.DiskFull + ")"
+	}
+	return sb.Status
+}
+
+// diskText describes a sandbox's disk: its size, and its use while it runs.
+func diskText(sb api.SandboxInfo) string {
+	if sb.DiskMB == 0 {
+		return "not limited (made before sandbox disks had a size)"
+	}
+	s := strconv.Itoa(sb.DiskMB) + " MiB"
+	if d := sb.Disk; d != nil {
+		s += fmt.Sprintf(" (%d MiB used, %d MiB free)", d.UsedMB, d.AvailMB)
+		if d.Full {
+			s += ": " + strings.ToUpper(api.DiskFull[:1]) + api.DiskFull[1:] + ", writes fail with \"No space left on device\""
+		}
+	}
+	return s
 }

@@ -34,6 +34,10 @@ create --config. Files, mounts, labels and the network policy are not in it.`,
 				m := int64(info.MemoryMB)
 				cfg.Resources.MemoryMB = &m
 			}
+			if info.DiskMB > 0 {
+				d := int64(info.DiskMB)
+				cfg.Resources.DiskMB = &d
+			}
 			_, err = cmd.OutOrStdout().Write(config.Render(cfg, ""))
 			return err
 		},

@@ -100,6 +100,9 @@ func mergeConfig(req *api.CreateSandboxRequest, cfg *config.Config) {
 	if req.MemoryMB == 0 {
 		req.MemoryMB = from.MemoryMB
 	}
+	if req.DiskMB == 0 {
+		req.DiskMB = from.DiskMB
+	}
 	if req.Network == nil {
 		req.Network = from.Network
 	}

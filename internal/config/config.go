@@ -28,6 +28,7 @@ const (
 	maxStringBytes = 4096     // any other string value
 	maxVCPUs       = 1024
 	maxMemoryMB    = 16 << 20 // 16 TiB: a typo guard; the daemon checks the host
+	maxDiskMB      = 16 << 20 // as maxMemoryMB
 )
 
 // Config is one agentkernel.toml. Field names and meanings follow upstream
@@ -80,6 +81,8 @@ type Agent struct {
 type Resources struct {
 	VCPUs    *int64 `toml:"vcpus"`
 	MemoryMB *int64 `toml:"memory_mb"`
+	// DiskMB is the sandbox's disk size (ours: upstream has none).
+	DiskMB *int64 `toml:"disk_mb"`
 }
 
 // Network is upstream's [network]: Firecracker's vsock CID (refused) and

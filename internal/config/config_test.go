@@ -27,6 +27,7 @@ compatibility_mode = "native"
 [resources]
 vcpus = 2
 memory_mb = 1024
+disk_mb = 2048
 
 [security]
 profile = "restrictive"
@@ -59,7 +60,7 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("sandbox: %+v", c.Sandbox)
 	}
 	req := c.Request()
-	if req.Name != "my-app" || req.Image != "python:3.12-slim" || req.Profile != "restrictive" || req.VCPUs != 2 || req.MemoryMB != 1024 {
+	if req.Name != "my-app" || req.Image != "python:3.12-slim" || req.Profile != "restrictive" || req.VCPUs != 2 || req.MemoryMB != 1024 || req.DiskMB != 2048 {
 		t.Errorf("request: %+v", req)
 	}
 	if len(c.Files) != 2 || c.Files[1].Mode != "0600" || c.Files[0].Dest != "/app/.env" {
@@ -109,6 +110,7 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"[resources]\nmemory_mb = 99999999999999999999\n", "line 2"},
 		{"[resources]\nvcpus = 0\n", "resources.vcpus 0"},
 		{"[resources]\nmemory_mb = 8\n", "resources.memory_mb 8"},
+		{"[resources]\ndisk_mb = 10\n", "resources.disk_mb 10"},
 		{"[sandbox]\nname = \"../x\"\n", "sandbox.name"},
 		{"[sandbox]\nruntime = \"cobol\"\n", "sandbox.runtime \"cobol\""},
 		{"[sandbox]\nbase_image = \"--privileged\"\n", "sandbox.base_image"},

@@ -67,6 +67,9 @@ func Render(c *Config, header string) []byte {
 	if v := c.Resources.MemoryMB; v != nil {
 		kv = append(kv, "memory_mb", strconv.FormatInt(*v, 10))
 	}
+	if v := c.Resources.DiskMB; v != nil {
+		kv = append(kv, "disk_mb", strconv.FormatInt(*v, 10))
+	}
 	flush("resources")
 	if v := c.Network.VsockCID; v != nil {
 		kv = append(kv, "vsock_cid", strconv.FormatInt(*v, 10))

@@ -33,6 +33,9 @@ func (c *Config) Request() api.CreateSandboxRequest {
 	if v := c.Resources.MemoryMB; v != nil {
 		req.MemoryMB = int(*v)
 	}
+	if v := c.Resources.DiskMB; v != nil {
+		req.DiskMB = int(*v)
+	}
 	if n := c.Security.Network; n != nil && !*n {
 		// Enforced, not ignored: no gateway, loopback only.
 		req.Network = &api.NetworkPolicy{Profile: "none"}

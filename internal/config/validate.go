@@ -49,6 +49,9 @@ func (c *Config) validate(p *problems) {
 	if v := c.Resources.MemoryMB; v != nil && (*v < 16 || *v > maxMemoryMB) {
 		p.bad("resources.memory_mb %d: want 16 to %d", *v, maxMemoryMB)
 	}
+	if v := c.Resources.DiskMB; v != nil && (*v < 64 || *v > maxDiskMB) {
+		p.bad("resources.disk_mb %d: want 64 to %d", *v, maxDiskMB)
+	}
 	if pr := c.Security.Profile; pr != "" && !slices.Contains(profiles, pr) {
 		p.bad("security.profile %q: use one of %s", pr, strings.Join(profiles, ", "))
 	}

@@ -35,18 +35,20 @@ func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
 	return &hostRuntime{
 		images: imgs,
 		container: container.New(container.Options{
-			RuntimeRoot: l.RuncRoot(),
-			Images:      imgs,
-			Logger:      log,
+			RuntimeRoot:   l.RuncRoot(),
+			Images:        imgs,
+			DiskTemplates: l.DiskTemplatesDir(),
+			Logger:        log,
 		}),
 		// The container backend's gVisor flavor: runsc from the cache
 		// scripts/runsc.sh fills, else PATH.
 		gvisor: container.New(container.Options{
-			Flavor:      container.GVisor,
-			RuntimeRoot: l.RunscRoot(),
-			Images:      imgs,
-			Platform:    os.Getenv("AGENTKERNEL_GVISOR_PLATFORM"), // "systrap", "ptrace" or "" (probe)
-			Logger:      log,
+			Flavor:        container.GVisor,
+			RuntimeRoot:   l.RunscRoot(),
+			Images:        imgs,
+			DiskTemplates: l.DiskTemplatesDir(),
+			Platform:      os.Getenv("AGENTKERNEL_GVISOR_PLATFORM"), // "systrap", "ptrace" or "" (probe)
+			Logger:        log,
 		}),
 		microvm: microvm.New(microvm.Options{
 			KernelDir: KernelDir(l),

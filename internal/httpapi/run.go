@@ -29,8 +29,8 @@ func checkRun(req api.RunRequest) (sandbox.ExecOptions, error) {
 			return sandbox.ExecOptions{}, err
 		}
 	}
-	if req.VCPUs < 0 || req.MemoryMB < 0 {
-		return sandbox.ExecOptions{}, invalidf("vcpus and memory_mb must not be negative")
+	if req.VCPUs < 0 || req.MemoryMB < 0 || req.DiskMB < 0 {
+		return sandbox.ExecOptions{}, invalidf("vcpus, memory_mb and disk_mb must not be negative")
 	}
 	if len(req.Command) == 0 {
 		// The image's Entrypoint and Cmd, filled in by the Service.
@@ -46,7 +46,7 @@ func (s *server) withRunSandbox(ctx context.Context, name string, req api.RunReq
 	start := true
 	_, err := s.svc.CreateSandbox(ctx, api.CreateSandboxRequest{
 		Name: name, Image: req.Image, Profile: req.Profile, Backend: req.Backend,
-		MemoryMB: req.MemoryMB, VCPUs: req.VCPUs, Ephemeral: true, Start: &start, Network: req.Network,
+		MemoryMB: req.MemoryMB, VCPUs: req.VCPUs, DiskMB: req.DiskMB, Ephemeral: true, Start: &start, Network: req.Network,
 		NoPool: req.Fast != nil && !*req.Fast,
 	})
 	if err != nil {

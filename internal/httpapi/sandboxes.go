@@ -84,8 +84,8 @@ func (s *server) createSandbox(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if req.VCPUs < 0 || req.MemoryMB < 0 {
-		s.writeError(w, r, invalidf("vcpus and memory_mb must not be negative"))
+	if req.VCPUs < 0 || req.MemoryMB < 0 || req.DiskMB < 0 {
+		s.writeError(w, r, invalidf("vcpus, memory_mb and disk_mb must not be negative"))
 		return
 	}
 	if req.Image != "" {

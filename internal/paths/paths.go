@@ -66,6 +66,10 @@ func (l Layout) RuncRoot() string { return filepath.Join(l.Home, "runc") }
 // RunscRoot is the runsc state root for this home's gvisor sandboxes.
 func (l Layout) RunscRoot() string { return filepath.Join(l.Home, "runsc") }
 
+// DiskTemplatesDir caches the empty ext4 images that container and gVisor
+// sandboxes' disks are copied from, one per disk size.
+func (l Layout) DiskTemplatesDir() string { return filepath.Join(l.Home, "disk-templates") }
+
 // AuditDir holds the global audit log and the logs of removed sandboxes.
 func (l Layout) AuditDir() string { return filepath.Join(l.Home, "audit") }
 

@@ -131,8 +131,11 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 	if _, ok := m.cfg.Backends[backendName]; !ok {
 		return nil, zero, fmt.Errorf("%w: unknown backend %q (available: %s)", errdefs.ErrInvalidArgument, backendName, strings.Join(m.backendNames(), ", "))
 	}
-	res, err := ResolveResources(req.MemoryMB, req.VCPUs)
+	res, err := ResolveResources(req.MemoryMB, req.VCPUs, req.DiskMB)
 	if err != nil {
+		return nil, zero, err
+	}
+	if err := checkDiskFits(m.cfg.Layout.SandboxesDir(), res.DiskMB); err != nil {
 		return nil, zero, err
 	}
 	sec, err := ResolveProfile(req.Profile)

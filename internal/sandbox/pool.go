@@ -67,12 +67,12 @@ func (m *Manager) ResolvePoolKey(ctx context.Context, k api.PoolKey) (api.PoolKe
 
 func poolRequest(k api.PoolKey) api.CreateSandboxRequest {
 	return api.CreateSandboxRequest{Name: "pool", Image: k.Image, Backend: k.Backend, Profile: k.Profile,
-		MemoryMB: k.MemoryMB, VCPUs: k.VCPUs}
+		MemoryMB: k.MemoryMB, VCPUs: k.VCPUs, DiskMB: k.DiskMB}
 }
 
 func keyOf(spec *backend.Spec, rec store.Sandbox) api.PoolKey {
 	return api.PoolKey{Backend: spec.Backend, Image: rec.Image, Profile: rec.Profile,
-		MemoryMB: spec.Resources.MemoryMB, VCPUs: spec.Resources.VCPUs}
+		MemoryMB: spec.Resources.MemoryMB, VCPUs: spec.Resources.VCPUs, DiskMB: spec.Resources.DiskMB}
 }
 
 func poolColumn(k api.PoolKey) string {
@@ -209,6 +209,7 @@ func poolable(req api.CreateSandboxRequest, spec *backend.Spec) bool {
 func sameStart(pooled, want *backend.Spec, resize bool) bool {
 	return pooled.Backend == want.Backend && pooled.AgentPath == want.AgentPath &&
 		reflect.DeepEqual(pooled.Rootfs, want.Rootfs) && (resize || pooled.Resources == want.Resources) &&
+		pooled.Resources.DiskMB == want.Resources.DiskMB &&
 		reflect.DeepEqual(pooled.Security, want.Security) && pooled.Workdir == want.Workdir &&
 		pooled.User == want.User && reflect.DeepEqual(pooled.Cmd, want.Cmd) &&
 		len(pooled.Mounts) == 0 && len(want.Mounts) == 0 && (pooled.Gateway == nil) == (want.Gateway == nil)
@@ -246,7 +247,7 @@ func (m *Manager) claim(ctx context.Context, req api.CreateSandboxRequest, spec 
 func (m *Manager) claimKeys(spec *backend.Spec, rec store.Sandbox) []api.PoolKey {
 	key := keyOf(spec, rec)
 	keys := []api.PoolKey{key}
-	def, err := ResolveResources(0, 0)
+	def, err := ResolveResources(0, 0, spec.Resources.DiskMB)
 	if err == nil && m.resizes(spec.Backend) && (key.MemoryMB != def.MemoryMB || key.VCPUs != def.VCPUs) {
 		dk := key
 		dk.MemoryMB, dk.VCPUs = def.MemoryMB, def.VCPUs

@@ -33,6 +33,15 @@ func (m *Manager) info(ctx context.Context, uuid string) (api.SandboxInfo, error
 	return m.toInfo(rec), nil
 }
 
+// toInfoDisk is toInfo with the disk's use of a running sandbox (info and
+// list; the answers of lifecycle operations such as create skip the
+// agent's round trip).
+func (m *Manager) toInfoDisk(ctx context.Context, rec store.Sandbox) api.SandboxInfo {
+	infos := []api.SandboxInfo{m.toInfo(rec)}
+	m.addDiskUsage(ctx, infos)
+	return infos[0]
+}
+
 func (m *Manager) toInfo(rec store.Sandbox) api.SandboxInfo {
 	info := api.SandboxInfo{
 		Name: rec.Name, UUID: rec.UUID, Status: rec.Status, Backend: rec.Backend,
@@ -42,6 +51,7 @@ func (m *Manager) toInfo(rec store.Sandbox) api.SandboxInfo {
 	}
 	if spec, err := specOf(rec.Spec); err == nil {
 		info.Network = spec.Security.Network
+		info.DiskMB = spec.Resources.DiskMB
 	} else if sec, err := ResolveProfile(rec.Profile); err == nil {
 		info.Network = sec.Network
 	}
@@ -62,6 +72,7 @@ func (m *Manager) ListSandboxes(ctx context.Context) ([]api.SandboxInfo, error) 
 		}
 		out = append(out, m.toInfo(r))
 	}
+	m.addDiskUsage(ctx, out)
 	return out, nil
 }
 
@@ -71,7 +82,7 @@ func (m *Manager) GetSandbox(ctx context.Context, name string) (api.SandboxInfo,
 	if err != nil {
 		return api.SandboxInfo{}, err
 	}
-	return m.toInfo(rec), nil
+	return m.toInfoDisk(ctx, rec), nil
 }
 
 // GetSandboxByUUID describes one sandbox by its UUID.

@@ -23,15 +23,30 @@ const (
 	DefaultMemoryMB  = 512
 	DefaultVCPUs     = 1
 	DefaultPidsLimit = 1024
+	// DefaultDiskMB is the size of a sandbox's writable disk (sparse: it
+	// takes host space only as it is written), which bounds everything
+	// the sandbox writes.
+	DefaultDiskMB = 10240
+	// MinDiskMB is the smallest disk (ext4 with its journal fits well).
+	MinDiskMB = 64
+	// maxDiskMB catches unit mistakes (16 TiB); the daemon also refuses
+	// a disk larger than the filesystem of its home.
+	maxDiskMB = 16 << 20
 	// maxTTL bounds a sandbox's lifetime extension, to catch unit mistakes.
 	maxTTL = 365 * 24 * time.Hour
 )
 
 // ResolveResources applies defaults and refuses limits the host cannot give.
-func ResolveResources(memoryMB, vcpus int) (backend.Resources, error) {
-	r := backend.Resources{MemoryMB: memoryMB, VCPUs: vcpus, PidsLimit: DefaultPidsLimit}
+func ResolveResources(memoryMB, vcpus, diskMB int) (backend.Resources, error) {
+	r := backend.Resources{MemoryMB: memoryMB, VCPUs: vcpus, PidsLimit: DefaultPidsLimit, DiskMB: diskMB}
 	if r.MemoryMB == 0 {
 		r.MemoryMB = DefaultMemoryMB
+	}
+	if r.DiskMB == 0 {
+		r.DiskMB = DefaultDiskMB
+	}
+	if r.DiskMB < MinDiskMB || r.DiskMB > maxDiskMB {
+		return r, fmt.Errorf("%w: disk_mb %d: want %d to %d", errdefs.ErrInvalidArgument, r.DiskMB, MinDiskMB, maxDiskMB)
 	}
 	if r.VCPUs == 0 {
 		r.VCPUs = DefaultVCPUs

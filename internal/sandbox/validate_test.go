@@ -24,13 +24,17 @@ func TestValidateName(t *testing.T) {
 }
 
 func TestResolveResources(t *testing.T) {
-	r, err := ResolveResources(0, 0)
-	if err != nil || r.MemoryMB != DefaultMemoryMB || r.VCPUs != DefaultVCPUs || r.PidsLimit != DefaultPidsLimit {
+	r, err := ResolveResources(0, 0, 0)
+	if err != nil || r.MemoryMB != DefaultMemoryMB || r.VCPUs != DefaultVCPUs || r.PidsLimit != DefaultPidsLimit || r.DiskMB != DefaultDiskMB {
 		t.Fatalf("defaults: %+v %v", r, err)
 	}
-	for _, c := range []struct{ mem, cpu int }{{8, 1}, {1 << 30, 1}, {64, 1 << 12}, {64, -1}} {
-		if _, err := ResolveResources(c.mem, c.cpu); !errors.Is(err, errdefs.ErrInvalidArgument) {
-			t.Errorf("mem %d cpu %d: %v", c.mem, c.cpu, err)
+	if r, err := ResolveResources(0, 0, MinDiskMB); err != nil || r.DiskMB != MinDiskMB {
+		t.Errorf("the smallest disk: %+v %v", r, err)
+	}
+	for _, c := range []struct{ mem, cpu, disk int }{{8, 1, 0}, {1 << 30, 1, 0}, {64, 1 << 12, 0}, {64, -1, 0},
+		{64, 1, MinDiskMB - 1}, {64, 1, -1}, {64, 1, 1 << 30}} {
+		if _, err := ResolveResources(c.mem, c.cpu, c.disk); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("mem %d cpu %d disk %d: %v", c.mem, c.cpu, c.disk, err)
 		}
 	}
 }

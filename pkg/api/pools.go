@@ -20,6 +20,9 @@ type PoolKey struct {
 	Profile  string `json:"profile,omitempty"`
 	MemoryMB int    `json:"memory_mb,omitempty"`
 	VCPUs    int    `json:"vcpus,omitempty"`
+	// DiskMB is the size of the sandboxes' disks: a disk cannot shrink
+	// in place, so a request matches only a pool of its own disk size.
+	DiskMB int `json:"disk_mb,omitempty"`
 }
 
 // String is the key as `serve --pool` and `pool set` write it:
@@ -41,6 +44,7 @@ func (k PoolKey) String() string {
 	add("profile", k.Profile)
 	num("memory_mb", k.MemoryMB)
 	num("vcpus", k.VCPUs)
+	num("disk_mb", k.DiskMB)
 	return strings.Join(parts, ",")
 }
 
@@ -85,8 +89,10 @@ func ParsePoolKey(s string) (PoolKey, error) {
 			k.MemoryMB, err = strconv.Atoi(v)
 		case "vcpus":
 			k.VCPUs, err = strconv.Atoi(v)
+		case "disk_mb":
+			k.DiskMB, err = strconv.Atoi(v)
 		default:
-			return k, fmt.Errorf("%w: pool key %q: unknown field %q (backend, image, profile, memory_mb, vcpus)", errdefs.ErrInvalidArgument, s, name)
+			return k, fmt.Errorf("%w: pool key %q: unknown field %q (backend, image, profile, memory_mb, vcpus, disk_mb)", errdefs.ErrInvalidArgument, s, name)
 		}
 		if err != nil {
 			return k, fmt.Errorf("%w: pool key %q: %s is not a number", errdefs.ErrInvalidArgument, s, name)

@@ -11,13 +11,14 @@ func TestParsePoolSize(t *testing.T) {
 		"python:3.12=2":                    {Image: "python:3.12"},
 		"backend=microvm,image=host=2":     {Backend: "microvm", Image: "host"},
 		"image=a,memory_mb=1024,vcpus=2=2": {Image: "a", MemoryMB: 1024, VCPUs: 2},
+		"image=host,disk_mb=512=2":         {Image: "host", DiskMB: 512},
 	} {
 		k, n, err := ParsePoolSize(in)
 		if err != nil || k != want || n != 2 {
 			t.Errorf("%q: %+v %d %v", in, k, n, err)
 		}
 	}
-	for _, bad := range []string{"", "=2", "host", "host=-1", "host=1001", "backend=x,nope=1=2", "memory_mb=x=1", "image==1"} {
+	for _, bad := range []string{"", "=2", "host", "host=-1", "host=1001", "backend=x,nope=1=2", "memory_mb=x=1", "disk_mb=x=1", "image==1"} {
 		if _, _, err := ParsePoolSize(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -65,7 +65,26 @@ type SandboxInfo struct {
 	Error string `json:"error,omitempty"`
 	// Ephemeral sandboxes belong to one run and are removed with it.
 	Ephemeral bool `json:"ephemeral,omitempty"`
+	// DiskMB is the size of the sandbox's writable disk; 0 for a sandbox
+	// made before disks had a size, whose writes are not limited.
+	DiskMB int `json:"disk_mb,omitempty"`
+	// Disk is the disk's use, asked of the running sandbox (absent when
+	// it is not running or did not answer in time).
+	Disk *DiskUsage `json:"disk,omitempty"`
 }
+
+// DiskUsage is how full a running sandbox's writable disk is. Full means
+// writes fail with "No space left on device" (ENOSPC): the sandbox keeps
+// running, and deleting files makes room again.
+type DiskUsage struct {
+	SizeMB  int64 `json:"size_mb"`  // the filesystem's size (a little under DiskMB)
+	UsedMB  int64 `json:"used_mb"`  // in use
+	AvailMB int64 `json:"avail_mb"` // still writable
+	Full    bool  `json:"full"`
+}
+
+// DiskFull is how the CLI and the docs name a sandbox whose disk is full.
+const DiskFull = "disk full"
 
 // CreateSandboxRequest is the body of POST /sandboxes.
 //
@@ -82,12 +101,16 @@ type SandboxInfo struct {
 // default, x-api-key for api.anthropic.com). Network and Publish are
 // additions (see NetworkPolicy).
 type CreateSandboxRequest struct {
-	Name     string            `json:"name"`
-	Image    string            `json:"image,omitempty"`
-	Profile  string            `json:"profile,omitempty"`
-	VCPUs    int               `json:"vcpus,omitempty"`
-	MemoryMB int               `json:"memory_mb,omitempty"`
-	Labels   map[string]string `json:"labels,omitempty"`
+	Name     string `json:"name"`
+	Image    string `json:"image,omitempty"`
+	Profile  string `json:"profile,omitempty"`
+	VCPUs    int    `json:"vcpus,omitempty"`
+	MemoryMB int    `json:"memory_mb,omitempty"`
+	// DiskMB is the size of the sandbox's writable disk, which holds all
+	// it writes (/tmp included); default 10240. Writes past it fail with
+	// "No space left on device".
+	DiskMB int               `json:"disk_mb,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 	// TTL is a duration such as "30m" or "2h"; empty means no expiry.
 	TTL string `json:"ttl,omitempty"`
 	// Dirs are host directories mounted into the sandbox: "HOST:SANDBOX[:ro]".
@@ -178,6 +201,7 @@ type RunRequest struct {
 	Backend  string   `json:"backend,omitempty"`
 	MemoryMB int      `json:"memory_mb,omitempty"`
 	VCPUs    int      `json:"vcpus,omitempty"`
+	DiskMB   int      `json:"disk_mb,omitempty"`
 	Stdin    string   `json:"stdin,omitempty"`
 	// Network adjusts the egress policy the profile gives, as in
 	// CreateSandboxRequest (an addition to upstream's fields).

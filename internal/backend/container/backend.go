@@ -68,6 +68,10 @@ type Options struct {
 	IDMap oci.IDMap
 	// Images provides the host image's view (needed for Rootfs.Host).
 	Images *image.Store
+	// DiskTemplates caches an empty ext4 image of each disk size that
+	// sandboxes' disks are copied from (see makeDisk); empty makes each
+	// disk with mkfs.ext4.
+	DiskTemplates string
 	// StartTimeout bounds the wait for the agent socket; default 10s. The
 	// context given to Start may shorten it.
 	StartTimeout time.Duration
@@ -232,6 +236,14 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 	if err := os.MkdirAll(l.bundle, 0o700); err != nil {
 		return nil, err
 	}
+	if hasDisk(&s) {
+		if err := makeDisk(ctx, l.diskImg, s.Resources.DiskMB, b.opts.DiskTemplates); err != nil {
+			return nil, fmt.Errorf("creating the sandbox's disk: %w", err)
+		}
+		if err := mountDisk(l.diskImg, l.disk); err != nil {
+			return nil, err
+		}
+	}
 	var cfg oci.Config
 	etcRoot := ""
 	if s.Rootfs.Host {
@@ -339,7 +351,18 @@ func (b *Backend) Changes(spec *backend.Spec) (backend.Changes, error) {
 		return backend.Changes{}, fmt.Errorf("%w: sandbox %s uses the host image, which has no layers to commit on; "+
 			"only its /root, /home and /var/tmp are its own (copy them out with `agentkernel cp`)", errdefs.ErrFailedPrecondition, spec.Name)
 	}
-	return backend.Changes{UpperDir: b.layout(spec).upper, Layers: spec.Rootfs.Layers}, nil
+	l := b.layout(spec)
+	if hasDisk(spec) {
+		// A stopped sandbox's disk is not mounted: mount it to read it
+		// (the next start uses the mount; Cleanup removes it).
+		if _, err := os.Stat(l.diskImg); err != nil {
+			return backend.Changes{}, fmt.Errorf("%w: sandbox %s has no disk yet (it never started): %v", errdefs.ErrFailedPrecondition, spec.Name, err)
+		}
+		if err := mountDisk(l.diskImg, l.disk); err != nil {
+			return backend.Changes{}, err
+		}
+	}
+	return backend.Changes{UpperDir: l.upper, Layers: spec.Rootfs.Layers}, nil
 }
 
 var _ backend.ChangesReader = (*Backend)(nil)
@@ -382,6 +405,11 @@ func (b *Backend) teardown(ctx context.Context, s *backend.Spec) error {
 	if err := removeRootfs(l.sysfs); err != nil { // a gateway sandbox's /sys
 		errs = append(errs, err)
 	}
+	// After the rootfs, whose overlay's upper layer is on the disk; the
+	// loop device detaches itself at the unmount (AUTOCLEAR).
+	if err := unmountAll(l.disk); err != nil {
+		errs = append(errs, fmt.Errorf("unmounting the sandbox's disk: %w", err))
+	}
 	if err := os.Remove(filepath.Join(l.agentRun, oci.AgentSocketName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
 	}
@@ -400,7 +428,11 @@ func (b *Backend) hasRuntimeState(id string) bool {
 }
 
 func (b *Backend) layout(s *backend.Spec) layout {
-	return layoutOf(s.StateDir, b.opts.RootfsDir, s.ID)
+	l := layoutOf(s.StateDir, b.opts.RootfsDir, s.ID)
+	if hasDisk(s) {
+		l = l.onDisk()
+	}
+	return l
 }
 
 // openConsole opens console.log for appending, rotating it first if large.

@@ -301,7 +301,14 @@ func TestImportedImage(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(img.Layers[0], "new-file")); err == nil {
 		t.Error("new file written into the layer")
 	}
-	upper := filepath.Join(s.StateDir, "overlay", "upper")
+	ch, err := e.b.Changes(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper := ch.UpperDir
+	if !strings.HasPrefix(upper, filepath.Join(s.StateDir, diskMount)+"/") {
+		t.Errorf("the upper layer %s is not on the sandbox's disk", upper)
+	}
 	if b, _ := os.ReadFile(filepath.Join(upper, "etc", "greeting")); string(b) != "changed" {
 		t.Errorf("upper layer has %q", b)
 	}

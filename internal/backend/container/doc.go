@@ -10,8 +10,11 @@
 // root filesystem's mount point:
 //
 //	bundle/config.json  the runtime spec, rewritten on every Start
-//	overlay/upper,work  the sandbox's copy-on-write layer (imported images)
-//	persist/            /root, /home and /var/tmp of the host image
+//	disk.ext4           the sandbox's disk, Resources.DiskMB (see disk.go),
+//	                    loop-mounted at disk/ while it runs, holding:
+//	disk/overlay/upper,work  the copy-on-write layer (imported images)
+//	disk/persist/       /root, /home and /var/tmp of the host image
+//	disk/tmp/           /tmp, made afresh at each Start
 //	agent-run/          bound at /.agentkernel/run; holds agent.sock
 //	console.log         the container's stdout and stderr (and runc's errors)
 //	init.pid            written by runc
@@ -22,8 +25,10 @@
 //	                    inside its network namespace (see network.go)
 //
 // Both kinds of root keep their writable parts across Stop and a later Start
-// with the same Spec: the overlay's upper layer and persist/ stay in
-// StateDir. Stop and Cleanup unmount and delete <RootfsDir>/<id>.
+// with the same Spec: the overlay's upper layer and persist/ stay on the
+// disk. Stop and Cleanup unmount and delete <RootfsDir>/<id> and unmount
+// the disk. (A spec without DiskMB, from before disks, keeps overlay/,
+// persist/ and tmp/ directly in StateDir, unlimited.)
 //
 // # Permissions on the path to the rootfs
 //

@@ -312,5 +312,6 @@ func (b *Backend) probeGVisor(ctx context.Context) []api.DoctorCheck {
 	}
 	fs, _ := os.ReadFile("/proc/filesystems")
 	add("gvisor: overlayfs", strings.Contains(string(fs), "\toverlay\n"), "needed for imported images", "modprobe overlay")
+	checks = append(checks, probeDisks("gvisor")...)
 	return checks
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/oci"
+	"github.com/agentkernel/agentkernel/internal/testutil"
 )
 
 // agentBin is the real guest agent (cmd/agentkernel-agent) the tests run as
@@ -156,8 +157,9 @@ func (e *env) spec(t *testing.T) *backend.Spec {
 	}
 	return &backend.Spec{
 		ID: id, Name: "test", StateDir: sd, AgentPath: agentBin,
-		Rootfs:   backend.RootfsSpec{Host: true},
-		Security: backend.Security{Network: "loopback", Seccomp: "default"},
+		Rootfs:    backend.RootfsSpec{Host: true},
+		Security:  backend.Security{Network: "loopback", Seccomp: "default"},
+		Resources: backend.Resources{DiskMB: 256},
 	}
 }
 
@@ -195,6 +197,12 @@ func (e *env) assertClean(t *testing.T, s *backend.Spec) {
 	}
 	if _, err := os.Lstat(rootfs); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("rootfs left behind: %v", err)
+	}
+	if mps, err := mountsUnder(s.StateDir); err != nil || len(mps) > 0 {
+		t.Errorf("mounts left in the state directory (the disk?): %v %v", mps, err)
+	}
+	if ls := testutil.LoopDevicesUnder(s.StateDir); len(ls) > 0 {
+		t.Errorf("loop devices left: %v", ls)
 	}
 	dirs, err := cgroupDirs(oci.CgroupsPath(e.opts.CgroupParent, s.ID))
 	if err != nil {

@@ -62,6 +62,28 @@ func (b *Backend) Probe(ctx context.Context) []api.DoctorCheck {
 	fs, _ := os.ReadFile("/proc/filesystems")
 	hasOverlay := strings.Contains(string(fs), "\toverlay\n")
 	add("container: overlayfs", hasOverlay, "needed for imported images", "modprobe overlay")
+	checks = append(checks, probeDisks("container")...)
+	return checks
+}
+
+// probeDisks checks what every sandbox's disk needs (see disk.go): loop
+// devices, ext4 and mkfs.ext4. Without them no sandbox starts, as its
+// writes could not be limited.
+func probeDisks(prefix string) []api.DoctorCheck {
+	var checks doctorChecks
+	_, lerr := os.Stat("/dev/loop-control")
+	detail := "/dev/loop-control: a loop device per sandbox's disk"
+	if lerr != nil {
+		detail = lerr.Error()
+	}
+	fs, _ := os.ReadFile("/proc/filesystems")
+	mkfs, merr := exec.LookPath("mkfs.ext4")
+	if merr == nil {
+		detail += "; " + mkfs
+	}
+	ok := lerr == nil && merr == nil && strings.Contains(string(fs), "\text4\n")
+	checks.add(prefix+": sandbox disks", ok, detail,
+		"the sandboxes' disk limits need loop devices (modprobe loop; in a container, give it /dev/loop-control and the loop devices), ext4 and mkfs.ext4 (apt-get install e2fsprogs)")
 	return checks
 }
 

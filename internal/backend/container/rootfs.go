@@ -34,6 +34,8 @@ type layout struct {
 	console  string // console.log: the container's stdout and stderr
 	sysfs    string // <RootfsDir>/../sysfs/<id>: a gateway sandbox's /sys (see network.go)
 	netFiles string // net/: resolv.conf and CA files, bound at backend.NetFilesDir
+	disk     string // disk/: the writable disk's mount point (see disk.go)
+	diskImg  string // disk.ext4: the writable disk
 }
 
 func layoutOf(stateDir, rootfsDir, id string) layout {
@@ -49,6 +51,8 @@ func layoutOf(stateDir, rootfsDir, id string) layout {
 		console:  filepath.Join(stateDir, "console.log"),
 		sysfs:    filepath.Join(filepath.Dir(rootfsDir), "sysfs", id),
 		netFiles: filepath.Join(stateDir, "net"),
+		disk:     filepath.Join(stateDir, diskMount),
+		diskImg:  filepath.Join(stateDir, diskImage),
 	}
 }
 

@@ -72,8 +72,10 @@ type Options struct {
 	IDMap oci.IDMap
 	// Accel forces "kvm" or "tcg"; "" probes (see ProbeAccel).
 	Accel string
-	// WritableMB is the size of each sandbox's writable disk (sparse);
-	// default 4096.
+	// WritableMB is the size of the writable disk (sparse) of a sandbox
+	// whose spec has no Resources.DiskMB (made before disks had a size);
+	// default 4096. Otherwise the spec's DiskMB is its size: the guest's
+	// writes past it fail with ENOSPC inside the VM.
 	WritableMB int
 	// StartTimeout bounds the boot; default 60s.
 	StartTimeout time.Duration
@@ -208,7 +210,11 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 	if err != nil {
 		return nil, err
 	}
-	if err := writableDisk(ctx, l.writable, b.opts.WritableMB); err != nil {
+	sizeMB := b.opts.WritableMB
+	if s.Resources.DiskMB > 0 {
+		sizeMB = s.Resources.DiskMB
+	}
+	if err := writableDisk(ctx, l.writable, sizeMB); err != nil {
 		return nil, fmt.Errorf("creating the writable disk: %w", err)
 	}
 	cfg := guestinit.Config{Hostname: hostnameOf(&s), Env: s.Env, Network: s.Security.Network,

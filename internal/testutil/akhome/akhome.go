@@ -33,6 +33,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/mountinfo"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/store"
+	"github.com/agentkernel/agentkernel/internal/testutil"
 	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
 )
@@ -227,6 +228,9 @@ func (h *Home) StopAndCheck() []string {
 		for _, m := range ms {
 			unix.Unmount(m, unix.MNT_DETACH)
 		}
+	}
+	if ls := testutil.LoopDevicesUnder(h.Dir); len(ls) > 0 {
+		problems = append(problems, fmt.Sprintf("loop devices left (sandbox disks): %v", ls))
 	}
 	if cg := h.Cgroups(); len(cg) > 0 {
 		problems = append(problems, fmt.Sprintf("cgroups left: %v", cg))
