@@ -21,9 +21,9 @@ import (
 
 // TestMisbehavingStorm is the misbehaving-sandbox suite (issue 16, item 3):
 // at once, in sandboxes of one daemon, a fork bomb, a memory hog past its
-// limit, a flood of stdout, 10,000 connections through the gateway and a
-// process that ignores SIGTERM. Each must hit its own limit with a status
-// that says which; meanwhile a neighbour sandbox keeps running execs, the
+// limit, a disk filled to its limit, a flood of stdout, 10,000 connections
+// through the gateway and a process that ignores SIGTERM. Each must hit its
+// own limit with a status that says which; meanwhile a neighbour sandbox keeps running execs, the
 // daemon keeps answering, and the host keeps its free memory. The
 // neighbour's exec latency during the storm is measured against its quiet
 // value and logged (docs/RELIABILITY.md has the figures): it is a
@@ -34,9 +34,9 @@ func TestMisbehavingStorm(t *testing.T) {
 	w := newNetWorld(t)
 	c := w.e.client(t)
 	ctx := context.Background()
-	create := func(name string, memoryMB int) {
+	create := func(name string, memoryMB, diskMB int) {
 		t.Helper()
-		req := api.CreateSandboxRequest{Name: name, MemoryMB: memoryMB, Network: &api.NetworkPolicy{Allow: []string{"allowed.test"}},
+		req := api.CreateSandboxRequest{Name: name, MemoryMB: memoryMB, DiskMB: diskMB, Network: &api.NetworkPolicy{Allow: []string{"allowed.test"}},
 			Dirs: []string{w.probeDir + ":/probe:ro"}}
 		if _, err := c.CreateSandbox(ctx, req); err != nil {
 			t.Fatalf("create %s: %v", name, err)
@@ -44,9 +44,10 @@ func TestMisbehavingStorm(t *testing.T) {
 		t.Cleanup(func() { c.RemoveSandbox(context.Background(), name) })
 	}
 	for _, n := range []string{"st-neighbour", "st-bomb", "st-flood", "st-conns", "st-term"} {
-		create(n, 0)
+		create(n, 0, 0)
 	}
-	create("st-hog", 128)
+	create("st-hog", 128, 0)
+	create("st-disk", 0, 128)
 
 	quiet := neighbourLatencies(t, c, "st-neighbour", 200, nil)
 
@@ -67,6 +68,13 @@ func TestMisbehavingStorm(t *testing.T) {
 			res, err := c.Exec(ctx, "st-hog", api.ExecRequest{Command: []string{"sh", "-c", "a=$(head -c 1073741824 /dev/zero | tr '\\0' a); echo ${#a}"}, Timeout: "120s"})
 			if err != nil || res.ExitCode == 0 || !strings.Contains(res.Error, "out-of-memory") {
 				return fmt.Errorf("want a status naming the out-of-memory killer, got exit %d %q, %v", res.ExitCode, res.Error, err)
+			}
+			return nil
+		},
+		"fills its disk": func() error {
+			res, err := c.Exec(ctx, "st-disk", api.ExecRequest{Command: []string{"dd", "if=/dev/zero", "of=/root/fill", "bs=1M", "count=512"}, Timeout: "120s"})
+			if err != nil || res.ExitCode == 0 || !strings.Contains(res.Error, "disk is full") {
+				return fmt.Errorf("want a status naming the full disk, got exit %d %q, %v", res.ExitCode, res.Error, err)
 			}
 			return nil
 		},
@@ -146,7 +154,7 @@ func TestMisbehavingStorm(t *testing.T) {
 
 	// Every misbehaving sandbox that is still meant to run does; the
 	// daemon answers.
-	for _, n := range []string{"st-bomb", "st-hog", "st-flood", "st-conns"} {
+	for _, n := range []string{"st-bomb", "st-hog", "st-flood", "st-conns", "st-disk"} {
 		if only != "" {
 			break
 		}
