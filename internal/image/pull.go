@@ -253,22 +253,27 @@ func readManifest(img v1.Image) (*v1.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	return m, checkManifest(m)
+}
+
+// checkManifest refuses a manifest whose layers this store cannot unpack.
+func checkManifest(m *v1.Manifest) error {
 	if len(m.Layers) == 0 || len(m.Layers) > maxLayers {
-		return nil, fmt.Errorf("%w: the image has %d layers (1 to %d are supported)", errdefs.ErrInvalidArgument, len(m.Layers), maxLayers)
+		return fmt.Errorf("%w: the image has %d layers (1 to %d are supported)", errdefs.ErrInvalidArgument, len(m.Layers), maxLayers)
 	}
 	for _, l := range m.Layers {
 		switch l.MediaType {
 		case types.DockerLayer, types.OCILayer, types.OCILayerZStd, types.OCIUncompressedLayer, types.DockerUncompressedLayer:
 		case types.DockerForeignLayer, types.OCIRestrictedLayer, types.OCIUncompressedRestrictedLayer:
-			return nil, fmt.Errorf("%w: layer %s is a foreign (non-distributable) layer", errdefs.ErrNotImplemented, l.Digest)
+			return fmt.Errorf("%w: layer %s is a foreign (non-distributable) layer", errdefs.ErrNotImplemented, l.Digest)
 		default:
-			return nil, fmt.Errorf("%w: layer %s has media type %q, not an image layer", errdefs.ErrNotImplemented, l.Digest, l.MediaType)
+			return fmt.Errorf("%w: layer %s has media type %q, not an image layer", errdefs.ErrNotImplemented, l.Digest, l.MediaType)
 		}
 		if l.Size < 0 {
-			return nil, fmt.Errorf("%w: layer %s has a negative size", errdefs.ErrInvalidArgument, l.Digest)
+			return fmt.Errorf("%w: layer %s has a negative size", errdefs.ErrInvalidArgument, l.Digest)
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // parseConfig parses the image config and checks that it runs here.
