@@ -5,6 +5,8 @@
 # with their fix. `make fuzz` calls this.
 #   ONLY=REGEXP        only the targets whose "DIR NAME" matches
 #   WORKERS=N          fuzzing processes per target (go test -parallel)
+#   LONG=REGEXP        the targets whose "DIR NAME" matches run for LONGTIME
+#                      (default 60s) instead of FUZZTIME
 #   KEEP_CORPUS=1      afterwards, copy each target's generated corpus (the
 #                      inputs that found new coverage, kept in GOCACHE) into
 #                      its package's testdata/fuzz, so later runs and CI
@@ -12,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-60s}
+LONGTIME=${LONGTIME:-60s}
 JOBS=${JOBS:-$(nproc)}
 mapfile -t targets < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
   dir=$(dirname "$f")
@@ -20,9 +23,10 @@ done | sort -u | grep -E -- "${ONLY:-.}")
 echo "fuzz: ${#targets[@]} targets, $FUZZTIME each, $JOBS at a time" >&2
 log=$(mktemp -d)
 run() {
-  local dir=$1 name=$2
-  if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" ${WORKERS:+-parallel "$WORKERS"} "$dir" >"$log/${dir//\//_}.$name" 2>&1; then
-    echo "ok   $dir $name $(grep -o 'execs: [0-9]*' "$log/${dir//\//_}.$name" | tail -1)"
+  local dir=$1 name=$2 time=$FUZZTIME
+  if [ -n "${LONG:-}" ] && grep -qE -- "$LONG" <<<"$dir $name"; then time=$LONGTIME; fi
+  if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$time" ${WORKERS:+-parallel "$WORKERS"} "$dir" >"$log/${dir//\//_}.$name" 2>&1; then
+    echo "ok   $dir $name ($time) $(grep -o 'execs: [0-9]*' "$log/${dir//\//_}.$name" | tail -1)"
     if [ "${KEEP_CORPUS:-}" = 1 ]; then
       local pkg; pkg=$(go list "$dir")
       local from; from="$(go env GOCACHE)/fuzz/$pkg/$name"
@@ -32,5 +36,5 @@ run() {
     echo "FAIL $dir $name"; cat "$log/${dir//\//_}.$name"; return 1
   fi
 }
-export -f run; export FUZZTIME log WORKERS KEEP_CORPUS
+export -f run; export FUZZTIME LONG LONGTIME log WORKERS KEEP_CORPUS
 printf '%s\n' "${targets[@]}" | xargs -P "$JOBS" -L 1 bash -c 'run "$0" "$1"'
