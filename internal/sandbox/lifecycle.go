@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/agentkernel/agentkernel/internal/faultpoint"
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
@@ -59,6 +60,7 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 	}
 	m.event(spec.ID, spec.Name, "sandbox_created", map[string]any{"image": rec.Image, "backend": rec.Backend, "profile": rec.Profile})
 	ph.mark("state")
+	faultpoint.Hit(ctx, faultpoint.CreateRecorded)
 	if req.Start == nil || *req.Start {
 		if err := m.startLocked(ctx, spec.ID, spec.Name); err != nil {
 			if req.Ephemeral {
@@ -219,6 +221,7 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 		m.event(uuid, name, "sandbox_failed", map[string]any{"error": err.Error()})
 		return err
 	}
+	faultpoint.Hit(ctx, faultpoint.CreateSpawned)
 	l := newLiveSandbox(uuid, name, supervisor.Dial(dir))
 	if _, err := l.agentClient(ctx); err != nil {
 		l.sup.Stop(context.WithoutCancel(ctx))
@@ -376,6 +379,7 @@ func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
 	go func() {
 		defer m.wg.Done()
 		defer m.teardowns.Done()
+		faultpoint.Hit(m.ctx, faultpoint.RemoveRecorded)
 		unlock := m.locks.Lock(uuid)
 		defer unlock()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), stopTimeout)
