@@ -224,9 +224,14 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 	faultpoint.Hit(ctx, faultpoint.CreateSpawned)
 	l := newLiveSandbox(uuid, name, supervisor.Dial(dir))
 	if _, err := l.agentClient(ctx); err != nil {
-		l.sup.Stop(context.WithoutCancel(ctx))
-		err = fmt.Errorf("sandbox %s started but its agent does not answer: %w", name, err)
-		m.recordStatus(context.WithoutCancel(ctx), uuid, name, api.StatusFailed, err.Error())
+		cctx := context.WithoutCancel(ctx)
+		err = m.startFailure(cctx, l, name, err)
+		l.sup.Stop(cctx)
+		// A supervisor that died cannot stop what it started: the
+		// runtime's container (or VM) would run on, unlisted as running.
+		m.cleanup(cctx, uuid)
+		m.recordStatus(cctx, uuid, name, api.StatusFailed, err.Error())
+		m.event(uuid, name, "sandbox_failed", map[string]any{"error": err.Error()})
 		return err
 	}
 	if err := m.setStatus(ctx, uuid, name, api.StatusRunning, ""); err != nil {
@@ -237,6 +242,22 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 	m.watch(l, exited)
 	m.event(uuid, name, "sandbox_started", map[string]any{"took_ms": time.Since(started).Milliseconds()})
 	return nil
+}
+
+// startFailure says why a sandbox whose supervisor was spawned never had
+// its agent answer: the supervisor died (and why, if it recorded it), or it
+// runs and the agent does not answer.
+func (m *Manager) startFailure(ctx context.Context, l *liveSandbox, name string, err error) error {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, serr := l.sup.Status(sctx); serr != nil {
+		why := "its supervisor died while it started"
+		if e, _ := supervisor.ReadExit(m.stateDir(l.uuid)); e != nil && e.Error != "" {
+			why += " (" + e.Error + ")"
+		}
+		return fmt.Errorf("%w: sandbox %s failed to start: %s", errdefs.ErrUnavailable, name, why)
+	}
+	return fmt.Errorf("sandbox %s started but its agent does not answer: %w", name, err)
 }
 
 // watch follows a live sandbox until it ends on its own, then records how.
