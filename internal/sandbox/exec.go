@@ -244,7 +244,10 @@ func (m *Manager) WriteFile(ctx context.Context, name, path string, mode uint32,
 		mode = 0o644
 	}
 	if err := c.WriteFile(ctx, path, os.FileMode(mode), r); err != nil {
-		return m.explainCut(ctx, uuid, name, "the file write", err)
+		if cut := m.explainCut(ctx, uuid, name, "the file write", err); cut != err {
+			return cut
+		}
+		return fmt.Errorf("sandbox %s: writing %s: %w", name, path, err)
 	}
 	m.event(uuid, name, "file_written", map[string]any{"path": path})
 	return nil
@@ -314,7 +317,10 @@ func (m *Manager) TarIn(ctx context.Context, name, dir string, r io.Reader) erro
 		return err
 	}
 	if err := c.TarIn(ctx, dir, r); err != nil {
-		return m.explainCut(ctx, uuid, name, "the copy into it", err)
+		if cut := m.explainCut(ctx, uuid, name, "the copy into it", err); cut != err {
+			return cut
+		}
+		return fmt.Errorf("sandbox %s: copying into %s: %w", name, dir, err)
 	}
 	m.event(uuid, name, "file_written", map[string]any{"path": dir, "tar": true})
 	return nil
