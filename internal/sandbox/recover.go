@@ -102,11 +102,25 @@ func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 			continue
 		}
 		dir := filepath.Join(m.cfg.Layout.SandboxesDir(), e.Name())
-		if spec, err := backend.ReadSpec(dir); err == nil {
-			m.cleanup(ctx, spec.ID)
-		}
 		m.log.Info("sweeping leftover sandbox directory", "dir", dir)
-		os.RemoveAll(dir)
+		// A removal cut short by the daemon's death may have left the
+		// sandbox running: its supervisor answers, so cleanup would not
+		// kill it, and it would write into the directory being removed
+		// (a microVM's supervisor lives on until QEMU is gone). Stop it
+		// first, and make sure it has exited.
+		sctx, cancel := context.WithTimeout(ctx, stopTimeout)
+		sup := supervisor.Dial(dir)
+		if _, err := sup.Status(sctx); err == nil {
+			sup.Stop(sctx)
+		}
+		sup.Kill(sctx)
+		if spec, err := backend.ReadSpec(dir); err == nil {
+			m.cleanup(sctx, spec.ID)
+		}
+		cancel()
+		if err := os.RemoveAll(dir); err != nil {
+			m.log.Error("sweeping leftover sandbox directory", "dir", dir, "err", err)
+		}
 	}
 }
 
