@@ -33,6 +33,9 @@ type fenv struct {
 
 	daemon     *exec.Cmd
 	daemonDone chan struct{}
+	// daemonOut is every daemon's output, also kept here because the
+	// home's daemon.log may be on a full disk.
+	daemonOut syncBuf
 }
 
 // newFenv makes a fresh home (in parent, or /tmp) whose leftovers are
@@ -72,6 +75,7 @@ func newFenv(t *testing.T, parent string) *fenv {
 			var b strings.Builder
 			h.DumpLogs(&b, 16<<10)
 			t.Log(b.String())
+			t.Logf("===== the daemons' output =====\n%s", cut(f.daemonOut.String(), 32<<10))
 		}
 		if f.daemonDone != nil {
 			select {
@@ -119,7 +123,9 @@ func (f *fenv) spawn(point string) (bool, string) {
 	if point != "" {
 		cmd.Env = append(cmd.Env, faultpoint.Env+"="+point, faultpoint.DirEnv+"="+f.markers)
 	}
-	cmd.Stdout = io.MultiWriter(logf, &out)
+	// A full disk must not stop the copy (the daemon would then die of
+	// SIGPIPE, which with a log file as its stderr it never would).
+	cmd.Stdout = io.MultiWriter(&out, &f.daemonOut, ignoreErrors{logf})
 	cmd.Stderr = cmd.Stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -188,13 +194,27 @@ func (f *fenv) restart() {
 	f.start("")
 }
 
-// waitMarker waits until the daemon pauses at point.
-func (f *fenv) waitMarker(point string) {
+// waitMarkerOr waits until the daemon pauses at point, and returns false
+// if op ended first.
+func (f *fenv) waitMarkerOr(point string, op *running) bool {
 	f.t.Helper()
 	p := filepath.Join(f.markers, point)
-	if !akhome.WaitFor(60*time.Second, func() bool { _, err := os.Stat(p); return err == nil }) {
+	ended := false
+	ok := akhome.WaitFor(60*time.Second, func() bool {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+		ended = op.exited()
+		return ended
+	})
+	if !ok {
 		f.t.Fatalf("the daemon never reached fault point %s", point)
 	}
+	if ended {
+		// A removal answers before its background teardown pauses.
+		return akhome.WaitFor(5*time.Second, func() bool { _, err := os.Stat(p); return err == nil })
+	}
+	return true
 }
 
 // release lets a paused daemon go on.
@@ -253,16 +273,33 @@ func (f *fenv) bg(stdin io.Reader, args ...string) *running {
 	return r
 }
 
+// exited reports whether the CLI has ended (without consuming its result).
+func (r *running) exited() bool {
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
 // wait waits (at most cliTimeout) for the CLI to end.
 func (r *running) wait() result {
+	r.f.t.Helper()
+	return r.waitFor(cliTimeout)
+}
+
+// waitFor waits at most d for the CLI to end.
+func (r *running) waitFor(d time.Duration) result {
 	r.f.t.Helper()
 	var err error
 	select {
 	case err = <-r.done:
-	case <-time.After(cliTimeout):
+	case <-time.After(d):
 		r.cmd.Process.Kill()
 		<-r.done
-		r.f.t.Fatalf("agentkernel %s: still running after %v\nstderr: %s", strings.Join(r.args, " "), cliTimeout, r.err.String())
+		r.f.t.Fatalf("agentkernel %s: still running after %v\nstderr: %s", strings.Join(r.args, " "), d, r.err.String())
 	}
 	res := result{args: r.args, stdout: r.out.String(), stderr: r.err.String(), took: time.Since(r.started)}
 	var ee *exec.ExitError
@@ -336,6 +373,14 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// ignoreErrors is a writer that reports every write as done.
+type ignoreErrors struct{ w io.Writer }
+
+func (i ignoreErrors) Write(p []byte) (int, error) {
+	i.w.Write(p)
+	return len(p), nil
 }
 
 // tail is the last n bytes of file p.

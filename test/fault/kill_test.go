@@ -59,6 +59,9 @@ func cases(backend string) []kcase {
 	runtimeVictim := map[string]string{"container": vInit, "gvisor": vRunsc, "microvm": vQEMU}[backend]
 	var out []kcase
 	for _, p := range []string{pCreateRecorded, pCreateSpawned, pExec, pCp, pSnapshot, pRemove} {
+		if p == pSnapshot && backend == "microvm" {
+			continue // refused: the microvm backend cannot hand over its changes (ErrNotImplemented)
+		}
 		for _, v := range []string{vDaemon, vSupervisor, runtimeVictim} {
 			if p == pCreateRecorded && v != vDaemon {
 				continue
@@ -131,7 +134,9 @@ func prepare(t *testing.T, backend, hook string) *fenv {
 	f := newFenv(t, "")
 	f.start(hook)
 	if backend == "microvm" {
-		if r := f.ak("setup"); r.code != 0 {
+		// Setup copies the guest kernel and disks: on a busy host it takes
+		// longer than an operation.
+		if r := f.bg(nil, "setup").waitFor(5 * time.Minute); r.code != 0 {
 			t.Fatalf("agentkernel setup: %v", r)
 		}
 	}
@@ -178,8 +183,8 @@ func runKill(t *testing.T, c kcase) {
 	case pRemove:
 		op = f.bg(nil, "sandbox", "remove", name)
 	}
-	if hook != "" {
-		f.waitMarker(hook)
+	if hook != "" && !f.waitMarkerOr(hook, op) {
+		t.Fatalf("the operation ended before it reached fault point %s: %v", hook, op.wait())
 	}
 	if uuid == "" {
 		uuid = f.onlySandboxUUID()
@@ -206,6 +211,19 @@ func runKill(t *testing.T, c kcase) {
 		cpIn.Close()
 	}
 	seen := checkSeen(t, res, name, c.victim)
+	if c.victim != vDaemon && c.victim != vRestart {
+		// The daemon outlives every sandbox's processes.
+		select {
+		case <-f.daemonDone:
+			t.Errorf("the daemon died when the %s of %s was killed; its output:\n%s", c.victim, name, cut(f.daemonOut.String(), 16<<10))
+			seen += " [THE DAEMON DIED]"
+			f.daemon = nil
+		default:
+		}
+		if strings.Contains(res.stderr, "connection to the daemon was lost") {
+			t.Errorf("the %s was killed, not the daemon, but the user is told the daemon was lost: %v", c.victim, res)
+		}
+	}
 
 	// The daemon restarted (a new one after a kill of the old).
 	if c.victim == vDaemon || c.victim == vRestart {
