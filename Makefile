@@ -5,7 +5,7 @@ BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/agentkernel/agentkernel/internal/version.Version=$(VERSION)
 
-.PHONY: all build setup run test test-unit soak bench fuzz vet clean
+.PHONY: all build setup run test test-unit soak fault bench fuzz vet clean
 
 all: build
 
@@ -47,6 +47,16 @@ test: build vet
 SOAK_REPORT ?=
 soak: setup build
 	AGENTKERNEL_SOAK=1 AGENTKERNEL_SOAK_REPORT=$(SOAK_REPORT) $(GO) test -count=1 -v -timeout 90m -run TestSoak ./test/soak/
+
+# The fault suite at full size: every fault (kill -9 of the daemon, a
+# supervisor, the runtime; daemon restarts; a full disk; a locked or
+# corrupt store) on every backend the host has, AGENTKERNEL_FAULT_REPEAT
+# times (default 3); see docs/RELIABILITY.md. `make test` runs its short
+# variant (the container backend once, one microVM case). FAULT_REPORT
+# names a file for the table of results.
+FAULT_REPORT ?=
+fault: setup build
+	AGENTKERNEL_FAULT=1 AGENTKERNEL_FAULT_REPORT=$(FAULT_REPORT) $(GO) test -count=1 -v -timeout 90m ./test/fault/
 
 test-unit:
 	$(GO) test -short -count=1 ./...

@@ -39,6 +39,8 @@ command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v cpio >/dev/null || need+=(cpio)
 command -v lz4 >/dev/null || need+=(lz4)
+# The fault suite locks the store's database from another process.
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 # Dockerfile build tests: a static shell for the base image they assemble.
 [ -x /bin/busybox ] || need+=(busybox-static)
 

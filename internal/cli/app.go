@@ -159,9 +159,12 @@ func withCode(code int, err error) error {
 // stderr and returns the process exit code. main calls os.Exit with it
 // after every deferred cleanup (terminal restore) has run.
 func Execute(ctx context.Context, root *cobra.Command) int {
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
+	}
+	if errors.Is(err, client.ErrDaemonLost) && cmd != nil {
+		err = daemonLost(cmd, err)
 	}
 	code := exitFailure
 	var ee *ExitError
@@ -174,6 +177,23 @@ func Execute(ctx context.Context, root *cobra.Command) int {
 	msg := strings.TrimPrefix(strings.TrimSpace(err.Error()), "agentkernel: ")
 	fmt.Fprintf(root.ErrOrStderr(), "agentkernel: %s\n", msg)
 	return code
+}
+
+// daemonLost says which command the daemon's loss cut off (its arguments
+// name the sandbox), that it may or may not have taken effect, and where
+// to look, keeping err's exit code.
+func daemonLost(cmd *cobra.Command, err error) error {
+	line := strings.Join(append([]string{cmd.CommandPath()}, cmd.Flags().Args()...), " ")
+	if len(line) > 160 {
+		line = line[:160] + "…"
+	}
+	msg := fmt.Errorf("the connection to the daemon was lost before `%s` finished (the daemon stopped or restarted); "+
+		"what it asked for may or may not have been done, and a command may still be running: see agentkernel sandbox list", line)
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return &ExitError{Code: ee.Code, Err: msg}
+	}
+	return msg
 }
 
 // flagError makes flag errors exit with code and point at --help.

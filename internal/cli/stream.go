@@ -303,16 +303,16 @@ func exitMessage(w io.Writer, exit api.StreamControl) {
 
 // streamLost turns a stream that ended without its exit message (the
 // daemon was killed or restarted mid-command; the WebSocket library then
-// says "failed to read frame header: EOF") into an error that says so.
+// says "failed to read frame header: EOF") into client.ErrDaemonLost,
+// which Execute explains naming the command.
 func streamLost(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, client.ErrDaemonLost) {
 		return err
 	}
 	msg := err.Error()
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "frame header") ||
 		strings.Contains(msg, "connection reset") || strings.Contains(msg, "StatusAbnormalClosure") {
-		return fmt.Errorf("the connection to the daemon was lost before the command finished (the daemon stopped or restarted); "+
-			"the sandbox and the command may still be running: see agentkernel sandbox list (%v)", err)
+		return fmt.Errorf("%w before the command finished", client.ErrDaemonLost)
 	}
 	return err
 }

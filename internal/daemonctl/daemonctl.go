@@ -49,6 +49,7 @@ func EnsureRunning(ctx context.Context, layout paths.Layout, exe string) error {
 		return err
 	}
 	defer logf.Close()
+	logStart, _ := logf.Seek(0, 2)
 	cmd := exec.Command(exe, "serve", "--no-tcp")
 	cmd.Env = append(scrubbedEnv(), "AGENTKERNEL_HOME="+layout.Home)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -75,16 +76,41 @@ func EnsureRunning(ctx context.Context, layout paths.Layout, exe string) error {
 			exitErr = err
 			exited = nil
 			if !daemonHoldsLock(layout) {
-				return fmt.Errorf("the daemon exited at start (%v); see %s", exitErr, layout.DaemonLog())
+				return exitedAtStart(layout, logStart, exitErr)
 			}
 		case <-ctx.Done():
 			if exitErr != nil {
-				return fmt.Errorf("the daemon exited at start (%v); see %s", exitErr, layout.DaemonLog())
+				return exitedAtStart(layout, logStart, exitErr)
 			}
 			return errors.New("the daemon did not answer within " + startTimeout.String() + "; see " + layout.DaemonLog())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// exitedAtStart is the error for a daemon that exited before it answered:
+// its own last words (what it wrote to the log since from, such as "the
+// store … is corrupt: restore it from a backup"), so that the user does not
+// have to go and read the log to learn why.
+func exitedAtStart(layout paths.Layout, from int64, exitErr error) error {
+	why := ""
+	if f, err := os.Open(layout.DaemonLog()); err == nil {
+		buf := make([]byte, 4096)
+		if st, err := f.Stat(); err == nil && st.Size()-from > int64(len(buf)) {
+			from = st.Size() - int64(len(buf))
+		}
+		n, _ := f.ReadAt(buf, from)
+		f.Close()
+		lines := strings.Split(strings.TrimSpace(string(buf[:n])), "\n")
+		why = strings.TrimPrefix(strings.TrimSpace(lines[len(lines)-1]), "agentkernel: ")
+		if len(why) > 600 {
+			why = why[:600] + "…"
+		}
+	}
+	if why == "" {
+		return fmt.Errorf("the daemon exited at start (%v); see %s", exitErr, layout.DaemonLog())
+	}
+	return fmt.Errorf("the daemon exited at start (%v): %s (see %s)", exitErr, why, layout.DaemonLog())
 }
 
 // daemonSettings are the AGENTKERNEL_* variables that configure a daemon

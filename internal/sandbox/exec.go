@@ -85,7 +85,9 @@ func (m *Manager) Exec(ctx context.Context, name string, req ExecOptions) (Proce
 		return nil, m.explainAgentFailure(ctx, uuid, name, fmt.Errorf("sandbox %s: exec: %w", name, err))
 	}
 	m.event(uuid, name, "command_executed", map[string]any{"command": req.Argv, "pid": p.PID(), "tty": req.TTY})
-	return &process{Process: p, finished: func(st agentproto.ExitStatus, err error, took time.Duration) {
+	return &process{Process: p, cut: func(err error) error {
+		return m.explainCut(ctx, uuid, name, "the command", err)
+	}, finished: func(st agentproto.ExitStatus, err error, took time.Duration) {
 		// The audit record: what ran, as whom, where, how it ended and
 		// how much it wrote. Environment values are never recorded (they
 		// may hold secret placeholders); only their names.
@@ -125,10 +127,15 @@ type process struct {
 	started  time.Time
 	once     sync.Once
 	finished func(agentproto.ExitStatus, error, time.Duration)
+	// cut explains an error of a stream its sandbox's end cut off.
+	cut func(error) error
 }
 
 func (p *process) Wait() (ExitStatus, error) {
 	st, err := p.Process.Wait()
+	if err != nil && p.cut != nil {
+		err = p.cut(err)
+	}
 	p.once.Do(func() { p.finished(st, err, time.Since(p.started)) })
 	return ExitStatus{Code: st.Code, Signal: st.Signal, TimedOut: st.TimedOut, Error: st.Error}, err
 }
@@ -237,7 +244,10 @@ func (m *Manager) WriteFile(ctx context.Context, name, path string, mode uint32,
 		mode = 0o644
 	}
 	if err := c.WriteFile(ctx, path, os.FileMode(mode), r); err != nil {
-		return err
+		if cut := m.explainCut(ctx, uuid, name, "the file write", err); cut != err {
+			return cut
+		}
+		return fmt.Errorf("sandbox %s: writing %s: %w", name, path, err)
 	}
 	m.event(uuid, name, "file_written", map[string]any{"path": path})
 	return nil
@@ -290,11 +300,11 @@ func (m *Manager) TarOut(ctx context.Context, name, path string, w io.Writer) er
 	}
 	rc, err := c.TarOut(ctx, path)
 	if err != nil {
-		return err
+		return m.explainCut(ctx, uuid, name, "the copy out of it", err)
 	}
 	defer rc.Close()
 	if _, err := io.Copy(w, rc); err != nil {
-		return err
+		return m.explainCut(ctx, uuid, name, "the copy out of it", err)
 	}
 	m.event(uuid, name, "file_read", map[string]any{"path": path})
 	return nil
@@ -307,7 +317,10 @@ func (m *Manager) TarIn(ctx context.Context, name, dir string, r io.Reader) erro
 		return err
 	}
 	if err := c.TarIn(ctx, dir, r); err != nil {
-		return err
+		if cut := m.explainCut(ctx, uuid, name, "the copy into it", err); cut != err {
+			return cut
+		}
+		return fmt.Errorf("sandbox %s: copying into %s: %w", name, dir, err)
 	}
 	m.event(uuid, name, "file_written", map[string]any{"path": dir, "tar": true})
 	return nil

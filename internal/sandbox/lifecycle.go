@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/agentkernel/agentkernel/internal/faultpoint"
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
@@ -75,6 +76,7 @@ func (m *Manager) createSandbox(ctx context.Context, req api.CreateSandboxReques
 	}
 	m.event(spec.ID, spec.Name, "sandbox_created", map[string]any{"image": rec.Image, "backend": rec.Backend, "profile": rec.Profile})
 	ph.mark("state")
+	faultpoint.Hit(ctx, faultpoint.CreateRecorded)
 	if req.Start == nil || *req.Start {
 		if err := m.startLocked(ctx, spec.ID, spec.Name); err != nil {
 			if req.Ephemeral {
@@ -239,11 +241,17 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 		m.event(uuid, name, "sandbox_failed", map[string]any{"error": err.Error()})
 		return err
 	}
+	faultpoint.Hit(ctx, faultpoint.CreateSpawned)
 	l := newLiveSandbox(uuid, name, supervisor.Dial(dir))
 	if _, err := l.agentClient(ctx); err != nil {
-		l.sup.Stop(context.WithoutCancel(ctx))
-		err = fmt.Errorf("sandbox %s started but its agent does not answer: %w", name, err)
-		m.recordStatus(context.WithoutCancel(ctx), uuid, name, api.StatusFailed, err.Error())
+		cctx := context.WithoutCancel(ctx)
+		err = m.startFailure(cctx, l, name, err)
+		l.sup.Stop(cctx)
+		// A supervisor that died cannot stop what it started: the
+		// runtime's container (or VM) would run on, unlisted as running.
+		m.cleanup(cctx, uuid)
+		m.recordStatus(cctx, uuid, name, api.StatusFailed, err.Error())
+		m.event(uuid, name, "sandbox_failed", map[string]any{"error": err.Error()})
 		return err
 	}
 	if err := m.setStatus(ctx, uuid, name, api.StatusRunning, ""); err != nil {
@@ -254,6 +262,22 @@ func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
 	m.watch(l, exited)
 	m.event(uuid, name, "sandbox_started", map[string]any{"took_ms": time.Since(started).Milliseconds()})
 	return nil
+}
+
+// startFailure says why a sandbox whose supervisor was spawned never had
+// its agent answer: the supervisor died (and why, if it recorded it), or it
+// runs and the agent does not answer.
+func (m *Manager) startFailure(ctx context.Context, l *liveSandbox, name string, err error) error {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, serr := l.sup.Status(sctx); serr != nil {
+		why := "its supervisor died while it started"
+		if e, _ := supervisor.ReadExit(m.stateDir(l.uuid)); e != nil && e.Error != "" {
+			why += " (" + e.Error + ")"
+		}
+		return fmt.Errorf("%w: sandbox %s failed to start: %s", errdefs.ErrUnavailable, name, why)
+	}
+	return fmt.Errorf("sandbox %s started but its agent does not answer: %w", name, err)
 }
 
 // watch follows a live sandbox until it ends on its own, then records how.
@@ -396,6 +420,7 @@ func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
 	go func() {
 		defer m.wg.Done()
 		defer m.teardowns.Done()
+		faultpoint.Hit(m.ctx, faultpoint.RemoveRecorded)
 		unlock := m.locks.Lock(uuid)
 		defer unlock()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), stopTimeout)

@@ -102,11 +102,25 @@ func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 			continue
 		}
 		dir := filepath.Join(m.cfg.Layout.SandboxesDir(), e.Name())
-		if spec, err := backend.ReadSpec(dir); err == nil {
-			m.cleanup(ctx, spec.ID)
-		}
 		m.log.Info("sweeping leftover sandbox directory", "dir", dir)
-		os.RemoveAll(dir)
+		// A removal cut short by the daemon's death may have left the
+		// sandbox running: its supervisor answers, so cleanup would not
+		// kill it, and it would write into the directory being removed
+		// (a microVM's supervisor lives on until QEMU is gone). Stop it
+		// first, and make sure it has exited.
+		sctx, cancel := context.WithTimeout(ctx, stopTimeout)
+		sup := supervisor.Dial(dir)
+		if _, err := sup.Status(sctx); err == nil {
+			sup.Stop(sctx)
+		}
+		sup.Kill(sctx)
+		if spec, err := backend.ReadSpec(dir); err == nil {
+			m.cleanup(sctx, spec.ID)
+		}
+		cancel()
+		if err := os.RemoveAll(dir); err != nil {
+			m.log.Error("sweeping leftover sandbox directory", "dir", dir, "err", err)
+		}
 	}
 }
 
@@ -123,11 +137,16 @@ func (m *Manager) reapLoop() {
 	t := time.NewTicker(reapInterval)
 	defer t.Stop()
 	var pruned time.Time
+	prev := time.Now()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case now := <-t.C:
+			if jump := clockJump(prev, now); jump != 0 {
+				m.clockJumped(m.ctx, jump)
+			}
+			prev = now
 			if now.Sub(pruned) >= time.Hour {
 				pruned = now
 				if n, err := m.cfg.Store.DeleteEventsBefore(m.ctx, now.Add(-EventRetention)); err != nil {
@@ -152,4 +171,52 @@ func (m *Manager) reapLoop() {
 			}
 		}
 	}
+}
+
+// clockJumpThreshold is how far the wall clock may move between two reaper
+// ticks beyond the time that really passed before it counts as a jump
+// (an operator's or NTP's step; a host suspend, which the monotonic clock
+// does not count). NTP's slewing moves it by milliseconds.
+const clockJumpThreshold = 30 * time.Second
+
+// clockJump returns how far the wall clock jumped between the readings
+// prev and now (beyond what their monotonic readings say passed), or 0.
+func clockJump(prev, now time.Time) time.Duration {
+	return jumpOf(now.Round(0).Sub(prev.Round(0)), now.Sub(prev))
+}
+
+// jumpOf is clockJump of a wall-clock and a monotonic elapsed time.
+func jumpOf(wall, mono time.Duration) time.Duration {
+	if j := wall - mono; j >= clockJumpThreshold || j <= -clockJumpThreshold {
+		return j
+	}
+	return 0
+}
+
+// clockJumped moves every sandbox's expiry by the wall clock's jump, so a
+// TTL stays the time a sandbox may live: a clock stepped forward by an hour
+// would otherwise remove every sandbox with less than an hour left at
+// once, before its time, and one stepped back would keep them an hour too
+// long. (A jump while no daemon runs is not seen: expiries are wall-clock
+// times in the store.)
+func (m *Manager) clockJumped(ctx context.Context, jump time.Duration) {
+	recs, err := m.cfg.Store.ListSandboxes(ctx)
+	if err != nil {
+		m.log.Warn("the wall clock jumped; sandbox expiries not moved", "jump", jump, "err", err)
+		return
+	}
+	n := 0
+	for _, rec := range recs {
+		if rec.ExpiresAt == nil {
+			continue
+		}
+		exp := rec.ExpiresAt.Add(jump).UTC()
+		if err := m.cfg.Store.SetSandboxExpiry(ctx, rec.UUID, &exp); err != nil {
+			m.log.Warn("moving a sandbox's expiry after a clock jump", "sandbox", rec.Name, "err", err)
+			continue
+		}
+		n++
+		m.event(rec.UUID, rec.Name, "sandbox_expiry_moved", map[string]any{"clock_jump_ms": jump.Milliseconds(), "expires_at": exp})
+	}
+	m.log.Warn("the wall clock jumped; sandbox expiries moved with it, so each keeps the time it had left", "jump", jump.String(), "sandboxes", n)
 }

@@ -78,7 +78,7 @@ func Open(path string) (retS *Store, retErr error) {
 	// when another process wrote in between, busy_timeout or not).
 	s.w, err = openDB(base + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
 	if err != nil {
-		return nil, fmt.Errorf("opening the store %s: %w", path, err)
+		return nil, damagedOr(path, err)
 	}
 	s.w.SetMaxOpenConns(1)
 	s.w.SetMaxIdleConns(1)
@@ -88,13 +88,21 @@ func Open(path string) (retS *Store, retErr error) {
 	ctx := context.Background()
 	var mode string
 	if err := s.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return nil, fmt.Errorf("opening the store %s: %w", path, err)
+		return nil, damagedOr(path, err)
 	}
 	if !strings.EqualFold(mode, "wal") {
 		return nil, fmt.Errorf("opening the store %s: journal mode is %q, not WAL", path, mode)
 	}
+	// A damaged file is refused here, with what to do, rather than
+	// failing later at some query as "database disk image is malformed".
+	var check string
+	if err := s.w.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&check); err != nil {
+		return nil, damagedOr(path, err)
+	} else if check != "ok" {
+		return nil, damagedOr(path, fmt.Errorf("%w: integrity check: %s", errDamagedFile, strings.Join(strings.Fields(check), " ")))
+	}
 	if err := migrate(ctx, s.w); err != nil {
-		return nil, fmt.Errorf("opening the store %s: %w", path, err)
+		return nil, damagedOr(path, err)
 	}
 
 	s.r, err = openDB(base + "&_pragma=query_only(1)")
@@ -172,6 +180,27 @@ func (s *Store) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// errDamagedFile marks an integrity check that found damage.
+var errDamagedFile = errors.New("the file is damaged")
+
+// IsDamaged reports whether err says the database file is damaged: not a
+// database at all (SQLITE_NOTADB), or corrupt (SQLITE_CORRUPT, or an
+// integrity check that found damage).
+func IsDamaged(err error) bool {
+	c := sqliteCode(err) & 0xff
+	return c == sqlite3.SQLITE_CORRUPT || c == sqlite3.SQLITE_NOTADB || errors.Is(err, errDamagedFile)
+}
+
+// damagedOr wraps an error of Open: a damaged file gets what to do about
+// it (the daemon then refuses to start, leaving running sandboxes alone).
+func damagedOr(path string, err error) error {
+	if IsDamaged(err) {
+		return fmt.Errorf("%w: the store %s is corrupt (%w): restore it from a backup, or move it aside to start with an empty one "+
+			"(sandboxes that run are left running, but an empty store does not know them)", errdefs.ErrFailedPrecondition, path, err)
+	}
+	return fmt.Errorf("opening the store %s: %w", path, err)
 }
 
 // sqliteCode returns the extended SQLite result code of err, or 0.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -202,5 +203,45 @@ func TestCloseIdempotent(t *testing.T) {
 	}
 	if _, err := s.ListSandboxes(context.Background()); err == nil {
 		t.Fatal("a closed store answered")
+	}
+}
+
+// TestOpenDamaged: a file that is not a database, or one whose pages are
+// damaged, is refused at Open with an error that says it is corrupt and
+// what to do, not later at some query.
+func TestOpenDamaged(t *testing.T) {
+	for _, how := range []string{"header", "pages"} {
+		t.Run(how, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "state.db")
+			s, err := Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			for i := 0; i < 200; i++ {
+				if _, err := s.CreateSandbox(ctx, Sandbox{UUID: fmt.Sprintf("u-%03d", i), Name: fmt.Sprintf("n-%03d", i), Status: "running", Backend: "container", Image: "host", Spec: []byte("{}")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			b, err := os.ReadFile(p)
+			if err != nil || len(b) < 3*4096 {
+				t.Fatalf("database: %d bytes, %v", len(b), err)
+			}
+			if how == "header" {
+				copy(b, bytes.Repeat([]byte{'Z'}, 100))
+			} else {
+				for i := 4096; i < len(b); i++ {
+					b[i] = byte(i * 7)
+				}
+			}
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Open(p)
+			if err == nil || !IsDamaged(err) || !strings.Contains(err.Error(), "is corrupt") || !strings.Contains(err.Error(), "restore it from a backup") {
+				t.Fatalf("Open of a damaged file: %v", err)
+			}
+		})
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
@@ -185,6 +186,24 @@ func filePath(p string) string {
 	return strings.Join(parts, "/")
 }
 
+// ErrDaemonLost is the error of a request or stream whose connection to
+// the daemon broke before the daemon answered (the daemon was killed,
+// stopped or restarted): the operation may or may not have taken effect.
+// It replaces the transport's own words ("EOF", "failed to read frame
+// header", "connection reset by peer").
+var ErrDaemonLost = errors.New("the connection to the daemon was lost (the daemon stopped or restarted)")
+
+// connectionLost reports whether err is an established connection to the
+// daemon breaking (rather than, say, no daemon to connect to).
+func connectionLost(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "frame header") || strings.Contains(msg, "StatusAbnormalClosure") ||
+		strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
+}
+
 // request describes one HTTP exchange.
 type request struct {
 	method, path string
@@ -220,6 +239,9 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if connectionLost(err) && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w before it answered %s %s", ErrDaemonLost, r.method, r.path)
+		}
 		return nil, fmt.Errorf("agentkernel %s %s: %w", r.method, r.path, err)
 	}
 	// A 409 of a JSON call may be a command that exited non-zero, an

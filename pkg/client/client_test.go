@@ -314,3 +314,26 @@ func TestUnixMode(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonLost: a daemon that dies after it took a request (here: it
+// closes the connection without answering) is reported as ErrDaemonLost,
+// naming the request, not as the transport's "EOF"; a daemon that is not
+// there at all is not.
+func TestDaemonLost(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer srv.Close()
+	c, _ := New(WithBaseURL(srv.URL))
+	_, err := c.CreateSandbox(ctxT(t), api.CreateSandboxRequest{Name: "dev"})
+	if !errors.Is(err, ErrDaemonLost) || !strings.Contains(err.Error(), "POST /sandboxes") || strings.Contains(err.Error(), "EOF") {
+		t.Fatalf("a request cut by the daemon's death: %v", err)
+	}
+	c, _ = New(WithBaseURL("http://127.0.0.1:1"))
+	if _, err := c.ListSandboxes(ctxT(t)); err == nil || errors.Is(err, ErrDaemonLost) {
+		t.Fatalf("no daemon at all: %v", err)
+	}
+}

@@ -139,7 +139,11 @@ func (s *Stream) read() {
 	exited := false
 	defer func() {
 		if !exited && s.err == nil {
-			s.err = fmt.Errorf("agentkernel: the stream ended before the exit message: %w", err)
+			if err != nil && connectionLost(err) && s.ctx.Err() == nil {
+				s.err = fmt.Errorf("%w before the command finished", ErrDaemonLost)
+			} else {
+				s.err = fmt.Errorf("agentkernel: the stream ended before the exit message: %w", err)
+			}
 		}
 		end := io.EOF
 		if s.err != nil {

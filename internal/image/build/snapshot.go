@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/faultpoint"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/version"
 	"github.com/agentkernel/agentkernel/pkg/api"
@@ -68,6 +69,7 @@ func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest)
 		return api.SnapshotInfo{}, fmt.Errorf("snapshotting sandbox %s: %w", req.Sandbox, err)
 	}
 	defer release()
+	faultpoint.Hit(ctx, faultpoint.SnapshotDiffed)
 	cfg := image.Config{}
 	if parent.Config != nil {
 		cfg = *parent.Config

@@ -65,6 +65,16 @@ func New(prefix string) (*Home, error) {
 	return &Home{Dir: dir, uuids: map[string]bool{}, netns: map[uint64]string{}}, nil
 }
 
+// At makes a Home of an existing, empty directory (a test that needs the
+// home on a filesystem of its own, such as a small loop mount, makes the
+// directory itself).
+func At(dir string) (*Home, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, err
+	}
+	return &Home{Dir: dir, uuids: map[string]bool{}, netns: map[uint64]string{}}, nil
+}
+
 // Layout is the home's paths.Layout.
 func (h *Home) Layout() paths.Layout { return paths.Layout{Home: h.Dir} }
 
