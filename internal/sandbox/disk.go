@@ -32,7 +32,7 @@ func diskUsage(d agentproto.DiskStat) *api.DiskUsage {
 	if d.Bytes > d.Avail {
 		used = d.Bytes - d.Avail
 	}
-	return &api.DiskUsage{SizeMB: int64(d.Bytes >> 20), UsedMB: int64(used >> 20), AvailMB: int64(d.Avail >> 20), Full: d.Full()}
+	return &api.DiskUsage{SizeMB: int64(d.Bytes >> 20), UsedMB: int64(used >> 20), AvailMB: int64(d.Avail >> 20), Full: d.Full(), ReadOnly: d.ReadOnly}
 }
 
 // addDiskUsage fills in Disk for the running sandboxes among infos, asking
@@ -71,16 +71,25 @@ func (m *Manager) addDiskUsage(ctx context.Context, infos []api.SandboxInfo) {
 	wg.Wait()
 }
 
-// checkDiskFits refuses a disk larger than the filesystem that would hold
-// it (dir's): sparse, it could be promised, but never filled.
-func checkDiskFits(dir string, diskMB int) error {
+// fitDisk checks a disk of diskMB against the filesystem that would hold
+// it (dir's): sparse, a larger one could be promised, but never filled. A
+// size the caller asked for is refused; the default is cut to the
+// filesystem's size, so a daemon whose home is on a small filesystem still
+// starts and creates sandboxes.
+func fitDisk(dir string, diskMB int, asked bool) (int, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
-		return nil // the directory is made later; the backend reports
+		return diskMB, nil // the directory is made later; the backend reports
 	}
 	totalMB := st.Blocks * uint64(st.Bsize) >> 20
-	if uint64(diskMB) > totalMB {
-		return fmt.Errorf("%w: disk_mb %d is more than the %d MB filesystem of this daemon's home", errdefs.ErrInvalidArgument, diskMB, totalMB)
+	switch {
+	case uint64(diskMB) <= totalMB:
+		return diskMB, nil
+	case asked:
+		return 0, fmt.Errorf("%w: disk_mb %d is more than the %d MB filesystem of this daemon's home", errdefs.ErrInvalidArgument, diskMB, totalMB)
+	case totalMB < MinDiskMB:
+		return 0, fmt.Errorf("%w: the filesystem of this daemon's home is %d MB, less than the %d MB of the smallest sandbox disk",
+			errdefs.ErrFailedPrecondition, totalMB, MinDiskMB)
 	}
-	return nil
+	return int(totalMB), nil
 }

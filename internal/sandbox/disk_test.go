@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/agentkernel/agentkernel/internal/agentproto"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
@@ -25,12 +27,23 @@ func TestDiskUsage(t *testing.T) {
 	}
 }
 
-func TestCheckDiskFits(t *testing.T) {
+// TestFitDisk: a disk that fits is kept; one larger than the filesystem
+// is refused when asked for and cut to the filesystem's size when it is
+// the default.
+func TestFitDisk(t *testing.T) {
 	dir := t.TempDir()
-	if err := checkDiskFits(dir, MinDiskMB); err != nil {
-		t.Errorf("a small disk: %v", err)
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
 	}
-	if err := checkDiskFits(dir, 1<<30); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Errorf("a disk larger than the filesystem: %v", err)
+	totalMB := int(st.Blocks * uint64(st.Bsize) >> 20)
+	if got, err := fitDisk(dir, MinDiskMB, true); err != nil || got != MinDiskMB {
+		t.Errorf("a small disk: %d, %v", got, err)
+	}
+	if _, err := fitDisk(dir, 1<<30, true); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("a disk asked for, larger than the filesystem: %v", err)
+	}
+	if got, err := fitDisk(dir, 1<<30, false); err != nil || got != totalMB {
+		t.Errorf("the default, larger than the %d MB filesystem: %d, %v", totalMB, got, err)
 	}
 }

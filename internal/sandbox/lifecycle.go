@@ -137,7 +137,7 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 	if err != nil {
 		return nil, zero, err
 	}
-	if err := checkDiskFits(m.cfg.Layout.SandboxesDir(), res.DiskMB); err != nil {
+	if res.DiskMB, err = fitDisk(m.cfg.Layout.SandboxesDir(), res.DiskMB, req.DiskMB != 0); err != nil {
 		return nil, zero, err
 	}
 	sec, err := ResolveProfile(req.Profile)
