@@ -206,7 +206,7 @@ func supervise(ctx context.Context, c *child, p *proc, timeout time.Duration, on
 		timer.Stop()
 	}
 	stopKill()
-	status := explainLimits(exitStatus(ws), limitsBefore, readLimitCountersAfter())
+	status := explainLimits(exitStatus(ws), limitsBefore, readLimitCountersAfter(ws.ExitStatus() != 0 || ws.Signaled()))
 	if timedOut.Load() {
 		status = agentproto.ExitStatus{Code: 124, TimedOut: true, Error: fmt.Sprintf("timed out after %v", timeout)}
 	}

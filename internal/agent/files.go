@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/yamux"
+	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
 	"github.com/agentkernel/agentkernel/internal/safetar"
@@ -30,6 +32,23 @@ const maxTrailing = 1 << 20
 // absolute and clean. They are resolved in the agent's own root, which is
 // the sandbox's.
 func (s *Server) fileOp(ctx context.Context, st *yamux.Stream, req *agentproto.Request) error {
+	return explainReadOnlyDisk(s.runFileOp(ctx, st, req))
+}
+
+// explainReadOnlyDisk adds why to a write refused because ext4 made the
+// sandbox's disk read-only under it (a bare "read-only file system" would
+// read as the user's mistake).
+func explainReadOnlyDisk(err error) error {
+	if !errors.Is(err, syscall.EROFS) {
+		return err
+	}
+	if d, derr := diskStat(true); derr == nil && d.ReadOnly {
+		return fmt.Errorf("%w: %s", err, agentproto.DiskReadOnly)
+	}
+	return err
+}
+
+func (s *Server) runFileOp(ctx context.Context, st *yamux.Stream, req *agentproto.Request) error {
 	switch req.Op {
 	case agentproto.OpStat:
 		fi, err := os.Lstat(req.Path)
@@ -127,6 +146,10 @@ func writeFile(st io.ReadWriter, path string, mode fs.FileMode) (retErr error) {
 		}
 	}
 	if err := tmp.Chmod(mode); err != nil {
+		return err
+	}
+	// Reported done only once on the disk (see syncFS).
+	if err := tmp.Sync(); err != nil {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
@@ -251,5 +274,24 @@ func tarIn(ctx context.Context, st *yamux.Stream, dir string) error {
 	if n > maxTrailing {
 		return fmt.Errorf("%w: more than %d bytes after the end of the archive", errdefs.ErrInvalidArgument, maxTrailing)
 	}
+	if err := syncFS(dir); err != nil {
+		return err
+	}
 	return result(st, struct{}{})
+}
+
+// syncFS writes out the filesystem holding dir, so that a copy reported
+// done is on the disk: the sandbox's disk is a sparse image, and a host
+// that ran out of space under it fails only the write-back, which would
+// otherwise reach no one.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("writing out %s: %w: the sandbox's disk could not store the data: is the host's disk full? (see the host's kernel log)", dir, err)
+	}
+	return nil
 }

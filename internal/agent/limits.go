@@ -2,11 +2,14 @@ package agent
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/agentproto"
 )
@@ -40,20 +43,40 @@ var (
 	diskPath = "/tmp"
 )
 
-// diskStat reads the writable disk's size and free space.
-func diskStat() (agentproto.DiskStat, error) {
+// diskStat reads the writable disk's size and free space. With probe it
+// also finds out whether the disk still takes writes: ext4 that made
+// itself read-only after a failed write-back is not always flagged so by
+// statfs, so it tries to make an unnamed file.
+func diskStat(probe bool) (agentproto.DiskStat, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(diskPath, &st); err != nil {
 		return agentproto.DiskStat{}, fmt.Errorf("statfs %s: %w", diskPath, err)
 	}
 	bs := uint64(st.Bsize)
-	return agentproto.DiskStat{Bytes: st.Blocks * bs, Avail: st.Bavail * bs, Files: st.Files, FilesFree: st.Ffree}, nil
+	d := agentproto.DiskStat{Bytes: st.Blocks * bs, Avail: st.Bavail * bs, Files: st.Files, FilesFree: st.Ffree,
+		ReadOnly: st.Flags&unix.ST_RDONLY != 0}
+	if probe && !d.ReadOnly {
+		d.ReadOnly = refusesWrites(diskPath)
+	}
+	return d, nil
 }
 
-// readLimitCountersAfter is readLimitCounters with the disk's state.
-func readLimitCountersAfter() limitCounters {
+// refusesWrites reports whether dir's filesystem refuses a new file as
+// read-only.
+func refusesWrites(dir string) bool {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		unix.Close(fd)
+		return false
+	}
+	return errors.Is(err, unix.EROFS)
+}
+
+// readLimitCountersAfter is readLimitCounters with the disk's state
+// (probed for writes after a process that failed).
+func readLimitCountersAfter(failed bool) limitCounters {
 	c := readLimitCounters()
-	c.disk, _ = diskStat()
+	c.disk, _ = diskStat(failed)
 	return c
 }
 
@@ -103,6 +126,8 @@ func explainLimits(st agentproto.ExitStatus, before, after limitCounters) agentp
 		st.Error = "killed by the out-of-memory killer: the sandbox reached its memory limit"
 	case after.pidsMax > before.pidsMax:
 		st.Error = fmt.Sprintf("the sandbox reached its process limit while this ran (%d forks refused)", after.pidsMax-before.pidsMax)
+	case after.disk.ReadOnly:
+		st.Error = agentproto.DiskReadOnly
 	case after.disk.Full():
 		st.Error = fmt.Sprintf("the sandbox's disk is full (%s): writes fail with \"No space left on device\"; delete files or create the sandbox with a larger --disk-mb", sizeMiB(after.disk.Bytes))
 	}

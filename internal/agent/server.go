@@ -279,7 +279,7 @@ func (s *Server) dispatch(ctx context.Context, st *yamux.Stream, req *agentproto
 	case agentproto.OpPing:
 		return result(st, struct{}{})
 	case agentproto.OpDisk:
-		d, err := diskStat()
+		d, err := diskStat(true)
 		if err != nil {
 			return err
 		}

@@ -160,7 +160,17 @@ type DiskStat struct {
 	Avail     uint64 `json:"avail"`      // bytes a process may still write
 	Files     uint64 `json:"files"`      // inodes
 	FilesFree uint64 `json:"files_free"` // free inodes
+	// ReadOnly: the filesystem was made read-only, as ext4 does when a
+	// write to its device failed (the sparse image's host filesystem
+	// filled up under it).
+	ReadOnly bool `json:"read_only,omitempty"`
 }
+
+// DiskReadOnly is the exit status and error text for a disk that ext4 made
+// read-only under the sandbox.
+const DiskReadOnly = "the sandbox's disk was made read-only after a write to it failed " +
+	"(the host's disk holding it is likely full: see the host's kernel log); " +
+	"free space on the host, then stop and start the sandbox to repair it"
 
 // DiskFullBytes is the free space below which a disk counts as full: a
 // write of any size may then fail with ENOSPC.

@@ -315,6 +315,9 @@ func mbSuffix(n int) string {
 
 // statusText is a sandbox's status, with "disk full" when its disk is.
 func statusText(sb api.SandboxInfo) string {
+	if sb.Disk != nil && sb.Disk.ReadOnly {
+		return sb.Status + " (" + api.DiskReadOnly + ")"
+	}
 	if sb.Disk != nil && sb.Disk.Full {
 		return sb.Status + " (" + api.DiskFull + ")"
 	}

@@ -81,10 +81,16 @@ type DiskUsage struct {
 	UsedMB  int64 `json:"used_mb"`  // in use
 	AvailMB int64 `json:"avail_mb"` // still writable
 	Full    bool  `json:"full"`
+	// ReadOnly: a write to the disk failed under the sandbox (its host's
+	// filesystem filled up) and ext4 made it read-only until a restart.
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // DiskFull is how the CLI and the docs name a sandbox whose disk is full.
 const DiskFull = "disk full"
+
+// DiskReadOnly names a sandbox whose disk was made read-only under it.
+const DiskReadOnly = "disk read-only"
 
 // CreateSandboxRequest is the body of POST /sandboxes.
 //
