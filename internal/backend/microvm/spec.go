@@ -86,6 +86,9 @@ func validate(s *backend.Spec) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
+	if len(s.Volumes) > maxDirs {
+		return fmt.Errorf("%w: %d volumes (at most %d on microvm)", errdefs.ErrInvalidArgument, len(s.Volumes), maxDirs)
+	}
 	if len(s.Mounts) > maxDirs {
 		return fmt.Errorf("%w: %d host directories (at most %d on microvm)", errdefs.ErrInvalidArgument, len(s.Mounts), maxDirs)
 	}
