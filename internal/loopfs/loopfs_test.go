@@ -75,3 +75,65 @@ func TestMountSizeLimitAndNoLeak(t *testing.T) {
 		t.Errorf("loop devices left after the read-only unmount: %v", ds)
 	}
 }
+
+// TestMountSharedOneFilesystem mounts one image twice with MountShared:
+// both mounts use one loop device (one ext4 instance), a file written
+// through one is read through the other, a read-write mount beside a
+// read-only device is refused, and unmounting both leaves no device.
+func TestMountSharedOneFilesystem(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		t.Skip("no mkfs.ext4")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(mkfs, "-q", "-F", "-m", "0", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs: %v: %s", err, out)
+	}
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	os.Mkdir(a, 0o700)
+	os.Mkdir(b, 0o700)
+	if err := MountShared(img, a, "ext4", false, unix.MS_NODEV, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer Unmount(a)
+	if err := MountShared(img, b, "ext4", true, unix.MS_NODEV, "noload"); err != nil {
+		t.Fatal(err)
+	}
+	defer Unmount(b)
+	if ds := Devices(dir); len(ds) != 1 {
+		t.Errorf("loop devices with two shared mounts: %v, want one", ds)
+	}
+	if err := os.WriteFile(filepath.Join(a, "f"), []byte("seen"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(b, "f")); err != nil || string(got) != "seen" {
+		t.Errorf("read through the second mount: %q, %v", got, err)
+	}
+	Unmount(b)
+	Unmount(a)
+	if ds := Devices(dir); len(ds) != 0 {
+		t.Errorf("loop devices left: %v", ds)
+	}
+	// A read-only device first: a read-write mount beside it is refused.
+	if err := MountShared(img, a, "ext4", true, 0, "noload"); err != nil {
+		t.Fatal(err)
+	}
+	if err := MountShared(img, b, "ext4", false, 0, ""); !errors.Is(err, ErrReadOnlyInUse) {
+		t.Errorf("read-write beside a read-only device: %v, want ErrReadOnlyInUse", err)
+		Unmount(b)
+	}
+	Unmount(a)
+	if ds := Devices(dir); len(ds) != 0 {
+		t.Errorf("loop devices left: %v", ds)
+	}
+}
