@@ -204,6 +204,11 @@ type VolumeMount struct {
 	Disk     string `json:"disk"`
 	Path     string `json:"path"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+	// Shared is a read-write use beside other sandboxes' shared or
+	// read-only uses; only backends that mount the image on the host
+	// (container, gvisor) share one filesystem instance. The daemon
+	// decides who may; backends read it only to refuse what they cannot.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // GatewaySpec is the network gateway's configuration, resolved by the

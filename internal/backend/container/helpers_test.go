@@ -196,6 +196,9 @@ func (e *env) assertClean(t *testing.T, s *backend.Spec) {
 	if _, err := os.Lstat(rootfs); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("rootfs left behind: %v", err)
 	}
+	if mps, err := mountsUnder(filepath.Join(s.StateDir, "volumes")); err != nil || len(mps) > 0 {
+		t.Errorf("volume mounts left behind: %v %v", mps, err)
+	}
 	dirs, err := cgroupDirs(oci.CgroupsPath(e.opts.CgroupParent, s.ID))
 	if err != nil {
 		t.Fatal(err)
