@@ -32,6 +32,11 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 		return api.SandboxInfo{}, err
 	}
 	ph.mark("spec")
+	if err := m.vols.check(spec); err != nil {
+		// Refused before the record exists: nothing is created. Start
+		// claims again, which settles a race with another start.
+		return api.SandboxInfo{}, fmt.Errorf("sandbox %q: %w", req.Name, err)
+	}
 	if info, ok, err := m.claim(ctx, req, spec, rec, inline, ph); ok {
 		span.SetAttributes(attribute.Bool("agentkernel.pool_claim", true))
 		m.observe("claim", spec.Backend, ph.start, err)
@@ -101,8 +106,6 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 		return nil, zero, fmt.Errorf("%w: secret_files are not supported; bind secrets to hosts with secrets (--secret KEY:HOST); nothing was created", errdefs.ErrNotImplemented)
 	case req.SourceURL != "" || req.SourceRef != "":
 		return nil, zero, fmt.Errorf("%w: source_url needs network access from the sandbox, which this agentkernel does not have yet; copy the code in with `agentkernel cp`", errdefs.ErrNotImplemented)
-	case len(req.Volumes) > 0:
-		return nil, zero, fmt.Errorf("%w: named volumes are not supported; mount a host directory with dirs (--dir)", errdefs.ErrNotImplemented)
 	}
 	backendName, _, err := api.UpstreamBackend(req.Backend)
 	if err != nil {
@@ -134,6 +137,10 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 		}
 		mounts = append(mounts, mnt)
 	}
+	vols, err := m.resolveVolumes(req.Volumes, backendName, mounts)
+	if err != nil {
+		return nil, zero, err
+	}
 	imageName := req.Image
 	if imageName == "" {
 		imageName = "host"
@@ -147,7 +154,7 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 		ID: id, Name: req.Name, Backend: backendName,
 		StateDir: m.stateDir(id), AgentPath: m.cfg.AgentPath,
 		Rootfs: img.Rootfs, Env: img.Env, Workdir: img.Workdir, User: img.User, Cmd: img.Cmd,
-		Hostname: req.Name, Resources: res, Security: sec, Mounts: mounts,
+		Hostname: req.Name, Resources: res, Security: sec, Mounts: mounts, Volumes: vols,
 	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
@@ -193,8 +200,19 @@ func (m *Manager) StartSandbox(ctx context.Context, name string) (api.SandboxInf
 
 // startLocked spawns the sandbox's supervisor and connects to its agent.
 // The caller holds the sandbox's lock.
-func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
+func (m *Manager) startLocked(ctx context.Context, uuid, name string) (retErr error) {
 	dir := m.stateDir(uuid)
+	if err := m.claimVolumes(uuid, false); err != nil {
+		// Refused before anything ran: the sandbox keeps its status.
+		return fmt.Errorf("sandbox %s cannot start: %w", name, err)
+	}
+	defer func() {
+		if retErr != nil {
+			// Every failure below has stopped the supervisor, or never
+			// had one, and so the volumes are unmounted.
+			m.vols.release(uuid)
+		}
+	}()
 	if err := m.setStatus(ctx, uuid, name, api.StatusStarting, ""); err != nil {
 		return err
 	}
@@ -303,6 +321,9 @@ func (m *Manager) cleanup(ctx context.Context, uuid string) {
 			m.log.Error("cleaning up sandbox", "sandbox", spec.Name, "err", err)
 		}
 	}
+	// Its volumes are unmounted now (or its supervisor is dead): others
+	// may have them.
+	m.vols.release(uuid)
 }
 
 // StopSandbox stops a running sandbox gracefully; its files are kept.

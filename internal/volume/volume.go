@@ -23,13 +23,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
+	"github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -57,17 +58,10 @@ type Info struct {
 	Disk string `json:"disk,omitempty"`
 }
 
-// nameRE is upstream's slug (letters, digits, '-', '_'), starting with a
-// letter or digit, at most 63 characters: never a path, never hidden.
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
-
-// ValidateName checks a volume name.
-func ValidateName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: volume name %.80q must be 1-63 letters, digits, '-' or '_', starting with a letter or digit", errdefs.ErrInvalidArgument, name)
-	}
-	return nil
-}
+// ValidateName checks a volume name: upstream's slug (letters, digits,
+// '-', '_'), starting with a letter or digit, at most 63 characters
+// (api.ValidateVolumeName, shared with the client).
+func ValidateName(name string) error { return api.ValidateVolumeName(name) }
 
 // ParseSize reads a size as upstream writes it: a number with an optional
 // B, K/KB, M/MB, G/GB or T/TB suffix (powers of 1024, any case).
@@ -106,7 +100,9 @@ type Mount struct {
 }
 
 // ParseMount parses "NAME:/path[:ro|:rw|:shared]". The path must be
-// absolute, clean and not "/"; the backend refuses reserved paths.
+// absolute, clean (no "..", no "//", no trailing "/"), not "/" and not
+// under /proc, /sys, /dev or the agent's directory
+// (backend.CheckMountTarget).
 func ParseMount(s string) (Mount, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 {
@@ -118,6 +114,9 @@ func ParseMount(s string) (Mount, error) {
 	}
 	if !filepath.IsAbs(m.Path) || filepath.Clean(m.Path) != m.Path || m.Path == "/" || len(m.Path) > 4096 || strings.ContainsRune(m.Path, 0) {
 		return Mount{}, fmt.Errorf("%w: volume %.120q: the sandbox path must be absolute, clean and not /", errdefs.ErrInvalidArgument, s)
+	}
+	if err := backend.CheckMountTarget(m.Path); err != nil {
+		return Mount{}, fmt.Errorf("volume %.120q: %w", s, err)
 	}
 	if len(parts) == 3 {
 		switch parts[2] {

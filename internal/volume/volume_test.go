@@ -50,7 +50,9 @@ func TestParseMount(t *testing.T) {
 	if err != nil || m != (Mount{Name: "data", Path: "/srv/x", Shared: true}) {
 		t.Errorf("ParseMount shared = %+v, %v", m, err)
 	}
-	for _, bad := range []string{"data", "data:", "data:rel", "data:/", "data:/a/../b", "../x:/data", "/etc:/data", "data:/d:rx", "a:/b:ro:x"} {
+	for _, bad := range []string{"data", "data:", "data:rel", "data:/", "data:/a/../b", "../x:/data", "/etc:/data", "data:/d:rx", "a:/b:ro:x",
+		"data:/proc", "data:/proc/x", "data:/sys/fs", "data:/dev", "data:/dev/shm", "data:/.agentkernel/run", "data://x", "data:/x/",
+		"data:/x/.", "data:/..", "data:/a\x00b", "DATA:/d:RO", ":/d", "data:/d:"} {
 		if _, err := ParseMount(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("ParseMount(%q) = %v, want invalid argument", bad, err)
 		}
