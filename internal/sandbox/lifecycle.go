@@ -202,7 +202,7 @@ func (m *Manager) StartSandbox(ctx context.Context, name string) (api.SandboxInf
 // The caller holds the sandbox's lock.
 func (m *Manager) startLocked(ctx context.Context, uuid, name string) (retErr error) {
 	dir := m.stateDir(uuid)
-	if err := m.claimVolumes(uuid, false); err != nil {
+	if err := m.claimVolumes(ctx, uuid, false); err != nil {
 		// Refused before anything ran: the sandbox keeps its status.
 		return fmt.Errorf("sandbox %s cannot start: %w", name, err)
 	}
@@ -382,6 +382,9 @@ func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
 		l.stopWatch()
 		l.closeAgent()
 	}
+	// Its volumes are released once the teardown below has unmounted
+	// them; a start that needs one meanwhile waits for that.
+	m.vols.releasing(uuid)
 	if err := m.cfg.Store.DeleteSandbox(ctx, uuid); err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			// Another remove got here first (it looked the name up before

@@ -51,7 +51,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		if err == nil && (st.State == "running" || st.State == supervisor.StatePaused) {
 			l := newLiveSandbox(rec.UUID, rec.Name, sup)
-			if err := m.claimVolumes(rec.UUID, true); err != nil {
+			if err := m.claimVolumes(ctx, rec.UUID, true); err != nil {
 				m.log.Warn("re-adopted sandbox's volumes", "sandbox", rec.Name, "err", err)
 			}
 			m.watch(l, nil)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/volume"
@@ -65,37 +66,80 @@ type volumeClaims struct {
 	mu sync.Mutex
 	// by holds the uses of each sandbox, by UUID.
 	by map[string]map[string]volumeUse // uuid -> volume name -> use
+	// going are the sandboxes being removed, whose teardown (in the
+	// background) will release their uses soon.
+	going map[string]bool
+	// changed is closed (and replaced) at every release.
+	changed chan struct{}
 }
 
+// releaseWait bounds how long a start waits for a removed sandbox's
+// teardown to release a volume it needs (run after run on one volume).
+const releaseWait = 30 * time.Second
+
 // check says whether spec's volumes could be claimed now, claiming
-// nothing.
+// nothing; uses of sandboxes being removed do not count.
 func (c *volumeClaims) check(spec *backend.Spec) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, err := c.uses(spec, spec.ID, false)
+	_, err := c.uses(spec, spec.ID, false, false)
 	return err
 }
 
 // acquire claims spec's volumes for sandbox uuid, or refuses with the use
-// in the way. force skips the checks (a re-adopted sandbox already has
-// them mounted).
-func (c *volumeClaims) acquire(uuid string, spec *backend.Spec, force bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	want, err := c.uses(spec, uuid, force)
-	if err != nil || len(want) == 0 {
-		return err
+// in the way. When only uses of sandboxes being removed are in the way,
+// it waits (up to releaseWait, or ctx) for their release. force skips
+// the checks (a re-adopted sandbox already has them mounted).
+func (c *volumeClaims) acquire(ctx context.Context, uuid string, spec *backend.Spec, force bool) error {
+	ctx, cancel := context.WithTimeout(ctx, releaseWait)
+	defer cancel()
+	for {
+		c.mu.Lock()
+		want, err := c.uses(spec, uuid, force, true)
+		if err == nil {
+			if len(want) > 0 {
+				if c.by == nil {
+					c.by = map[string]map[string]volumeUse{}
+				}
+				c.by[uuid] = want
+			}
+			c.mu.Unlock()
+			return nil
+		}
+		if _, lerr := c.uses(spec, uuid, force, false); lerr != nil {
+			c.mu.Unlock()
+			return lerr // a use that is not going away
+		}
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return err
+		}
 	}
-	if c.by == nil {
-		c.by = map[string]map[string]volumeUse{}
-	}
-	c.by[uuid] = want
-	return nil
 }
 
-// uses returns spec's volume uses, checked against the others' unless
-// force. The caller holds c.mu.
-func (c *volumeClaims) uses(spec *backend.Spec, uuid string, force bool) (map[string]volumeUse, error) {
+// releasing marks sandbox uuid as being removed (see going).
+func (c *volumeClaims) releasing(uuid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.by[uuid]; !ok {
+		return
+	}
+	if c.going == nil {
+		c.going = map[string]bool{}
+	}
+	c.going[uuid] = true
+}
+
+// uses returns spec's volume uses, checked against the others' (with or
+// without those of sandboxes being removed) unless force. The caller
+// holds c.mu.
+func (c *volumeClaims) uses(spec *backend.Spec, uuid string, force, withGoing bool) (map[string]volumeUse, error) {
 	if len(spec.Volumes) == 0 {
 		return nil, nil
 	}
@@ -113,7 +157,7 @@ func (c *volumeClaims) uses(spec *backend.Spec, uuid string, force bool) (map[st
 	for name, w := range want {
 		var others []volumeUse
 		for id, uses := range c.by {
-			if u, ok := uses[name]; ok && id != uuid && u.ino == w.ino {
+			if u, ok := uses[name]; ok && id != uuid && u.ino == w.ino && (withGoing || !c.going[id]) {
 				others = append(others, u)
 			}
 		}
@@ -127,8 +171,16 @@ func (c *volumeClaims) uses(spec *backend.Spec, uuid string, force bool) (map[st
 // release drops sandbox uuid's claims; idempotent.
 func (c *volumeClaims) release(uuid string) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.by[uuid]; !ok {
+		return
+	}
 	delete(c.by, uuid)
-	c.mu.Unlock()
+	delete(c.going, uuid)
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
 }
 
 // mounted returns the uses of volume name (of the image with inode ino)
@@ -231,12 +283,12 @@ func (m *Manager) resolveVolumes(specs []string, backendName string, dirs []back
 
 // claimVolumes claims the volumes of the sandbox whose state is in dir
 // before it starts.
-func (m *Manager) claimVolumes(uuid string, force bool) error {
+func (m *Manager) claimVolumes(ctx context.Context, uuid string, force bool) error {
 	spec, err := backend.ReadSpec(m.stateDir(uuid))
 	if err != nil || len(spec.Volumes) == 0 {
 		return nil // no spec: the start fails on its own, saying why
 	}
-	return m.vols.acquire(uuid, spec, force)
+	return m.vols.acquire(ctx, uuid, spec, force)
 }
 
 // volumeStore returns the store, or the error of a server without one.

@@ -1,9 +1,15 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -40,4 +46,53 @@ func TestVolumeConflict(t *testing.T) {
 			t.Errorf("%s: %v is not a failed precondition", c.what, err)
 		}
 	}
+}
+
+// TestVolumeClaimsWaitForRemoval: a read-write claim refuses a second
+// writer, but one of a sandbox being removed is waited for until its
+// teardown releases it.
+func TestVolumeClaimsWaitForRemoval(t *testing.T) {
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec := func(id string) *backend.Spec {
+		return &backend.Spec{ID: id, Name: id, Backend: "container", Volumes: []backend.VolumeMount{{Name: "v", Disk: disk, Path: "/v"}}}
+	}
+	var c volumeClaims
+	ctx := context.Background()
+	if err := c.acquire(ctx, "a", spec("a"), false); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := c.acquire(short, "b", spec("b"), false); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("second writer: %v", err)
+	}
+	c.releasing("a")
+	if err := c.check(spec("b")); err != nil {
+		t.Errorf("check beside a sandbox being removed: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.acquire(ctx, "b", spec("b"), false) }()
+	select {
+	case err := <-done:
+		t.Fatalf("acquired before the release: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	c.release("a")
+	if err := <-done; err != nil {
+		t.Fatalf("after the release: %v", err)
+	}
+	if got := c.mounted("v", statIno(t, disk)); len(got) != 1 || got["b"].sandbox != "b" {
+		t.Errorf("mounted: %+v", got)
+	}
+}
+
+func statIno(t *testing.T, p string) uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
 }
