@@ -276,19 +276,58 @@ func (m *Manager) resolveVolumes(specs []string, backendName string, dirs []back
 		if err != nil {
 			return nil, err
 		}
+		if err := guestWrittenRefusal(info, backendName); err != nil {
+			return nil, err
+		}
 		out = append(out, backend.VolumeMount{Name: v.Name, Disk: info.Disk, Path: v.Path, ReadOnly: v.ReadOnly, Shared: v.Shared})
 	}
 	return out, nil
 }
 
+// guestWrittenRefusal refuses a host-mounting backend a volume that a
+// microVM has written (see volume.Store.SetGuestWritten).
+func guestWrittenRefusal(info volume.Info, backendName string) error {
+	if info.GuestWritten && hostMounted(backendName) {
+		return fmt.Errorf("%w: volume %q was written by a microVM, whose kernel wrote its disk directly; the host kernel does not mount such a disk, so only microvm sandboxes may use it",
+			errdefs.ErrPermissionDenied, info.Name)
+	}
+	return nil
+}
+
 // claimVolumes claims the volumes of the sandbox whose state is in dir
-// before it starts.
+// before it starts, refusing a host mount of a volume a microVM wrote,
+// and records a microVM's read-write use as such.
 func (m *Manager) claimVolumes(ctx context.Context, uuid string, force bool) error {
 	spec, err := backend.ReadSpec(m.stateDir(uuid))
 	if err != nil || len(spec.Volumes) == 0 {
 		return nil // no spec: the start fails on its own, saying why
 	}
-	return m.vols.acquire(ctx, uuid, spec, force)
+	if m.cfg.Volumes != nil && !force {
+		for _, v := range spec.Volumes {
+			info, err := m.cfg.Volumes.Get(v.Name)
+			if err != nil {
+				return fmt.Errorf("%w: volume %q is gone (it was deleted): create it again, or remove the sandbox", errdefs.ErrFailedPrecondition, v.Name)
+			}
+			if err := guestWrittenRefusal(info, spec.Backend); err != nil {
+				return err
+			}
+		}
+	}
+	if err := m.vols.acquire(ctx, uuid, spec, force); err != nil {
+		return err
+	}
+	if m.cfg.Volumes != nil && !hostMounted(spec.Backend) {
+		for _, v := range spec.Volumes {
+			if v.ReadOnly {
+				continue
+			}
+			if err := m.cfg.Volumes.SetGuestWritten(v.Name); err != nil {
+				m.vols.release(uuid)
+				return fmt.Errorf("volume %q: %w", v.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // volumeStore returns the store, or the error of a server without one.
@@ -393,7 +432,7 @@ func (m *Manager) DeleteVolume(ctx context.Context, name string, force bool) (ap
 // volumeInfo adds usage to a volume's description: the sandboxes whose
 // spec names it, and whether each has it mounted now.
 func (m *Manager) volumeInfo(ctx context.Context, info volume.Info) (api.VolumeInfo, error) {
-	out := api.VolumeInfo{Name: info.Name, SizeBytes: info.SizeBytes, CreatedAt: info.CreatedAt}
+	out := api.VolumeInfo{Name: info.Name, SizeBytes: info.SizeBytes, CreatedAt: info.CreatedAt, GuestWritten: info.GuestWritten}
 	var st syscall.Stat_t
 	if err := syscall.Stat(info.Disk, &st); err == nil {
 		out.UsedBytes = st.Blocks * 512

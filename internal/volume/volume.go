@@ -54,6 +54,10 @@ type Info struct {
 	Name      string    `json:"name"`
 	SizeBytes int64     `json:"size_bytes"`
 	CreatedAt time.Time `json:"created_at"`
+	// GuestWritten says a microVM has had the image read-write: its guest
+	// kernel wrote the disk's blocks directly, so the image is no longer
+	// one the host kernel may parse (see SetGuestWritten).
+	GuestWritten bool `json:"guest_written,omitempty"`
 	// Disk is the image's path on the daemon's host.
 	Disk string `json:"disk,omitempty"`
 }
@@ -224,6 +228,25 @@ func (s *Store) Get(name string) (Info, error) {
 	}
 	info.Disk = s.Disk(name)
 	return info, nil
+}
+
+// SetGuestWritten records that a microVM is given the volume read-write.
+// From then on only microVMs may mount it: a guest that controls the raw
+// blocks of an ext4 image can craft one that attacks the filesystem code
+// of whichever kernel mounts it next, and the host's must not be that
+// kernel. Idempotent.
+func (s *Store) SetGuestWritten(name string) error {
+	info, err := s.Get(name)
+	if err != nil || info.GuestWritten {
+		return err
+	}
+	info.GuestWritten, info.Disk = true, ""
+	b, _ := json.Marshal(info)
+	tmp := filepath.Join(s.dir(name), "."+metaFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.dir(name), metaFile))
 }
 
 // List describes every volume, by name.

@@ -107,6 +107,12 @@ func TestStore(t *testing.T) {
 			t.Errorf("loop devices left: %v", ds)
 		}
 	}
+	if err := s.SetGuestWritten("data"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get("data"); err != nil || !got.GuestWritten || got.Disk != info.Disk || got.SizeBytes != info.SizeBytes {
+		t.Errorf("Get after SetGuestWritten = %+v, %v", got, err)
+	}
 	if err := s.Delete("data"); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,10 @@ type VolumeInfo struct {
 	SizeBytes int64     `json:"size_bytes"`
 	UsedBytes int64     `json:"used_bytes"`
 	CreatedAt time.Time `json:"created_at"`
+	// GuestWritten says a microVM has had the volume read-write; from
+	// then on only microVMs may mount it (the host kernel never parses a
+	// disk a guest kernel wrote).
+	GuestWritten bool `json:"guest_written,omitempty"`
 	// Mounts counts the sandboxes (running or not) whose spec names the
 	// volume, as upstream's MOUNTS column; UsedBy lists them.
 	Mounts int           `json:"mounts"`

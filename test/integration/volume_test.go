@@ -184,4 +184,12 @@ func TestMicroVMVolume(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "cannot share a volume read-write") {
 		t.Errorf("a shared use on a microVM: %v", r)
 	}
+	// The guest wrote the image's blocks: the host kernel never mounts it.
+	if v := volumeInfo(t, e, "vm-vol"); !v.GuestWritten {
+		t.Errorf("volume info after a microVM wrote it: %+v", v)
+	}
+	r = e.ak(t, "run", "--backend", "container", "-v", "vm-vol:/data:ro", "--", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "written by a microVM") {
+		t.Errorf("a container mount of a volume a microVM wrote: %v", r)
+	}
 }
