@@ -296,6 +296,7 @@ func (m *Manager) onUnexpectedExit(l *liveSandbox, reason string) {
 		return // stopped or removed meanwhile
 	}
 	m.dropLive(l.uuid)
+	m.vols.releasing(l.uuid) // released by the cleanup below
 	l.closeAgent()
 	ctx := context.WithoutCancel(m.ctx)
 	m.log.Warn("sandbox ended unexpectedly", "sandbox", l.Name(), "reason", reason)
@@ -347,6 +348,7 @@ func (m *Manager) stopLocked(ctx context.Context, uuid, name string) error {
 	}
 	l.stopWatch()
 	l.closeAgent()
+	m.vols.releasing(uuid) // released by the cleanup below
 	m.recordStatus(ctx, uuid, name, api.StatusStopping, "")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()

@@ -66,8 +66,8 @@ type volumeClaims struct {
 	mu sync.Mutex
 	// by holds the uses of each sandbox, by UUID.
 	by map[string]map[string]volumeUse // uuid -> volume name -> use
-	// going are the sandboxes being removed, whose teardown (in the
-	// background) will release their uses soon.
+	// going are the sandboxes being stopped, removed or cleaned up after a
+	// crash, whose cleanup will release their uses soon.
 	going map[string]bool
 	// changed is closed (and replaced) at every release.
 	changed chan struct{}
@@ -354,7 +354,7 @@ func (m *Manager) CreateVolume(ctx context.Context, req api.CreateVolumeRequest)
 	if err != nil {
 		return api.VolumeInfo{}, err
 	}
-	m.event("", "", "volume_created", map[string]any{"volume": info.Name, "size_bytes": info.SizeBytes})
+	m.log.Info("volume created", "volume", info.Name, "size_bytes", info.SizeBytes)
 	return m.volumeInfo(ctx, info)
 }
 
@@ -425,7 +425,7 @@ func (m *Manager) DeleteVolume(ctx context.Context, name string, force bool) (ap
 	if err := vs.Delete(name); err != nil {
 		return api.DeleteVolumeResponse{}, err
 	}
-	m.event("", "", "volume_deleted", map[string]any{"volume": name, "force": force, "detached": mounted})
+	m.log.Info("volume deleted", "volume", name, "force", force, "still_mounted_by", mounted)
 	return api.DeleteVolumeResponse{Name: name, Detached: mounted}, nil
 }
 

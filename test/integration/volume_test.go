@@ -3,9 +3,13 @@ package integration
 import (
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/agentkernel/agentkernel/internal/loopfs"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -191,5 +195,56 @@ func TestMicroVMVolume(t *testing.T) {
 	r = e.ak(t, "run", "--backend", "container", "-v", "vm-vol:/data:ro", "--", "true")
 	if r.code == 0 || !strings.Contains(r.stderr, "written by a microVM") {
 		t.Errorf("a container mount of a volume a microVM wrote: %v", r)
+	}
+}
+
+// TestVolumeRestarts: a daemon killed with SIGKILL comes back knowing
+// which volume its re-adopted sandbox has read-write (a second writer is
+// still refused), and a sandbox whose supervisor is killed releases its
+// volume (unmounted, no loop device left) for the next one.
+func TestVolumeRestarts(t *testing.T) {
+	requireEnv(t)
+	e := newEnv(t)
+	e.ok(t, "volume", "create", "it-vr", "-s", "16MB")
+	info := e.create(t, "it-vr-holder", "-v", "it-vr:/data")
+	e.ok(t, "exec", "it-vr-holder", "--", "sh", "-c", "echo before > /data/f && sync")
+	pid, err := e.daemonPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return !alive(pid) }) {
+		t.Fatalf("daemon %d survived SIGKILL", pid)
+	}
+	if got := e.info(t, "it-vr-holder"); got.Status != api.StatusRunning { // starts a new daemon
+		t.Fatalf("the holder after the daemon restart: %+v", got)
+	}
+	r := e.ak(t, "sandbox", "create", "it-vr-second", "-v", "it-vr:/data")
+	if r.code == 0 || !strings.Contains(r.stderr, `mounted read-write by sandbox "it-vr-holder"`) {
+		t.Errorf("a second writer after the daemon restart: %v", r)
+		e.ak(t, "sandbox", "remove", "it-vr-second")
+	}
+
+	sup, err := readPID(filepath.Join(e.sandboxDir(info.UUID), "supervisor.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(15*time.Second, func() bool { return e.info(t, "it-vr-holder").Status == api.StatusFailed }) {
+		t.Fatalf("the holder is not failed after its supervisor was killed: %+v", e.info(t, "it-vr-holder"))
+	}
+	// At once: the start waits for the dead holder's cleanup to release
+	// the volume.
+	r = e.ok(t, "run", "-v", "it-vr:/data", "--", "cat", "/data/f")
+	if r.stdout != "before\n" {
+		t.Errorf("the next sandbox reads %q", r.stdout)
+	}
+	// The run's sandbox is torn down in the background.
+	if !waitFor(15*time.Second, func() bool { return len(loopfs.Devices(e.h.Dir)) == 0 }) {
+		t.Errorf("loop devices left after the holder's supervisor died and the run ended: %v", loopfs.Devices(e.h.Dir))
 	}
 }
