@@ -251,6 +251,9 @@ func printSandboxInfo(w io.Writer, now time.Time, sb api.SandboxInfo) error {
 	line("Image", orDash(sb.Image))
 	line("Profile", orDash(sb.Profile))
 	line("Network", orDash(sb.Network))
+	for _, v := range sb.Volumes {
+		line("Volume", v)
+	}
 	if sb.Accelerator != "" {
 		line("Accel", sb.Accelerator)
 	}

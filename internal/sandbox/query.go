@@ -42,6 +42,9 @@ func (m *Manager) toInfo(rec store.Sandbox) api.SandboxInfo {
 	}
 	if spec, err := specOf(rec.Spec); err == nil {
 		info.Network = spec.Security.Network
+		for _, v := range spec.Volumes {
+			info.Volumes = append(info.Volumes, volumeSpec(v))
+		}
 	} else if sec, err := ResolveProfile(rec.Profile); err == nil {
 		info.Network = sec.Network
 	}

@@ -284,6 +284,18 @@ func (m *Manager) resolveVolumes(specs []string, backendName string, dirs []back
 	return out, nil
 }
 
+// volumeSpec writes a volume mount back as `-v` takes it.
+func volumeSpec(v backend.VolumeMount) string {
+	s := v.Name + ":" + v.Path
+	switch {
+	case v.ReadOnly:
+		s += ":ro"
+	case v.Shared:
+		s += ":shared"
+	}
+	return s
+}
+
 // guestWrittenRefusal refuses a host-mounting backend a volume that a
 // microVM has written (see volume.Store.SetGuestWritten).
 func guestWrittenRefusal(info volume.Info, backendName string) error {

@@ -65,6 +65,9 @@ type SandboxInfo struct {
 	Error string `json:"error,omitempty"`
 	// Ephemeral sandboxes belong to one run and are removed with it.
 	Ephemeral bool `json:"ephemeral,omitempty"`
+	// Volumes are the named volumes the sandbox mounts, as the create
+	// request wrote them: "NAME:/PATH", with ":ro" or ":shared".
+	Volumes []string `json:"volumes,omitempty"`
 }
 
 // CreateSandboxRequest is the body of POST /sandboxes.

@@ -84,6 +84,9 @@ func TestVolume(t *testing.T) {
 
 	e.create(t, "it-vol-holder", "-v", "it-vol2:/data")
 	e.ok(t, "exec", "it-vol-holder", "--", "sh", "-c", "echo held > /data/f")
+	if got := e.info(t, "it-vol-holder").Volumes; len(got) != 1 || got[0] != "it-vol2:/data" {
+		t.Errorf("sandbox info's volumes: %q", got)
+	}
 	for _, use := range []string{"it-vol2:/data", "it-vol2:/data:ro", "it-vol2:/data:shared"} {
 		r := e.ak(t, "sandbox", "create", "it-vol-second", "-v", use)
 		if r.code == 0 || !strings.Contains(r.stderr, `mounted read-write by sandbox "it-vol-holder"`) {
