@@ -146,6 +146,9 @@ type Spec struct {
 	Resources Resources `json:"resources"`
 	Security  Security  `json:"security"`
 	Mounts    []Mount   `json:"mounts,omitempty"`
+	// Volumes are named volumes (internal/volume): ext4 images the daemon
+	// keeps, each used by one sandbox read-write or by several read-only.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 	// Gateway configures the sandbox's network gateway; set exactly when
 	// Security.Network is "gateway".
 	Gateway *GatewaySpec `json:"gateway,omitempty"`
@@ -195,6 +198,22 @@ type Mount struct {
 	HostPath string `json:"host_path"`
 	Path     string `json:"path"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// VolumeMount is a named volume's disk image mounted at Path. The microvm
+// backend attaches Disk as a drive (read-only when ReadOnly) that the guest
+// mounts; the daemon checks that no other sandbox writes the image
+// meanwhile.
+type VolumeMount struct {
+	Name     string `json:"name"`
+	Disk     string `json:"disk"`
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+	// Shared is a read-write use beside other sandboxes' shared or
+	// read-only uses; only backends that mount the image on the host
+	// (container, gvisor) share one filesystem instance. The daemon
+	// decides who may; backends read it only to refuse what they cannot.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // GatewaySpec is the network gateway's configuration, resolved by the

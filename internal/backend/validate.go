@@ -81,6 +81,26 @@ func (s *Spec) Validate() error {
 			return err
 		}
 	}
+	if len(s.Mounts)+len(s.Volumes) > MaxMounts {
+		return fmt.Errorf("%w: %d mounts and volumes (at most %d)", errdefs.ErrInvalidArgument, len(s.Mounts)+len(s.Volumes), MaxMounts)
+	}
+	disks := map[string]bool{}
+	for _, v := range s.Volumes {
+		if err := CheckMountTarget(v.Path); err != nil {
+			return err
+		}
+		if disks[v.Disk] {
+			// Twice in one microVM would be two writers of one ext4.
+			return fmt.Errorf("%w: volume %q is mounted twice", errdefs.ErrInvalidArgument, v.Name)
+		}
+		disks[v.Disk] = true
+		if !cleanAbs(v.Disk) {
+			return fmt.Errorf("%w: volume %q: disk %q must be an absolute, clean path", errdefs.ErrInvalidArgument, v.Name, v.Disk)
+		}
+		if fi, err := os.Lstat(v.Disk); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("%w: volume %q: disk %s: not a regular file (%v)", errdefs.ErrFailedPrecondition, v.Name, v.Disk, err)
+		}
+	}
 	switch s.Security.Network {
 	case "", "none", "loopback":
 	case "gateway":

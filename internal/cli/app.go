@@ -114,7 +114,7 @@ The CLI talks to the agentkernel daemon over its Unix socket (or --url).`,
 	add("sandbox", newSandboxCmd(app),
 		// Upstream's top-level names for the sandbox subcommands.
 		newCreateCmd(app), newStartCmd(app), newStopCmd(app), newPauseCmd(app), newResumeCmd(app), newRemoveCmd(app), newListCmd(app),
-		newPoolCmd(app), newSnapshotCmd(app),
+		newPoolCmd(app), newSnapshotCmd(app), newVolumeCmd(app),
 		newInitCmd(app), newTemplateCmd(app), newAuditCmd(app), newEventsCmd(app), newReceiptCmd(app))
 	img := newImageCmd(app)
 	img.AddCommand(newImageBuildCmd(app))

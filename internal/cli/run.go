@@ -90,6 +90,7 @@ type runOptions struct {
 	agent     string
 	dir       string
 	source    sourceFlags
+	volumes   []string
 }
 
 func newRunCmd(app *App) *cobra.Command {
@@ -150,6 +151,7 @@ Exit status: CMD's own, or 125 when agentkernel itself failed.`,
 	// Upstream's -F/--fast (default true) is our pool use; --fast=false is --no-pool.
 	fl.BoolVarP(&o.fast, "fast", "F", true, "take a fresh sandbox from a warm pool when one matches (--fast=false: like --no-pool)")
 	fl.StringVar(&o.dir, "dir", "", "copy host directory `DIR` into the sandbox at /workspace; with --agent its changes come back as git branch agentkernel/NAME (a patch outside git)")
+	fl.StringArrayVarP(&o.volumes, "volume", "v", nil, volumeFlagUsage)
 	fl.StringVar(&o.agent, "agent", "", "run AI coding agent `NAME` (claude, codex, gemini, opencode; see agentkernel agents): the arguments are its prompt")
 	o.net.register(cmd, "P")
 	o.cfg.register(cmd, true)
@@ -214,7 +216,7 @@ func runRun(cmd *cobra.Command, app *App, o *runOptions, command []string) (retE
 		return withCode(exitCLI, err)
 	}
 	create := api.CreateSandboxRequest{
-		Name: name, Image: image, Profile: o.profile, Backend: o.backend,
+		Name: name, Image: image, Profile: o.profile, Backend: o.backend, Volumes: o.volumes,
 		MemoryMB: o.memoryMB, DiskMB: o.diskMB, VCPUs: o.vcpus, Ephemeral: !o.keep, NoPool: o.noPool || !o.fast, TTL: ttl,
 	}
 	mergeConfig(&create, cfg)

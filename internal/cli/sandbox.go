@@ -37,6 +37,7 @@ type createOptions struct {
 	profile  string
 	backend  string
 	dirs     []string
+	volumes  []string
 	labels   []string
 	ttl      string
 	memoryMB int
@@ -144,6 +145,7 @@ that fails the sandbox is removed. NAME defaults to the file's
 	fl.StringVar(&o.profile, "profile", "", "security profile: permissive, moderate or restrictive")
 	fl.StringVarP(&o.backend, "backend", "B", "", "sandbox backend: container, gvisor, microvm (upstream's docker, podman, firecracker are taken as container, microvm; default: the daemon's)")
 	fl.StringArrayVarP(&o.dirs, "dir", "d", nil, "mount a host directory, `HOSTDIR[:SANDBOXPATH[:ro]]` (repeatable)")
+	fl.StringArrayVarP(&o.volumes, "volume", "v", nil, volumeFlagUsage)
 	fl.StringArrayVar(&o.labels, "label", nil, "add a label `KEY=VALUE` (repeatable)")
 	fl.StringVar(&o.ttl, "ttl", "", "remove the sandbox after this `DURATION` (e.g. 30m, 2h, 1d)")
 	fl.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit in MiB")
@@ -175,7 +177,7 @@ func (o *createOptions) request(name string) (api.CreateSandboxRequest, error) {
 		return api.CreateSandboxRequest{}, fmt.Errorf("--memory-mb, --disk-mb and --vcpus must not be negative")
 	}
 	req := api.CreateSandboxRequest{
-		Name: name, Image: o.image, Profile: o.profile, Backend: o.backend, Dirs: dirs,
+		Name: name, Image: o.image, Profile: o.profile, Backend: o.backend, Dirs: dirs, Volumes: o.volumes,
 		Labels: labels, TTL: ttl, MemoryMB: o.memoryMB, DiskMB: o.diskMB, VCPUs: o.vcpus, NoPool: o.noPool,
 	}
 	if o.noStart {
@@ -254,6 +256,9 @@ func printSandboxInfo(w io.Writer, now time.Time, sb api.SandboxInfo) error {
 	line("Image", orDash(sb.Image))
 	line("Profile", orDash(sb.Profile))
 	line("Network", orDash(sb.Network))
+	for _, v := range sb.Volumes {
+		line("Volume", v)
+	}
 	if sb.Accelerator != "" {
 		line("Accel", sb.Accelerator)
 	}

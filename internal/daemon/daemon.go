@@ -38,6 +38,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
 	"github.com/agentkernel/agentkernel/internal/telemetry"
+	"github.com/agentkernel/agentkernel/internal/volume"
 	"github.com/agentkernel/agentkernel/internal/webhook"
 	pkgapi "github.com/agentkernel/agentkernel/pkg/api"
 	"github.com/agentkernel/agentkernel/pkg/client"
@@ -198,6 +199,7 @@ func Run(ctx context.Context, cfg Config) (retErr error) {
 		Events:         broker,
 		Observer:       mtr,
 		Audit:          auditLog,
+		Volumes:        &volume.Store{Dir: l.VolumesDir()},
 	})
 	defer mgr.Close()
 	if err := mgr.Recover(ctx); err != nil {

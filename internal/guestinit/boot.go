@@ -215,7 +215,11 @@ func prepareRoot(cfg *Config) error {
 		if err != nil {
 			return err
 		}
-		if err := mount(dev, filepath.Join(newRoot, filepath.Clean("/"+d.Path)), "ext4", unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, "noload"); err != nil {
+		flags, data := uintptr(unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID), "noload"
+		if d.Writable {
+			flags, data = unix.MS_NODEV|unix.MS_NOSUID, ""
+		}
+		if err := mount(dev, filepath.Join(newRoot, filepath.Clean("/"+d.Path)), "ext4", flags, data); err != nil {
 			return err
 		}
 	}

@@ -43,10 +43,12 @@ type Config struct {
 	Dirs []DirMount `json:"dirs,omitempty"`
 }
 
-// DirMount mounts the disk with serial Serial read-only at Path.
+// DirMount mounts the disk with serial Serial at Path, read-only unless
+// Writable (a named volume's).
 type DirMount struct {
-	Serial string `json:"serial"`
-	Path   string `json:"path"`
+	Serial   string `json:"serial"`
+	Path     string `json:"path"`
+	Writable bool   `json:"writable,omitempty"`
 }
 
 // NetConfig is the sandbox's side of its link to the network gateway, and

@@ -181,6 +181,18 @@ var routes = []route{
 		op: "exportSandbox", tag: "Images", summary: "Download a container sandbox's whole filesystem (its layers and changes merged, without /proc, /sys, /dev and /.agentkernel) as a tar stream",
 		respRaw: ctTar},
 
+	{method: "GET", pattern: "/volumes", handle: (*server).listVolumes,
+		op: "listVolumes", tag: "Volumes", summary: "List named volumes, with the sandboxes that use each", resp: []api.VolumeInfo{}},
+	{method: "POST", pattern: "/volumes", handle: (*server).createVolume, status: http.StatusCreated,
+		op: "createVolume", tag: "Volumes", summary: "Create a named volume: a sparse, size-limited ext4 image kept until deleted (size as 512MB or 2GB; default 1GB)",
+		req: api.CreateVolumeRequest{}, resp: api.VolumeInfo{}},
+	{method: "GET", pattern: "/volumes/{name}", handle: (*server).getVolume,
+		op: "getVolume", tag: "Volumes", summary: "Describe a named volume", resp: api.VolumeInfo{}},
+	{method: "DELETE", pattern: "/volumes/{name}", handle: (*server).deleteVolume,
+		op: "deleteVolume", tag: "Volumes", summary: "Delete a named volume and its data; refused while a sandbox names it unless force (running sandboxes keep their copy until they stop)",
+		resp:  api.DeleteVolumeResponse{},
+		query: []param{{name: "force", typ: "boolean", desc: "delete even while sandboxes use the volume"}}},
+
 	{method: "GET", pattern: "/images", handle: (*server).listImages,
 		op: "listImages", tag: "Images", summary: "List images", resp: []api.ImageInfo{}},
 	{method: "POST", pattern: "/images/build", handle: (*server).buildImage, status: http.StatusCreated,

@@ -60,6 +60,10 @@ func (l Layout) SandboxDir(id string) string { return filepath.Join(l.SandboxesD
 // ImagesDir is the image store's root.
 func (l Layout) ImagesDir() string { return filepath.Join(l.Home, "images") }
 
+// VolumesDir holds the named volumes, one directory each
+// (internal/volume).
+func (l Layout) VolumesDir() string { return filepath.Join(l.Home, "volumes") }
+
 // RuncRoot is the runc state root for this home's containers.
 func (l Layout) RuncRoot() string { return filepath.Join(l.Home, "runc") }
 

@@ -49,6 +49,11 @@ func (m *Manager) createSandbox(ctx context.Context, req api.CreateSandboxReques
 		return api.SandboxInfo{}, err
 	}
 	ph.mark("spec")
+	if err := m.vols.check(spec); err != nil {
+		// Refused before the record exists: nothing is created. Start
+		// claims again, which settles a race with another start.
+		return api.SandboxInfo{}, fmt.Errorf("sandbox %q: %w", req.Name, err)
+	}
 	if info, ok, err := m.claim(ctx, req, spec, rec, inline, ph); ok {
 		span.SetAttributes(attribute.Bool("agentkernel.pool_claim", true))
 		m.observe("claim", spec.Backend, ph.start, err)
@@ -114,11 +119,8 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 	if err := ValidateName(req.Name); err != nil {
 		return nil, zero, err
 	}
-	switch {
-	case len(req.SecretFiles) > 0:
+	if len(req.SecretFiles) > 0 {
 		return nil, zero, fmt.Errorf("%w: secret_files are not supported; bind secrets to hosts with secrets (--secret KEY:HOST); nothing was created", errdefs.ErrNotImplemented)
-	case len(req.Volumes) > 0:
-		return nil, zero, fmt.Errorf("%w: named volumes are not supported; mount a host directory with dirs (--dir)", errdefs.ErrNotImplemented)
 	}
 	if err := validateSource(req.SourceURL, req.SourceRef, req.Start == nil || *req.Start); err != nil {
 		return nil, zero, err
@@ -156,6 +158,10 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 		}
 		mounts = append(mounts, mnt)
 	}
+	vols, err := m.resolveVolumes(req.Volumes, backendName, mounts)
+	if err != nil {
+		return nil, zero, err
+	}
 	imageName := req.Image
 	if imageName == "" {
 		imageName = "host"
@@ -169,7 +175,7 @@ func (m *Manager) buildSpecOnly(ctx context.Context, req api.CreateSandboxReques
 		ID: id, Name: req.Name, Backend: backendName,
 		StateDir: m.stateDir(id), AgentPath: m.cfg.AgentPath,
 		Rootfs: img.Rootfs, Env: img.Env, Workdir: img.Workdir, User: img.User, Cmd: img.Cmd,
-		Hostname: req.Name, Resources: res, Security: sec, Mounts: mounts,
+		Hostname: req.Name, Resources: res, Security: sec, Mounts: mounts, Volumes: vols,
 	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
@@ -215,8 +221,19 @@ func (m *Manager) StartSandbox(ctx context.Context, name string) (api.SandboxInf
 
 // startLocked spawns the sandbox's supervisor and connects to its agent.
 // The caller holds the sandbox's lock.
-func (m *Manager) startLocked(ctx context.Context, uuid, name string) error {
+func (m *Manager) startLocked(ctx context.Context, uuid, name string) (retErr error) {
 	dir := m.stateDir(uuid)
+	if err := m.claimVolumes(ctx, uuid, false); err != nil {
+		// Refused before anything ran: the sandbox keeps its status.
+		return fmt.Errorf("sandbox %s cannot start: %w", name, err)
+	}
+	defer func() {
+		if retErr != nil {
+			// Every failure below has stopped the supervisor, or never
+			// had one, and so the volumes are unmounted.
+			m.vols.release(uuid)
+		}
+	}()
 	if err := m.setStatus(ctx, uuid, name, api.StatusStarting, ""); err != nil {
 		return err
 	}
@@ -322,6 +339,7 @@ func (m *Manager) onUnexpectedExit(l *liveSandbox, reason string) {
 		return // stopped or removed meanwhile
 	}
 	m.dropLive(l.uuid)
+	m.vols.releasing(l.uuid) // released by the cleanup below
 	l.closeAgent()
 	ctx := context.WithoutCancel(m.ctx)
 	m.log.Warn("sandbox ended unexpectedly", "sandbox", l.Name(), "reason", reason)
@@ -347,6 +365,9 @@ func (m *Manager) cleanup(ctx context.Context, uuid string) {
 			m.log.Error("cleaning up sandbox", "sandbox", spec.Name, "err", err)
 		}
 	}
+	// Its volumes are unmounted now (or its supervisor is dead): others
+	// may have them.
+	m.vols.release(uuid)
 }
 
 // StopSandbox stops a running sandbox gracefully; its files are kept.
@@ -370,6 +391,7 @@ func (m *Manager) stopLocked(ctx context.Context, uuid, name string) error {
 	}
 	l.stopWatch()
 	l.closeAgent()
+	m.vols.releasing(uuid) // released by the cleanup below
 	m.recordStatus(ctx, uuid, name, api.StatusStopping, "")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
@@ -405,6 +427,9 @@ func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
 		l.stopWatch()
 		l.closeAgent()
 	}
+	// Its volumes are released once the teardown below has unmounted
+	// them; a start that needs one meanwhile waits for that.
+	m.vols.releasing(uuid)
 	if err := m.cfg.Store.DeleteSandbox(ctx, uuid); err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			// Another remove got here first (it looked the name up before

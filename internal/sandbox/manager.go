@@ -21,6 +21,7 @@ import (
 	"github.com/agentkernel/agentkernel/internal/secrets"
 	"github.com/agentkernel/agentkernel/internal/store"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
+	"github.com/agentkernel/agentkernel/internal/volume"
 	"github.com/agentkernel/agentkernel/pkg/api"
 )
 
@@ -101,6 +102,9 @@ type Config struct {
 	// Observer, when set, is told how long each create, claim, exec and
 	// removal took (GET /metrics).
 	Observer Observer
+	// Volumes keeps the named volumes sandboxes may mount; nil refuses
+	// every volume.
+	Volumes *volume.Store
 	// Audit, when set, is the global audit log: every event is appended
 	// to it (the Manager is its only writer while it runs), and execs and
 	// file writes are also sent to the sandbox's own log. Nil (the
@@ -155,6 +159,8 @@ type Manager struct {
 	// mu guards live.
 	mu   sync.Mutex
 	live map[string]*liveSandbox // running sandboxes by UUID
+	// vols are the volumes running sandboxes use (its own lock).
+	vols volumeClaims
 	// gateways is what GatewayTotals has counted (its own lock).
 	gateways gatewayTally
 

@@ -199,7 +199,7 @@ func (m *Manager) PooledSandboxes(ctx context.Context) (map[api.PoolKey][]string
 // poolable reports whether req may be served from a pool: nothing it asks
 // for must be bound before the sandbox starts.
 func poolable(req api.CreateSandboxRequest, spec *backend.Spec) bool {
-	return !req.NoPool && (req.Start == nil || *req.Start) && len(spec.Mounts) == 0 &&
+	return !req.NoPool && (req.Start == nil || *req.Start) && len(spec.Mounts) == 0 && len(spec.Volumes) == 0 &&
 		(spec.Gateway == nil || len(spec.Gateway.Publish) == 0)
 }
 
@@ -212,7 +212,7 @@ func sameStart(pooled, want *backend.Spec, resize bool) bool {
 		pooled.Resources.DiskMB == want.Resources.DiskMB &&
 		reflect.DeepEqual(pooled.Security, want.Security) && pooled.Workdir == want.Workdir &&
 		pooled.User == want.User && reflect.DeepEqual(pooled.Cmd, want.Cmd) &&
-		len(pooled.Mounts) == 0 && len(want.Mounts) == 0 && (pooled.Gateway == nil) == (want.Gateway == nil)
+		len(pooled.Mounts) == 0 && len(want.Mounts) == 0 && len(pooled.Volumes) == 0 && len(want.Volumes) == 0 && (pooled.Gateway == nil) == (want.Gateway == nil)
 }
 
 // claim serves a create request from a pool. ok false means no pooled

@@ -52,6 +52,9 @@ func (m *Manager) toInfo(rec store.Sandbox) api.SandboxInfo {
 	if spec, err := specOf(rec.Spec); err == nil {
 		info.Network = spec.Security.Network
 		info.DiskMB = spec.Resources.DiskMB
+		for _, v := range spec.Volumes {
+			info.Volumes = append(info.Volumes, volumeSpec(v))
+		}
 	} else if sec, err := ResolveProfile(rec.Profile); err == nil {
 		info.Network = sec.Network
 	}

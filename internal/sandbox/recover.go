@@ -51,6 +51,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		if err == nil && (st.State == "running" || st.State == supervisor.StatePaused) {
 			l := newLiveSandbox(rec.UUID, rec.Name, sup)
+			if err := m.claimVolumes(ctx, rec.UUID, true); err != nil {
+				m.log.Warn("re-adopted sandbox's volumes", "sandbox", rec.Name, "err", err)
+			}
 			m.watch(l, nil)
 			want := api.StatusRunning
 			if st.State == supervisor.StatePaused {

@@ -71,6 +71,9 @@ type SandboxInfo struct {
 	// Disk is the disk's use, asked of the running sandbox (absent when
 	// it is not running or did not answer in time).
 	Disk *DiskUsage `json:"disk,omitempty"`
+	// Volumes are the named volumes the sandbox mounts, as the create
+	// request wrote them: "NAME:/PATH", with ":ro" or ":shared".
+	Volumes []string `json:"volumes,omitempty"`
 }
 
 // DiskUsage is how full a running sandbox's writable disk is. Full means

@@ -244,6 +244,11 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 			return nil, err
 		}
 	}
+	vols, err := b.mountVolumes(&s)
+	if err != nil {
+		return nil, err
+	}
+	s.Mounts = append(append([]backend.Mount(nil), s.Mounts...), vols...)
 	var cfg oci.Config
 	etcRoot := ""
 	if s.Rootfs.Host {
@@ -396,6 +401,9 @@ func (b *Backend) teardown(ctx context.Context, s *backend.Spec) error {
 		errs = append(errs, err)
 	}
 	if err := removeCgroup(ctx, oci.CgroupsPath(b.opts.CgroupParent, s.ID)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmountVolumes(s.StateDir); err != nil {
 		errs = append(errs, err)
 	}
 	l := b.layout(s)

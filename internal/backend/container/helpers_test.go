@@ -199,7 +199,7 @@ func (e *env) assertClean(t *testing.T, s *backend.Spec) {
 		t.Errorf("rootfs left behind: %v", err)
 	}
 	if mps, err := mountsUnder(s.StateDir); err != nil || len(mps) > 0 {
-		t.Errorf("mounts left in the state directory (the disk?): %v %v", mps, err)
+		t.Errorf("mounts left in the state directory (the disk, volumes?): %v %v", mps, err)
 	}
 	if ls := testutil.LoopDevicesUnder(s.StateDir); len(ls) > 0 {
 		t.Errorf("loop devices left: %v", ls)

@@ -236,6 +236,11 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 		disks = append(disks, disk{path: p, serial: serial, readOnly: true})
 		cfg.Dirs = append(cfg.Dirs, guestinit.DirMount{Serial: serial, Path: m.Path})
 	}
+	for i, v := range s.Volumes {
+		serial := fmt.Sprintf("akvol%d", i)
+		disks = append(disks, disk{path: v.Disk, serial: serial, readOnly: v.ReadOnly})
+		cfg.Dirs = append(cfg.Dirs, guestinit.DirMount{Serial: serial, Path: v.Path, Writable: !v.ReadOnly})
+	}
 	var att *backend.NetworkAttachment
 	if s.Security.Network == "gateway" {
 		att = s.Gateway.Attach

@@ -6,14 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/loopfs"
 	"github.com/agentkernel/agentkernel/internal/oci"
 )
 
@@ -37,7 +36,7 @@ func imageDisk(ctx context.Context, storeDir string, layers []string, idm oci.ID
 		if err != nil {
 			return err
 		}
-		userns, stop, err := idmapUserns(idm)
+		userns, stop, err := loopfs.IDMapUserns(idm.HostUID, 0, idm.HostGID, 0, idm.Size)
 		if err != nil {
 			return err
 		}
@@ -63,7 +62,7 @@ func imageDisk(ctx context.Context, storeDir string, layers []string, idm oci.ID
 		}
 		return inPrivateNS(func() error {
 			for i, l := range layers {
-				if err := idmappedMount(l, mounted[i], userns); err != nil {
+				if err := loopfs.IDMappedMount(l, mounted[i], userns, true); err != nil {
 					return fmt.Errorf("layer %s: %w", l, err)
 				}
 			}
@@ -79,51 +78,4 @@ func imageDisk(ctx context.Context, storeDir string, layers []string, idm oci.ID
 			return mkfs(ctx, dst, stage, bytes+bytes/4+(64<<20), inodes+inodes/4+4096, "ak-image")
 		})
 	})
-}
-
-// idmapUserns returns an open user namespace whose uid and gid maps send
-// the mapped range to 0..Size, held by a sleeping child until stop.
-func idmapUserns(idm oci.IDMap) (*os.File, func(), error) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		return nil, nil, err
-	}
-	cmd := exec.Command(sleep, "3600")
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWUSER,
-		// An idmapped mount reads an on-disk id as an id inside this
-		// namespace and shows the host id it maps to: so 100000 inside
-		// maps to 0 outside.
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: int(idm.HostUID), HostID: 0, Size: int(idm.Size)}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: int(idm.HostGID), HostID: 0, Size: int(idm.Size)}},
-		Pdeathsig:   syscall.SIGKILL,
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("user namespace for the id map: %w", err)
-	}
-	stop := func() { cmd.Process.Kill(); cmd.Wait() }
-	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
-	if err != nil {
-		stop()
-		return nil, nil, err
-	}
-	return f, func() { f.Close(); stop() }, nil
-}
-
-// idmappedMount mounts src at dst, read-only, with owners seen through
-// userns's id maps.
-func idmappedMount(src, dst string, userns *os.File) error {
-	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("open_tree: %w", err)
-	}
-	defer unix.Close(fd)
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY, Userns_fd: uint64(userns.Fd())}
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-		return fmt.Errorf("idmapping the mount (needs Linux 5.12+ and a filesystem that supports it): %w", err)
-	}
-	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount: %w", err)
-	}
-	return nil
 }

@@ -86,6 +86,15 @@ func validate(s *backend.Spec) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
+	if len(s.Volumes) > maxDirs {
+		return fmt.Errorf("%w: %d volumes (at most %d on microvm)", errdefs.ErrInvalidArgument, len(s.Volumes), maxDirs)
+	}
+	for _, v := range s.Volumes {
+		if v.Shared {
+			// Two guest kernels writing one ext4 would corrupt it.
+			return fmt.Errorf("%w: volume %q: a microVM cannot share a volume read-write (each VM has its own kernel and filesystem); mount it :ro or use the container or gvisor backend", errdefs.ErrInvalidArgument, v.Name)
+		}
+	}
 	if len(s.Mounts) > maxDirs {
 		return fmt.Errorf("%w: %d host directories (at most %d on microvm)", errdefs.ErrInvalidArgument, len(s.Mounts), maxDirs)
 	}

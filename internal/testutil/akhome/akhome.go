@@ -30,6 +30,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentkernel/agentkernel/internal/loopfs"
 	"github.com/agentkernel/agentkernel/internal/mountinfo"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/store"
@@ -247,6 +248,11 @@ func (h *Home) StopAndCheck() []string {
 		for _, d := range cg {
 			os.Remove(d)
 		}
+	}
+	if ds := loopfs.Devices(h.Dir); len(ds) > 0 {
+		// Named volumes are loop-mounted by container and gvisor
+		// sandboxes; autoclear devices go with their last mount.
+		problems = append(problems, fmt.Sprintf("loop devices left: %v", ds))
 	}
 	problems = append(problems, h.NamespacesHeld()...)
 	if fs := h.SandboxFiles(); len(fs) > 0 {
