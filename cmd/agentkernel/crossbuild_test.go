@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -37,10 +38,21 @@ func goTool(t *testing.T) string {
 // output.
 func goRun(t *testing.T, goos, goarch string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(goTool(t), args...)
+	// Stop short of the test's -timeout, so that a cold build cache gets
+	// this message rather than go test's panic.
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-20*time.Second))
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, goTool(t), args...)
 	cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0")
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("GOOS=%s GOARCH=%s go %s: not done before the test's deadline; with a cold build cache each target compiles every dependency, give go test a longer -timeout (make test has 40m)\n%s", goos, goarch, strings.Join(args, " "), out)
+	}
 	if err != nil {
 		t.Fatalf("GOOS=%s GOARCH=%s go %s: %v\n%s", goos, goarch, strings.Join(args, " "), err, out)
 	}
