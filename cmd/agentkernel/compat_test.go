@@ -26,7 +26,7 @@ func compatRows(t *testing.T, kinds ...string) []compatdoc.Row {
 // rootCmd builds the command tree as main does.
 func rootCmd() *cobra.Command {
 	root := cli.NewRootCmd(cli.NewApp())
-	root.AddCommand(newServeCmd(), newSuperviseCmd())
+	root.AddCommand(daemonCommands()...)
 	return root
 }
 
@@ -54,6 +54,9 @@ func lookupFlag(c *cobra.Command, name string) *pflag.Flag {
 // TestCompatCLI walks the real command tree for every command and flag that
 // docs/COMPAT.md says upstream's users may type.
 func TestCompatCLI(t *testing.T) {
+	if clientOnly {
+		t.Skip("docs/COMPAT.md describes the Linux binary; this one is a client only")
+	}
 	root := rootCmd()
 	for _, r := range compatRows(t, compatdoc.KindCommand, compatdoc.KindBool, compatdoc.KindValue) {
 		if r.Kind == compatdoc.KindCommand {

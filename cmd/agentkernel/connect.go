@@ -6,15 +6,15 @@ import (
 	"strings"
 
 	"github.com/agentkernel/agentkernel/internal/cli"
-	"github.com/agentkernel/agentkernel/internal/daemonctl"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/pkg/client"
 )
 
 // connect returns the CLI's Connect: with no address given (no --url,
 // --socket or $AGENTKERNEL_BASE_URL) it starts the local daemon when none
-// answers. For a TCP address without $AGENTKERNEL_API_KEY it sends the
-// token the local daemon generated.
+// answers (on Linux; a client-only build says that an address is needed).
+// For a TCP address without $AGENTKERNEL_API_KEY it sends the token the
+// local daemon generated.
 func connect(app *cli.App) func(ctx context.Context) (*client.Client, error) {
 	return func(ctx context.Context) (*client.Client, error) {
 		explicit := app.URL != "" || app.Socket != "" || os.Getenv("AGENTKERNEL_BASE_URL") != ""
@@ -23,11 +23,7 @@ func connect(app *cli.App) func(ctx context.Context) (*client.Client, error) {
 			return nil, err
 		}
 		if !explicit {
-			exe, err := os.Executable()
-			if err != nil {
-				return nil, err
-			}
-			if err := daemonctl.EnsureRunning(ctx, l, exe); err != nil {
+			if err := ensureLocalDaemon(ctx, l); err != nil {
 				return nil, err
 			}
 		}

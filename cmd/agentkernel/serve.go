@@ -1,3 +1,5 @@
+//go:build linux && !clientonly
+
 package main
 
 import (

@@ -46,7 +46,7 @@ fails (also when the daemon cannot be reached).`,
 func doctorChecks(cmd *cobra.Command, app *App) ([]api.DoctorCheck, error) {
 	fail := func(err error) ([]api.DoctorCheck, error) {
 		return []api.DoctorCheck{{Name: "daemon", Detail: err.Error(),
-			Fix: "run 'agentkernel serve' and check its log, or point --socket/--url at a running daemon"}}, err
+			Fix: "run 'agentkernel serve' (Linux) and check its log, or point --url/--socket at a running daemon"}}, err
 	}
 	c, err := app.Connect(cmd.Context())
 	if err != nil {
