@@ -5,7 +5,7 @@ BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/agentkernel/agentkernel/internal/version.Version=$(VERSION)
 
-.PHONY: all build setup run test test-unit soak fault bench fuzz vet clean
+.PHONY: all build setup run test test-unit soak fault crossbuild bench fuzz vet clean
 
 all: build
 
@@ -57,6 +57,11 @@ soak: setup build
 FAULT_REPORT ?=
 fault: setup build
 	AGENTKERNEL_FAULT=1 AGENTKERNEL_FAULT_REPORT=$(FAULT_REPORT) $(GO) test -count=1 -v -timeout 90m ./test/fault/
+
+# The CLI for macOS (amd64, arm64) and the whole binary for Linux arm64;
+# make test builds only the macOS ones.
+crossbuild:
+	AGENTKERNEL_CROSSBUILD=all $(GO) test -count=1 -v -timeout 30m -run TestCrossBuild ./cmd/agentkernel/
 
 test-unit:
 	$(GO) test -short -count=1 ./...
