@@ -253,32 +253,21 @@ func withBinds(stage string, binds map[string]string, links map[string]string, d
 
 // inPrivateNS runs setup and then fn on one OS thread in a new, private
 // mount namespace. Processes fn starts fork from that thread and share the
-// namespace. Afterwards the thread returns to the original namespace, and
-// the private one, with whatever setup mounted in it, is freed; if that
-// return fails, the thread is never unlocked, so it dies (or, the main
-// thread, stays wedged) with the namespace rather than serving other
-// goroutines. Nothing is mounted in the host's namespace.
+// namespace. The thread is never unlocked, so it ends with its goroutine
+// and the namespace, with whatever setup mounted in it, is freed. (It must
+// not go back to serving other goroutines: unsharing the mount namespace
+// also unshares the thread's working directory, and a setns back to the
+// host's namespace would leave it at "/", so that relative paths opened on
+// it later resolve from the root — seen as a test's testdata "missing".)
+// Nothing is mounted in the host's namespace.
 func inPrivateNS(setup, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/mnt")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
+		runtime.LockOSThread() // never unlocked: see above
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("private mount namespace: %w", err)
 			return
 		}
-		defer func() {
-			if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNS) == nil {
-				runtime.UnlockOSThread()
-			}
-		}()
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			errc <- fmt.Errorf("private mount namespace: %w", err)
 			return
