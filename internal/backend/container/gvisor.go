@@ -274,8 +274,9 @@ func gvisorBundle(gen *specs.Spec) error {
 type gvisorInstance struct{ in *instance }
 
 var (
-	_ backend.Instance = gvisorInstance{}
-	_ backend.Pauser   = gvisorInstance{}
+	_ backend.Instance     = gvisorInstance{}
+	_ backend.Pauser       = gvisorInstance{}
+	_ backend.Checkpointer = gvisorInstance{}
 )
 
 func (g gvisorInstance) DialAgent(ctx context.Context) (net.Conn, error) { return g.in.DialAgent(ctx) }
@@ -283,7 +284,6 @@ func (g gvisorInstance) Exited() <-chan struct{}                         { retur
 func (g gvisorInstance) ExitError() error                                { return g.in.ExitError() }
 func (g gvisorInstance) Stop(ctx context.Context) error                  { return g.in.Stop(ctx) }
 func (g gvisorInstance) Pause(ctx context.Context) error                 { return g.in.Pause(ctx) }
-func (g gvisorInstance) Resume(ctx context.Context) error                { return g.in.Resume(ctx) }
 
 // probeGVisor is Probe for the gvisor flavor: root, runsc (where it was
 // found and its version), the platform it runs on, and overlayfs.
