@@ -38,6 +38,10 @@ const (
 	labelSnapshotVCPUs   = "dev.agentkernel.snapshot.vcpus"
 	labelSnapshotDiskMB  = "dev.agentkernel.snapshot.disk_mb"
 	labelSnapshotProfile = "dev.agentkernel.snapshot.profile"
+	// labelSnapshotSecrets lists the sandbox's secret bindings as
+	// KEY:HOST:HEADER, comma-separated: names of vault entries, which a
+	// restored sandbox binds again (the values stay in the vault).
+	labelSnapshotSecrets = "dev.agentkernel.snapshot.secrets"
 	memoryDirName        = "snapshots/memory"
 )
 
@@ -151,12 +155,33 @@ func checkpointDigest(dir string) (string, int64, error) {
 // memoryLabels records a memory snapshot in the snapshot image's labels.
 func memoryLabels(labels map[string]string, digest string, spec *backend.Spec) {
 	labels[labelSnapshotMemory] = digest
-	if spec != nil {
-		labels[labelSnapshotMemMB] = strconv.Itoa(spec.Resources.MemoryMB)
-		labels[labelSnapshotVCPUs] = strconv.Itoa(spec.Resources.VCPUs)
-		labels[labelSnapshotDiskMB] = strconv.Itoa(spec.Resources.DiskMB)
-		labels[labelSnapshotProfile] = spec.Security.Profile
+	labels[labelSnapshotMemMB] = strconv.Itoa(spec.Resources.MemoryMB)
+	labels[labelSnapshotVCPUs] = strconv.Itoa(spec.Resources.VCPUs)
+	labels[labelSnapshotDiskMB] = strconv.Itoa(spec.Resources.DiskMB)
+	labels[labelSnapshotProfile] = spec.Security.Profile
+	if spec.Gateway != nil && len(spec.Gateway.Secrets) > 0 {
+		var refs []string
+		for _, r := range spec.Gateway.Secrets {
+			refs = append(refs, r.Name+":"+r.Host+":"+r.Header)
+		}
+		labels[labelSnapshotSecrets] = strings.Join(refs, ",")
 	}
+}
+
+// memorySnapshotable refuses a sandbox whose restore could not be given
+// the same secret bindings: one with a secret value given inline (kept
+// for that sandbox only, not in the vault).
+func memorySnapshotable(spec *backend.Spec) error {
+	if spec.Gateway == nil {
+		return nil
+	}
+	for _, r := range spec.Gateway.Secrets {
+		if r.VaultName != r.Name {
+			return fmt.Errorf("%w: sandbox %s has secret %s given inline, which a restored sandbox cannot be bound to again; "+
+				"store it in the vault (agentkernel secret set) to take memory snapshots", errdefs.ErrFailedPrecondition, spec.Name, r.Name)
+		}
+	}
+	return nil
 }
 
 // restoreMemory creates sandbox req.As continuing memory snapshot snap.
@@ -186,6 +211,9 @@ func (b *Builder) restoreMemory(ctx context.Context, snap api.SnapshotInfo, labe
 	create := api.CreateSandboxRequest{Name: req.As, Image: snap.Image, Backend: req.Backend,
 		MemoryMB: num(labelSnapshotMemMB), VCPUs: num(labelSnapshotVCPUs), DiskMB: num(labelSnapshotDiskMB),
 		Profile: labels[labelSnapshotProfile], Labels: map[string]string{"agentkernel.snapshot": snap.Name}}
+	if sec := labels[labelSnapshotSecrets]; sec != "" {
+		create.Secrets = strings.Split(sec, ",")
+	}
 	if _, err := b.sbx.GetSandbox(ctx, req.As); err == nil {
 		return api.SandboxInfo{}, fmt.Errorf("%w: sandbox %q already exists", errdefs.ErrAlreadyExists, req.As)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/version"
 	"github.com/agentkernel/agentkernel/pkg/api"
@@ -65,7 +66,14 @@ func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest)
 	// A memory snapshot pauses the sandbox at its checkpoint and captures
 	// its files before it goes on, so that both show the same moment.
 	var memTmp string
+	var memSpec *backend.Spec
 	if mem != nil {
+		if _, memSpec, err = b.sbx.SandboxChanges(ctx, req.Sandbox); err != nil {
+			return api.SnapshotInfo{}, err
+		}
+		if err := memorySnapshotable(memSpec); err != nil {
+			return api.SnapshotInfo{}, err
+		}
 		tmp, resume, err := b.checkpoint(ctx, mem, req.Sandbox)
 		if err != nil {
 			return api.SnapshotInfo{}, err
@@ -110,11 +118,7 @@ func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest)
 			return api.SnapshotInfo{}, fmt.Errorf("storing the memory checkpoint: %w", err)
 		}
 		memTmp = ""
-		_, spec, err := b.sbx.SandboxChanges(ctx, req.Sandbox)
-		if err != nil {
-			return api.SnapshotInfo{}, err
-		}
-		memoryLabels(labels, digest, spec)
+		memoryLabels(labels, digest, memSpec)
 		b.log.Info("took a memory checkpoint", "sandbox", req.Sandbox, "digest", digest, "size", size)
 	}
 	cfg.Labels = labels
