@@ -45,6 +45,10 @@ const (
 	controlOK      = "ok"
 )
 
+// controlSocket is the name served and dialled: ControlSocket, but for
+// tests, which share the host's abstract namespace.
+var controlSocket = ControlSocket
+
 // controlTimeout bounds one control request.
 const controlTimeout = 30 * time.Second
 
@@ -66,7 +70,7 @@ type suspendable struct {
 // serveUnix serves on a Unix socket at path, with the control socket.
 func (s *Server) serveUnix(ctx context.Context, path string) error {
 	sp := &suspendable{s: s, path: path}
-	cl, err := net.Listen("unix", ControlSocket)
+	cl, err := net.Listen("unix", controlSocket)
 	if err != nil {
 		// Without it the sandbox still works; only memory snapshots do not.
 		s.log.Warn("no control socket; memory snapshots will fail", "err", err)
@@ -232,7 +236,7 @@ func Control(ctx context.Context, request string) error {
 	var d net.Dialer
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout+10*time.Second)
 	defer cancel()
-	c, err := d.DialContext(ctx, "unix", ControlSocket)
+	c, err := d.DialContext(ctx, "unix", controlSocket)
 	if err != nil {
 		return fmt.Errorf("agent control: %w", err)
 	}
