@@ -23,8 +23,8 @@ func (m *Manager) noMemorySnapshots(backendName string) error {
 	why := "it cannot checkpoint sandboxes"
 	switch backendName {
 	case "container":
-		why = "it would need CRIU (runc checkpoint/restore), and CRIU does not work on this host " +
-			"(Debian's criu 3.17 fails `criu check` on kernel 6.x: \"vdso: Unexpected rt vDSO area bounds\")"
+		why = "it would need CRIU (runc checkpoint/restore), which agentkernel does not drive: " +
+			"Debian's criu 3.17 fails `criu check` on the kernel 6.18 it was developed on (\"vdso: Unexpected rt vDSO area bounds\")"
 	case "microvm":
 		why = "QEMU migration to a file is not wired up yet"
 	}

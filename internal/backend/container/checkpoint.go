@@ -31,7 +31,7 @@ import (
 // under its own ID, then the same `--control listen`.
 //
 // runc (the default flavor) has no memory snapshots here: it would need
-// CRIU, and `criu check` fails on this kernel (see docs/COMPAT.md).
+// CRIU, whose `criu check` fails on the development host (see docs/API.md).
 
 // restoredFile, in StateDir, marks a sandbox whose Spec.Restore was
 // used: its later Starts boot afresh.
@@ -113,7 +113,7 @@ func (b *Backend) restoreFrom(s *backend.Spec) (string, error) {
 	}
 	if b.opts.Flavor != GVisor {
 		return "", fmt.Errorf("%w: the %s backend takes no memory snapshots: it would need CRIU (runc checkpoint), "+
-			"and CRIU does not work on this host (see docs/COMPAT.md)", errdefs.ErrNotImplemented, b.Name())
+			"which agentkernel does not drive (see docs/API.md, Snapshots)", errdefs.ErrNotImplemented, b.Name())
 	}
 	fi, err := os.Stat(filepath.Join(s.Restore.ImageDir, "checkpoint.img"))
 	if err != nil || !fi.Mode().IsRegular() {
