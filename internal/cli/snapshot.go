@@ -139,9 +139,9 @@ func newSnapshotDeleteCmd(app *App) *cobra.Command {
 }
 
 func newSnapshotRestoreCmd(app *App) *cobra.Command {
-	var as, backend string
+	var as, backend, ttl string
 	cmd := &cobra.Command{
-		Use:     "restore NAME [--as NEW] [-B BACKEND]",
+		Use:     "restore NAME [--as NEW] [-B BACKEND] [--ttl DURATION]",
 		Short:   "Create and start a sandbox from a snapshot",
 		Example: "  agentkernel snapshot restore dev-before-upgrade --as dev2 -B gvisor",
 		Args:    cobra.ExactArgs(1),
@@ -158,7 +158,7 @@ func newSnapshotRestoreCmd(app *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sb, err := c.RestoreSnapshot(cmd.Context(), args[0], api.RestoreSnapshotRequest{As: as, Backend: backend})
+			sb, err := c.RestoreSnapshot(cmd.Context(), args[0], api.RestoreSnapshotRequest{As: as, Backend: backend, TTL: ttl})
 			if err != nil {
 				return err
 			}
@@ -171,6 +171,7 @@ func newSnapshotRestoreCmd(app *App) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&as, "as", "", "name of the new sandbox (default the snapshot's name)")
 	cmd.Flags().StringVarP(&backend, "backend", "B", "", "backend of the new sandbox (default the source's)")
+	cmd.Flags().StringVar(&ttl, "ttl", "", "remove the new sandbox after this long (its own TTL; the source's is not inherited)")
 	return cmd
 }
 

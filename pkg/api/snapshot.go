@@ -49,6 +49,9 @@ type RestoreSnapshotRequest struct {
 	As string `json:"as,omitempty"`
 	// Backend defaults to the snapshot's source backend.
 	Backend string `json:"backend,omitempty"`
+	// TTL is the new sandbox's own ("30m"); empty means no expiry. The
+	// source sandbox's TTL is never inherited.
+	TTL string `json:"ttl,omitempty"`
 }
 
 // ForkSandboxRequest is the body of POST /sandboxes/{name}/fork.

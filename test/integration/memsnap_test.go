@@ -104,11 +104,11 @@ func TestGVisorMemorySnapshot(t *testing.T) {
 
 	// Restore as a new sandbox: the same process goes on counting.
 	t0 = time.Now()
-	e.ok(t, "snapshot", "restore", "it-mem-1", "--as", "it-mem-r")
+	e.ok(t, "snapshot", "restore", "it-mem-1", "--as", "it-mem-r", "--ttl", "1h")
 	t.Logf("restore took %v", time.Since(t0))
 	t.Cleanup(func() { e.ak(t, "sandbox", "remove", "it-mem-r") })
 	restored := e.info(t, "it-mem-r")
-	if restored.Backend != "gvisor" || restored.Status != "running" {
+	if restored.Backend != "gvisor" || restored.Status != "running" || restored.ExpiresAt == nil || time.Until(*restored.ExpiresAt) < 50*time.Minute {
 		t.Fatalf("restored: %+v", restored)
 	}
 	first := count("it-mem-r")

@@ -210,7 +210,7 @@ func (b *Builder) restoreMemory(ctx context.Context, snap api.SnapshotInfo, labe
 	num := func(k string) int { n, _ := strconv.Atoi(labels[k]); return n }
 	create := api.CreateSandboxRequest{Name: req.As, Image: snap.Image, Backend: req.Backend,
 		MemoryMB: num(labelSnapshotMemMB), VCPUs: num(labelSnapshotVCPUs), DiskMB: num(labelSnapshotDiskMB),
-		Profile: labels[labelSnapshotProfile], Labels: map[string]string{"agentkernel.snapshot": snap.Name}}
+		Profile: labels[labelSnapshotProfile], TTL: req.TTL, Labels: map[string]string{"agentkernel.snapshot": snap.Name}}
 	if sec := labels[labelSnapshotSecrets]; sec != "" {
 		create.Secrets = strings.Split(sec, ",")
 	}

@@ -241,7 +241,7 @@ func (b *Builder) RestoreSnapshot(ctx context.Context, name string, req api.Rest
 		}
 		return b.restoreMemory(ctx, snap, img.Config.Labels, req)
 	}
-	return b.sbx.CreateSandbox(ctx, api.CreateSandboxRequest{Name: req.As, Image: snap.Image, Backend: req.Backend,
+	return b.sbx.CreateSandbox(ctx, api.CreateSandboxRequest{Name: req.As, Image: snap.Image, Backend: req.Backend, TTL: req.TTL,
 		Labels: map[string]string{"agentkernel.snapshot": name}})
 }
 
