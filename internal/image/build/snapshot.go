@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/backend"
@@ -67,6 +68,7 @@ func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest)
 	// its files before it goes on, so that both show the same moment.
 	var memTmp string
 	var memSpec *backend.Spec
+	resumeOnce := func() {}
 	if mem != nil {
 		if _, memSpec, err = b.sbx.SandboxChanges(ctx, req.Sandbox); err != nil {
 			return api.SnapshotInfo{}, err
@@ -79,10 +81,16 @@ func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest)
 			return api.SnapshotInfo{}, err
 		}
 		memTmp = tmp
+		var once sync.Once
+		resumeOnce = func() {
+			once.Do(func() {
+				if err := resume(); err != nil {
+					b.log.Warn("resuming the sandbox after its memory snapshot", "sandbox", req.Sandbox, "err", err)
+				}
+			})
+		}
 		defer func() {
-			if err := resume(); err != nil {
-				b.log.Warn("resuming the sandbox after its memory snapshot", "sandbox", req.Sandbox, "err", err)
-			}
+			resumeOnce()
 			if memTmp != "" {
 				os.RemoveAll(memTmp)
 			}
@@ -97,6 +105,8 @@ func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest)
 		return api.SnapshotInfo{}, fmt.Errorf("snapshotting sandbox %s: %w", req.Sandbox, err)
 	}
 	defer release()
+	// The layer is made: the sandbox need not wait for the rest.
+	resumeOnce()
 	cfg := image.Config{}
 	if parent.Config != nil {
 		cfg = *parent.Config
