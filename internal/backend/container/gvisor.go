@@ -38,6 +38,8 @@ import (
 //     (network.go) is runc's business only.
 //   - The OCI seccomp profile is enforced inside the Sentry (--oci-seccomp);
 //     the errnos runsc cannot return are the agent's (gvisorSeccomp).
+//   - Memory snapshots: `runsc checkpoint` and `runsc restore`, with the
+//     agent's host socket suspended around them (checkpoint.go).
 //   - The host name lives in the Sentry, not in a host UTS namespace, so a
 //     gvisor instance is no backend.HostnameSetter. Nor is it a
 //     ResourceUpdater: that `runsc update` changes a running sandbox's
