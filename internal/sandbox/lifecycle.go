@@ -60,12 +60,12 @@ func (m *Manager) createSandbox(ctx context.Context, req api.CreateSandboxReques
 		}
 	}
 	ph.mark("spec")
-	if restore != nil {
-		// no claim
-	} else if info, ok, err := m.claim(ctx, req, spec, rec, inline, ph); ok {
-		span.SetAttributes(attribute.Bool("agentkernel.pool_claim", true))
-		m.observe("claim", spec.Backend, ph.start, err)
-		return info, err
+	if restore == nil {
+		if info, ok, err := m.claim(ctx, req, spec, rec, inline, ph); ok {
+			span.SetAttributes(attribute.Bool("agentkernel.pool_claim", true))
+			m.observe("claim", spec.Backend, ph.start, err)
+			return info, err
+		}
 	}
 	defer func() { m.observe("create", spec.Backend, ph.start, retErr) }()
 	unlock := m.locks.Lock(spec.ID)
