@@ -7,6 +7,8 @@
 //	agentkernel-agent --listen file:/dev/vport0p1
 //	agentkernel-agent --init   (as a microVM's /init; see internal/guestinit)
 //	agentkernel-agent --seccomp-errno 435:38 --listen ...   (gvisor; see seccomp.go)
+//	agentkernel-agent --control suspend|listen   (run in a gVisor sandbox by
+//	                  the host around a checkpoint; see agent.ControlSocket)
 //
 // As PID 1 it reaps every zombie, forwards SIGTERM and SIGINT to all
 // processes and then exits 0 (after a grace period and SIGKILL); it never
@@ -35,7 +37,15 @@ func main() {
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	vmInit := flag.Bool("init", false, "boot a microVM first (internal/guestinit), then serve on its virtio-serial port")
 	seccompErrno := flag.String("seccomp-errno", "", "NR:ERRNO,...: answer these syscalls with these errnos (see seccomp.go)")
+	control := flag.String("control", "", "ask the agent serving in this sandbox to suspend or listen (around a checkpoint), and exit")
 	flag.Parse()
+	if *control != "" {
+		if err := agent.Control(context.Background(), *control); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *showVersion {
 		fmt.Println(version.Version)
 		return

@@ -26,7 +26,8 @@ const reopenDelay = 200 * time.Millisecond
 //
 //   - unix:/path — listen on a Unix socket (mode 0600; a stale socket file
 //     is replaced) and serve a session on every connection, so the host may
-//     reconnect.
+//     reconnect. The listener can be suspended for a checkpoint (see
+//     ControlSocket).
 //   - fd:N — an inherited file descriptor. A listening socket is served
 //     like unix:; any other stream (one end of a socketpair) carries one
 //     session, and ServeAddr returns when it ends.
@@ -37,11 +38,10 @@ func (s *Server) ServeAddr(ctx context.Context, addr string) error {
 	scheme, rest, _ := strings.Cut(addr, ":")
 	switch scheme {
 	case "unix":
-		l, err := listenUnix(rest)
-		if err != nil {
-			return err
+		if rest == "" {
+			return fmt.Errorf("agent: %w: empty socket path", errdefs.ErrInvalidArgument)
 		}
-		return s.Serve(ctx, l)
+		return s.serveUnix(ctx, rest)
 	case "fd":
 		n, err := strconv.Atoi(rest)
 		if err != nil || n < 0 {

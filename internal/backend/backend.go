@@ -56,6 +56,17 @@ type Pauser interface {
 	Resume(ctx context.Context) error
 }
 
+// Checkpointer is implemented by an Instance whose backend reports
+// Capabilities.Checkpoint: Checkpoint writes the sandbox's memory and
+// process state into dir (an existing empty directory) so that a new
+// sandbox can be started from it (Spec.Restore), and leaves the sandbox
+// paused: its files are then as they were at the checkpoint until Resume
+// (the caller captures them meanwhile). Connections to the guest agent
+// open at the time end.
+type Checkpointer interface {
+	Checkpoint(ctx context.Context, dir string) error
+}
+
 // HostnameSetter is implemented by an Instance whose host name the host
 // side can change while it runs (a container's UTS namespace, entered from
 // the supervisor, since root in a container lacks CAP_SYS_ADMIN). A claim
@@ -102,7 +113,9 @@ type Changes struct {
 
 // Capabilities are optional features a backend may support.
 type Capabilities struct {
-	Pause      bool `json:"pause"`
+	Pause bool `json:"pause"`
+	// Checkpoint says the backend takes memory snapshots: its Instance
+	// is a Checkpointer and Start honours Spec.Restore.
 	Checkpoint bool `json:"checkpoint"`
 	// Isolation names the boundary ("container", "gvisor", "microvm").
 	Isolation string `json:"isolation"`
@@ -152,6 +165,19 @@ type Spec struct {
 	// Gateway configures the sandbox's network gateway; set exactly when
 	// Security.Network is "gateway".
 	Gateway *GatewaySpec `json:"gateway,omitempty"`
+	// Restore, on a backend with Capabilities.Checkpoint, makes the first
+	// Start continue the processes of a checkpoint instead of booting
+	// afresh; the spec must then be the checkpointed sandbox's but for its
+	// identity (ID, Name, StateDir, Hostname, Gateway). Later Starts boot
+	// afresh (processes restart), as for any stopped sandbox.
+	Restore *RestoreSpec `json:"restore,omitempty"`
+}
+
+// RestoreSpec names a checkpoint (see Checkpointer).
+type RestoreSpec struct {
+	// ImageDir is the directory Checkpoint wrote. It must stay until
+	// Start has returned.
+	ImageDir string `json:"image_dir"`
 }
 
 // RootfsSpec says what the sandbox's root filesystem is made of.

@@ -66,6 +66,9 @@ func (s *Spec) Validate() error {
 			return fmt.Errorf("%w: layer %q must be an absolute, clean path", errdefs.ErrInvalidArgument, l)
 		}
 	}
+	if s.Restore != nil && !cleanAbs(s.Restore.ImageDir) {
+		return fmt.Errorf("%w: checkpoint directory %q must be an absolute, clean path", errdefs.ErrInvalidArgument, s.Restore.ImageDir)
+	}
 	if !cleanAbs(s.AgentPath) {
 		return fmt.Errorf("%w: agent path %q must be an absolute, clean path", errdefs.ErrInvalidArgument, s.AgentPath)
 	}

@@ -12,11 +12,20 @@ import (
 func newSnapshotCmd(app *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot",
-		Short: "Take, list, restore and delete filesystem snapshots of sandboxes",
+		Short: "Take, list, restore and delete snapshots of sandboxes (files, and memory on gvisor)",
 		Long: `A filesystem snapshot is a commit of a sandbox's changes (see "sandbox
 commit") kept in the image store, with a record of where it came from.
-Restore makes a new sandbox from it, on any backend. Memory snapshots are
-not offered by any backend yet; processes of a restored sandbox start fresh.`,
+Restore makes a new sandbox from it, on any backend; its processes start
+fresh.
+
+A memory snapshot (take --memory) also checkpoints the sandbox's memory
+and processes, so that a sandbox restored from it continues them where
+they were, with its own name, gateway and network identity. Only the
+gvisor backend takes them (runsc checkpoint); the container backend would
+need CRIU, which does not work on this host, and microvm does not yet. A
+memory snapshot restores on its own backend only. Secrets are never in a
+snapshot: a restored sandbox is bound to the same vault secrets again.
+/tmp is not part of any snapshot.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(newSnapshotTakeCmd(app), newSnapshotListCmd(app), newSnapshotInspectCmd(app),
@@ -57,7 +66,7 @@ func newSnapshotTakeCmd(app *App) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&name, "name", "n", "", "name of the snapshot (default SANDBOX-snap-UNIXTIME)")
-	cmd.Flags().BoolVar(&memory, "memory", false, "a memory snapshot (refused: no backend takes them yet)")
+	cmd.Flags().BoolVar(&memory, "memory", false, "also checkpoint memory and processes (gvisor only; the sandbox pauses meanwhile and connections to its agent end)")
 	return cmd
 }
 
@@ -130,9 +139,9 @@ func newSnapshotDeleteCmd(app *App) *cobra.Command {
 }
 
 func newSnapshotRestoreCmd(app *App) *cobra.Command {
-	var as, backend string
+	var as, backend, ttl string
 	cmd := &cobra.Command{
-		Use:     "restore NAME [--as NEW] [-B BACKEND]",
+		Use:     "restore NAME [--as NEW] [-B BACKEND] [--ttl DURATION]",
 		Short:   "Create and start a sandbox from a snapshot",
 		Example: "  agentkernel snapshot restore dev-before-upgrade --as dev2 -B gvisor",
 		Args:    cobra.ExactArgs(1),
@@ -149,7 +158,7 @@ func newSnapshotRestoreCmd(app *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sb, err := c.RestoreSnapshot(cmd.Context(), args[0], api.RestoreSnapshotRequest{As: as, Backend: backend})
+			sb, err := c.RestoreSnapshot(cmd.Context(), args[0], api.RestoreSnapshotRequest{As: as, Backend: backend, TTL: ttl})
 			if err != nil {
 				return err
 			}
@@ -162,6 +171,7 @@ func newSnapshotRestoreCmd(app *App) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&as, "as", "", "name of the new sandbox (default the snapshot's name)")
 	cmd.Flags().StringVarP(&backend, "backend", "B", "", "backend of the new sandbox (default the source's)")
+	cmd.Flags().StringVar(&ttl, "ttl", "", "remove the new sandbox after this long (its own TTL; the source's is not inherited)")
 	return cmd
 }
 
@@ -170,11 +180,12 @@ func newForkCmd(app *App) *cobra.Command {
 	var prefix string
 	cmd := &cobra.Command{
 		Use:   "fork NAME [--count N] [--as PREFIX]",
-		Short: "Copy a sandbox's files into N new sandboxes (processes restart)",
-		Long: `Fork takes a filesystem snapshot of sandbox NAME and restores it N times as
+		Short: "Copy a sandbox into N new sandboxes (with its processes on gvisor)",
+		Long: `Fork takes a snapshot of sandbox NAME and restores it N times as
 PREFIX-1..PREFIX-N (default prefix NAME-fork). The children share the
-snapshot's layers; their processes start fresh (memory forks are not
-offered by any backend yet).`,
+snapshot's layers. On a backend that takes memory snapshots (gvisor) it is
+a memory snapshot and each child continues the parent's processes;
+elsewhere their processes start fresh, as the answer's note says.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := api.ValidateSandboxName(args[0]); err != nil {

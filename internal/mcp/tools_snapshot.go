@@ -13,7 +13,7 @@ type (
 	SnapshotTakeInput struct {
 		Sandbox string `json:"sandbox" jsonschema:"sandbox to snapshot"`
 		Name    string `json:"name,omitempty" jsonschema:"snapshot name (default SANDBOX-snap-UNIXTIME)"`
-		Memory  bool   `json:"memory,omitempty" jsonschema:"a memory snapshot: refused, no backend takes them yet"`
+		Memory  bool   `json:"memory,omitempty" jsonschema:"also checkpoint memory and processes (gvisor only; other backends refuse)"`
 	}
 	SnapshotNameInput struct {
 		Name string `json:"name" jsonschema:"snapshot name"`
@@ -57,7 +57,7 @@ func (st *state) addSnapshotTools(s *mcp.Server) {
 			}
 			return nil, SnapshotListOutput{Snapshots: l}, err
 		})
-	mcp.AddTool(s, &mcp.Tool{Name: "snapshot_take", Description: "Take a filesystem snapshot of a sandbox (memory snapshots are refused)."},
+	mcp.AddTool(s, &mcp.Tool{Name: "snapshot_take", Description: "Take a snapshot of a sandbox: its files, and with memory its processes too (gvisor only)."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in SnapshotTakeInput) (*mcp.CallToolResult, api.SnapshotInfo, error) {
 			if err := st.access(ctx, st.session(req.Session), in.Sandbox); err != nil {
 				return nil, api.SnapshotInfo{}, err

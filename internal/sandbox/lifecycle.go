@@ -27,7 +27,7 @@ import (
 // source_url the started sandbox then clones it into SourceDir, through
 // its gateway; a failed clone removes the sandbox.
 func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxRequest) (api.SandboxInfo, error) {
-	info, err := m.createSandbox(ctx, req)
+	info, err := m.createSandbox(ctx, req, nil)
 	if err != nil || req.SourceURL == "" {
 		return info, err
 	}
@@ -40,7 +40,10 @@ func (m *Manager) CreateSandbox(ctx context.Context, req api.CreateSandboxReques
 	return info, nil
 }
 
-func (m *Manager) createSandbox(ctx context.Context, req api.CreateSandboxRequest) (_ api.SandboxInfo, retErr error) {
+// createSandbox is CreateSandbox without the source clone; a non-nil
+// restore makes the sandbox continue a memory snapshot (never a pool
+// claim: a pooled sandbox has processes of its own).
+func (m *Manager) createSandbox(ctx context.Context, req api.CreateSandboxRequest, restore *backend.RestoreSpec) (_ api.SandboxInfo, retErr error) {
 	ctx, span := startSpan(ctx, "sandbox.create", req.Name)
 	defer func() { endSpan(span, retErr) }()
 	ph := newPhases()
@@ -48,16 +51,27 @@ func (m *Manager) createSandbox(ctx context.Context, req api.CreateSandboxReques
 	if err != nil {
 		return api.SandboxInfo{}, err
 	}
+	if restore != nil {
+		if !m.cfg.Backends[spec.Backend].Capabilities().Checkpoint {
+			return api.SandboxInfo{}, m.noMemorySnapshots(spec.Backend)
+		}
+		spec.Restore = restore
+		if rec.Spec, err = json.Marshal(spec); err != nil {
+			return api.SandboxInfo{}, err
+		}
+	}
 	ph.mark("spec")
 	if err := m.vols.check(spec); err != nil {
 		// Refused before the record exists: nothing is created. Start
 		// claims again, which settles a race with another start.
 		return api.SandboxInfo{}, fmt.Errorf("sandbox %q: %w", req.Name, err)
 	}
-	if info, ok, err := m.claim(ctx, req, spec, rec, inline, ph); ok {
-		span.SetAttributes(attribute.Bool("agentkernel.pool_claim", true))
-		m.observe("claim", spec.Backend, ph.start, err)
-		return info, err
+	if restore == nil {
+		if info, ok, err := m.claim(ctx, req, spec, rec, inline, ph); ok {
+			span.SetAttributes(attribute.Bool("agentkernel.pool_claim", true))
+			m.observe("claim", spec.Backend, ph.start, err)
+			return info, err
+		}
 	}
 	defer func() { m.observe("create", spec.Backend, ph.start, retErr) }()
 	unlock := m.locks.Lock(spec.ID)

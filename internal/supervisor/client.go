@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,6 +76,12 @@ func (c *Client) call(ctx context.Context, method, path string) (Status, error) 
 // errdefs.ErrFailedPrecondition.
 func (c *Client) Pause(ctx context.Context) (Status, error)  { return c.call(ctx, "POST", "/pause") }
 func (c *Client) Resume(ctx context.Context) (Status, error) { return c.call(ctx, "POST", "/resume") }
+
+// Checkpoint writes the sandbox's memory snapshot into dir (an empty
+// directory) and leaves it paused; Resume lets it go on.
+func (c *Client) Checkpoint(ctx context.Context, dir string) (Status, error) {
+	return c.call(ctx, "POST", "/checkpoint?dir="+url.QueryEscape(dir))
+}
 
 // Status asks the supervisor how its sandbox is. An error classed
 // errdefs.ErrUnavailable means no supervisor answers.

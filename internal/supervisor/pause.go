@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/agentkernel/agentkernel/internal/backend"
@@ -30,10 +31,8 @@ func (s *server) setPaused(ctx context.Context, pause bool) error {
 	}
 	s.pauseMu.Lock()
 	defer s.pauseMu.Unlock()
-	select {
-	case <-s.doneCh:
+	if s.hasExited() {
 		return fmt.Errorf("the sandbox has exited")
-	default:
 	}
 	if s.paused.Load() == pause {
 		return nil
@@ -57,6 +56,16 @@ func (s *server) setPaused(ctx context.Context, pause bool) error {
 
 func (s *server) isPaused() bool { return s.paused.Load() }
 
+// hasExited reports whether the sandbox has ended.
+func (s *server) hasExited() bool {
+	select {
+	case <-s.doneCh:
+		return true
+	default:
+		return false
+	}
+}
+
 func (s *server) pauseRoutes(mux *http.ServeMux) {
 	handle := func(pause bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -69,4 +78,49 @@ func (s *server) pauseRoutes(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("POST /pause", handle(true))
 	mux.HandleFunc("POST /resume", handle(false))
+}
+
+// checkpointTimeout bounds one checkpoint (its memory is written to disk).
+const checkpointTimeout = 5 * time.Minute
+
+// checkpoint writes the sandbox's memory and processes into dir (see
+// backend.Checkpointer) and leaves it paused, as a pause does: resume
+// lets it go on.
+func (s *server) checkpoint(ctx context.Context, dir string) error {
+	c, ok := s.inst.(backend.Checkpointer)
+	if !ok {
+		return fmt.Errorf("this sandbox's backend takes no memory snapshots")
+	}
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return fmt.Errorf("checkpoint directory %q must be an absolute, clean path", dir)
+	}
+	s.pauseMu.Lock()
+	defer s.pauseMu.Unlock()
+	if s.hasExited() {
+		return fmt.Errorf("the sandbox has exited")
+	}
+	if s.paused.Load() {
+		return fmt.Errorf("the sandbox is paused; resume it before a memory snapshot")
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkpointTimeout)
+	defer cancel()
+	// Probes would fail while the agent is suspended.
+	s.agent.setPaused(true)
+	if err := c.Checkpoint(ctx, dir); err != nil {
+		s.agent.setPaused(false)
+		return err
+	}
+	s.paused.Store(true)
+	s.log.Info("sandbox checkpointed; paused until resumed", "dir", dir)
+	return nil
+}
+
+func (s *server) checkpointRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /checkpoint", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.checkpoint(r.Context(), r.URL.Query().Get("dir")); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		writeJSON(w, s.status())
+	})
 }

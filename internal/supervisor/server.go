@@ -315,6 +315,7 @@ func (s *server) mux() *http.ServeMux {
 	s.networkRoutes(mux)
 	s.counterRoutes(mux)
 	s.pauseRoutes(mux)
+	s.checkpointRoutes(mux)
 	s.claimRoutes(mux)
 	s.auditRoutes(mux)
 	s.traceRoutes(mux)

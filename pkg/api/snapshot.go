@@ -7,8 +7,9 @@ import "time"
 // is refused.
 const SnapshotFormat = 1
 
-// SnapshotInfo describes a filesystem snapshot: a commit of a sandbox's
-// changes, stored as an image, plus where it came from.
+// SnapshotInfo describes a snapshot: a commit of a sandbox's changes,
+// stored as an image, plus where it came from; a memory snapshot also has
+// a checkpoint of the sandbox's memory and processes.
 type SnapshotInfo struct {
 	Name          string    `json:"name"`
 	SourceSandbox string    `json:"sandbox"`
@@ -19,8 +20,11 @@ type SnapshotInfo struct {
 	CreatedAt     time.Time `json:"created_at"`
 	Version       string    `json:"agentkernel_version"`
 	Format        int       `json:"format"`
-	// Kind is "filesystem"; memory snapshots are not offered yet.
+	// Kind is "filesystem" or "memory".
 	Kind string `json:"kind"`
+	// Memory is the digest of a memory snapshot's checkpoint (the sha256
+	// of the manifest of its files); empty for a filesystem snapshot.
+	Memory string `json:"memory,omitempty"`
 }
 
 // TakeSnapshotRequest is the body of POST /snapshots.
@@ -28,7 +32,14 @@ type TakeSnapshotRequest struct {
 	Sandbox string `json:"sandbox"`
 	// Name defaults to SANDBOX-snap-UNIXTIME.
 	Name string `json:"name,omitempty"`
-	// Memory asks for a memory snapshot; refused (no backend takes them yet).
+	// Memory asks for a memory snapshot: the sandbox's processes and
+	// memory too, so that a restore continues them. Only backends whose
+	// capabilities say checkpoint take one (gvisor, through runsc
+	// checkpoint); others refuse, naming the backend and why. The sandbox
+	// is paused for the checkpoint and its files captured meanwhile;
+	// connections to its agent open at the time (running execs, attached
+	// shells) end, background commands go on. Secrets are never in it.
+	// A memory snapshot restores on its own backend only.
 	Memory bool `json:"memory,omitempty"`
 }
 
@@ -38,6 +49,9 @@ type RestoreSnapshotRequest struct {
 	As string `json:"as,omitempty"`
 	// Backend defaults to the snapshot's source backend.
 	Backend string `json:"backend,omitempty"`
+	// TTL is the new sandbox's own ("30m"); empty means no expiry. The
+	// source sandbox's TTL is never inherited.
+	TTL string `json:"ttl,omitempty"`
 }
 
 // ForkSandboxRequest is the body of POST /sandboxes/{name}/fork.

@@ -22,7 +22,7 @@ func TestSnapshotRestoreFork(t *testing.T) {
 	if r := shared.ak(t, "snapshot", "take", "it-snap", "-n", "bad/name"); r.code == 0 || !strings.Contains(r.stderr, "invalid sandbox name") {
 		t.Errorf("bad snapshot name: %v", r)
 	}
-	if r := shared.ak(t, "snapshot", "take", "it-snap", "--memory"); r.code == 0 || !strings.Contains(r.stderr, "memory snapshots are not supported by backend container yet") {
+	if r := shared.ak(t, "snapshot", "take", "it-snap", "--memory"); r.code == 0 || !strings.Contains(r.stderr, "memory snapshots are not supported by backend container: it would need CRIU") {
 		t.Errorf("--memory: %v", r)
 	}
 

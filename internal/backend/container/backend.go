@@ -130,7 +130,7 @@ func (b *Backend) Name() string {
 // running sandbox (that runsc update does is not shown).
 func (b *Backend) Capabilities() backend.Capabilities {
 	if b.opts.Flavor == GVisor {
-		return backend.Capabilities{Isolation: "gvisor", NetworkGateway: true, Pause: true}
+		return backend.Capabilities{Isolation: "gvisor", NetworkGateway: true, Pause: true, Checkpoint: true}
 	}
 	return backend.Capabilities{Isolation: "container", NetworkGateway: true, Pause: true, Resize: true}
 }
@@ -220,6 +220,10 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 	}
 	if b.hasRuntimeState(spec.ID) {
 		return nil, fmt.Errorf("%w: sandbox %s has runtime state; stop it or run Cleanup first", errdefs.ErrAlreadyExists, spec.ID)
+	}
+	restoreDir, err := b.restoreFrom(spec)
+	if err != nil {
+		return nil, err
 	}
 	s := *spec
 	l := b.layout(&s)
@@ -311,7 +315,11 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 	if b.opts.Flavor == GVisor {
 		runFlags = append(runFlags, gvisorNetwork(s.Security.Network))
 	}
-	if err := b.runtime().run(ctx, s.ID, l.bundle, l.pidFile, console, runFlags...); err != nil {
+	if restoreDir != "" {
+		if err := b.runtime().restore(ctx, s.ID, l.bundle, l.pidFile, restoreDir, console, runFlags...); err != nil {
+			return nil, fmt.Errorf("restoring sandbox %s from its memory snapshot: %w", s.ID, err)
+		}
+	} else if err := b.runtime().run(ctx, s.ID, l.bundle, l.pidFile, console, runFlags...); err != nil {
 		return nil, fmt.Errorf("starting sandbox %s: %w", s.ID, err)
 	}
 	t2 := time.Now()
@@ -335,6 +343,11 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 			inst.closeWatch()
 		}
 	}()
+	if restoreDir != "" {
+		if err := inst.afterRestore(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := inst.waitAgent(ctx, b.opts.StartTimeout); err != nil {
 		return nil, err
 	}

@@ -18,6 +18,8 @@
 //	agent-run/          bound at /.agentkernel/run; holds agent.sock
 //	console.log         the container's stdout and stderr (and runc's errors)
 //	init.pid            written by runc
+//	restored            gvisor: Spec.Restore was used (later Starts boot
+//	                    afresh; see checkpoint.go)
 //	net/                a gateway sandbox's resolv.conf and CA files
 //	<RootfsDir>/<id>    host image: a fresh skeleton owned by host root;
 //	                    imported image: the overlayfs mount point

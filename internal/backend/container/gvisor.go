@@ -38,6 +38,8 @@ import (
 //     (network.go) is runc's business only.
 //   - The OCI seccomp profile is enforced inside the Sentry (--oci-seccomp);
 //     the errnos runsc cannot return are the agent's (gvisorSeccomp).
+//   - Memory snapshots: `runsc checkpoint` and `runsc restore`, with the
+//     agent's host socket suspended around them (checkpoint.go).
 //   - The host name lives in the Sentry, not in a host UTS namespace, so a
 //     gvisor instance is no backend.HostnameSetter. Nor is it a
 //     ResourceUpdater: that `runsc update` changes a running sandbox's
@@ -274,8 +276,9 @@ func gvisorBundle(gen *specs.Spec) error {
 type gvisorInstance struct{ in *instance }
 
 var (
-	_ backend.Instance = gvisorInstance{}
-	_ backend.Pauser   = gvisorInstance{}
+	_ backend.Instance     = gvisorInstance{}
+	_ backend.Pauser       = gvisorInstance{}
+	_ backend.Checkpointer = gvisorInstance{}
 )
 
 func (g gvisorInstance) DialAgent(ctx context.Context) (net.Conn, error) { return g.in.DialAgent(ctx) }
@@ -283,7 +286,6 @@ func (g gvisorInstance) Exited() <-chan struct{}                         { retur
 func (g gvisorInstance) ExitError() error                                { return g.in.ExitError() }
 func (g gvisorInstance) Stop(ctx context.Context) error                  { return g.in.Stop(ctx) }
 func (g gvisorInstance) Pause(ctx context.Context) error                 { return g.in.Pause(ctx) }
-func (g gvisorInstance) Resume(ctx context.Context) error                { return g.in.Resume(ctx) }
 
 // probeGVisor is Probe for the gvisor flavor: root, runsc (where it was
 // found and its version), the platform it runs on, and overlayfs.

@@ -48,9 +48,13 @@ type instance struct {
 	exited  chan struct{}
 	exitErr error // written by the watcher before it closes exited
 
-	// mu serialises Stop.
+	// mu serialises Stop, pause, resume and checkpoint.
 	mu      sync.Mutex
 	stopped bool
+	// After a gvisor Checkpoint, until Resume: the runtime is paused and
+	// the agent's host listener suspended (see checkpoint.go).
+	runtimePaused  bool
+	agentSuspended bool
 }
 
 var _ backend.Instance = (*instance)(nil)

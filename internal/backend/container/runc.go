@@ -113,6 +113,12 @@ func notExist(err error) bool {
 // flags are global flags for this run only (runsc's --network).
 func (r *runc) run(ctx context.Context, id, bundle, pidFile string, console *os.File, flags ...string) error {
 	args := append(flags, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
+	return r.runArgs(ctx, args, console)
+}
+
+// runArgs runs the runtime with args and its stdio on console, quoting
+// what it wrote there on failure.
+func (r *runc) runArgs(ctx context.Context, args []string, console *os.File) error {
 	cmd := exec.CommandContext(ctx, r.path, r.global(args...)...)
 	cmd.Stdout, cmd.Stderr = console, console
 	cmd.WaitDelay = runtimeWaitDelay

@@ -35,6 +35,7 @@ const systemCacheDir = "/var/cache/agentkernel"
 // sandboxes. It is safe for concurrent use.
 type Builder struct {
 	images *image.Store
+	home   string // the daemon's home (memory snapshots live below)
 	deb    *debootstrap.Builder
 	dir    string // <home>/build
 	cache  string // <home>/buildcache: Dockerfile step results
@@ -83,6 +84,7 @@ func New(o Options) *Builder {
 	}
 	return &Builder{
 		images: o.Images,
+		home:   o.Home,
 		deb:    debootstrap.New(debootstrap.Options{CacheDir: filepath.Join(cache, "debootstrap")}),
 		dir:    filepath.Join(o.Home, "build"),
 		cache:  filepath.Join(o.Home, "buildcache"),

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/faultpoint"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/version"
@@ -53,12 +56,46 @@ func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest)
 	if err != nil {
 		return api.SnapshotInfo{}, err
 	}
+	var mem MemorySandboxes
 	if req.Memory {
-		return api.SnapshotInfo{}, fmt.Errorf("%w: memory snapshots are not supported by backend %s yet (take a filesystem snapshot without --memory)",
-			errdefs.ErrNotImplemented, sb.Backend)
+		if mem, err = b.memSandboxes(sb.Backend); err != nil {
+			return api.SnapshotInfo{}, err
+		}
 	}
 	if _, err := b.images.Get(snapshotImage(req.Name)); err == nil {
 		return api.SnapshotInfo{}, fmt.Errorf("%w: snapshot %q already exists", errdefs.ErrAlreadyExists, req.Name)
+	}
+	// A memory snapshot pauses the sandbox at its checkpoint and captures
+	// its files before it goes on, so that both show the same moment.
+	var memTmp string
+	var memSpec *backend.Spec
+	resumeOnce := func() {}
+	if mem != nil {
+		if _, memSpec, err = b.sbx.SandboxChanges(ctx, req.Sandbox); err != nil {
+			return api.SnapshotInfo{}, err
+		}
+		if err := memorySnapshotable(memSpec); err != nil {
+			return api.SnapshotInfo{}, err
+		}
+		tmp, resume, err := b.checkpoint(ctx, mem, req.Sandbox)
+		if err != nil {
+			return api.SnapshotInfo{}, err
+		}
+		memTmp = tmp
+		var once sync.Once
+		resumeOnce = func() {
+			once.Do(func() {
+				if err := resume(); err != nil {
+					b.log.Warn("resuming the sandbox after its memory snapshot", "sandbox", req.Sandbox, "err", err)
+				}
+			})
+		}
+		defer func() {
+			resumeOnce()
+			if memTmp != "" {
+				os.RemoveAll(memTmp)
+			}
+		}()
 	}
 	parent, upper, err := b.sandboxLayers(ctx, req.Sandbox)
 	if err != nil {
@@ -69,6 +106,8 @@ func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest)
 		return api.SnapshotInfo{}, fmt.Errorf("snapshotting sandbox %s: %w", req.Sandbox, err)
 	}
 	defer release()
+	// The layer is made: the sandbox need not wait for the rest.
+	resumeOnce()
 	faultpoint.Hit(ctx, faultpoint.SnapshotDiffed)
 	cfg := image.Config{}
 	if parent.Config != nil {
@@ -85,13 +124,27 @@ func (b *Builder) TakeSnapshot(ctx context.Context, req api.TakeSnapshotRequest)
 	labels[labelSnapshotBknd] = sb.Backend
 	labels[labelSnapshotFormat] = strconv.Itoa(api.SnapshotFormat)
 	labels[labelSnapshotVer] = version.Version
+	if mem != nil {
+		digest, size, err := b.sealCheckpoint(memTmp)
+		if err != nil {
+			return api.SnapshotInfo{}, fmt.Errorf("storing the memory checkpoint: %w", err)
+		}
+		memTmp = ""
+		memoryLabels(labels, digest, memSpec)
+		b.log.Info("took a memory checkpoint", "sandbox", req.Sandbox, "digest", digest, "size", size)
+	}
 	cfg.Labels = labels
 	img, err := b.images.Compose(snapshotImage(req.Name), parent, []image.NewLayer{l}, &cfg,
 		"snapshot of sandbox "+req.Sandbox+" (image "+sb.Image+")", false)
 	if err != nil {
+		if d := labels[labelSnapshotMemory]; d != "" {
+			if dir, derr := b.memoryDir(d); derr == nil {
+				os.RemoveAll(dir)
+			}
+		}
 		return api.SnapshotInfo{}, err
 	}
-	b.log.Info("took a filesystem snapshot", "sandbox", req.Sandbox, "snapshot", req.Name, "layer", l.ID)
+	b.log.Info("took a snapshot", "sandbox", req.Sandbox, "snapshot", req.Name, "layer", l.ID, "memory", mem != nil)
 	return snapshotInfo(img), nil
 }
 
@@ -109,6 +162,9 @@ func snapshotInfo(img *image.Image) api.SnapshotInfo {
 		l := img.Config.Labels
 		info.SourceSandbox, info.SourceBackend, info.Version = l[labelSnapshotSbx], l[labelSnapshotBknd], l[labelSnapshotVer]
 		info.Format, _ = strconv.Atoi(l[labelSnapshotFormat])
+		if l[labelSnapshotMemory] != "" {
+			info.Kind, info.Memory = "memory", l[labelSnapshotMemory]
+		}
 	}
 	return info
 }
@@ -148,7 +204,8 @@ func (b *Builder) GetSnapshot(ctx context.Context, name string) (api.SnapshotInf
 // with image removal, it is refused while a running sandbox restored from
 // it still has those layers mounted.
 func (b *Builder) DeleteSnapshot(ctx context.Context, name string) error {
-	if _, err := b.GetSnapshot(ctx, name); err != nil {
+	snap, err := b.GetSnapshot(ctx, name)
+	if err != nil {
 		return err
 	}
 	if err := b.images.Remove(snapshotImage(name)); err != nil {
@@ -156,6 +213,13 @@ func (b *Builder) DeleteSnapshot(ctx context.Context, name string) error {
 			return fmt.Errorf("%w: snapshot %q is in use by a running sandbox restored from it (stop or remove that sandbox first)", errdefs.ErrFailedPrecondition, name)
 		}
 		return err
+	}
+	if snap.Memory != "" {
+		if dir, err := b.memoryDir(snap.Memory); err == nil {
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("removing the memory checkpoint of snapshot %q: %w", name, err)
+			}
+		}
 	}
 	return nil
 }
@@ -182,13 +246,23 @@ func (b *Builder) RestoreSnapshot(ctx context.Context, name string, req api.Rest
 	if b.sbx == nil {
 		return api.SandboxInfo{}, fmt.Errorf("%w: this daemon cannot restore snapshots", errdefs.ErrNotImplemented)
 	}
-	return b.sbx.CreateSandbox(ctx, api.CreateSandboxRequest{Name: req.As, Image: snap.Image, Backend: req.Backend,
+	if snap.Memory != "" {
+		img, err := b.images.Get(snap.Image)
+		if err != nil || img.Config == nil {
+			return api.SandboxInfo{}, fmt.Errorf("%w: snapshot %q has no image config (%v)", errdefs.ErrFailedPrecondition, name, err)
+		}
+		return b.restoreMemory(ctx, snap, img.Config.Labels, req)
+	}
+	return b.sbx.CreateSandbox(ctx, api.CreateSandboxRequest{Name: req.As, Image: snap.Image, Backend: req.Backend, TTL: req.TTL,
 		Labels: map[string]string{"agentkernel.snapshot": name}})
 }
 
-// ForkNote is what a fork answers: the children are new sandboxes from a
-// filesystem snapshot, so processes restart.
-const ForkNote = "filesystem fork: the children start from the parent's files; processes restart (memory forks are not offered by any backend yet)"
+// ForkNote is what a fork from a filesystem snapshot answers (the
+// parent's backend takes no memory snapshots): processes restart.
+const ForkNote = "filesystem fork: the children start from the parent's files; processes restart (this backend takes no memory snapshots)"
+
+// MemoryForkNote is what a fork from a memory snapshot answers.
+const MemoryForkNote = "memory fork: each child continues the parent's processes from the moment of the fork"
 
 // ForkSandbox takes a filesystem snapshot of sandbox name and restores it
 // req.Count times as PREFIX-1..N.
@@ -205,12 +279,21 @@ func (b *Builder) ForkSandbox(ctx context.Context, name string, req api.ForkSand
 	if err := api.ValidateSandboxName(req.Prefix + "-" + strconv.Itoa(req.Count)); err != nil {
 		return api.ForkSandboxResponse{}, err
 	}
-	snap, err := b.TakeSnapshot(ctx, api.TakeSnapshotRequest{Sandbox: name,
+	// From a memory snapshot where the backend takes them.
+	memory, note := false, ForkNote
+	if b.sbx != nil {
+		if sb, err := b.sbx.GetSandbox(ctx, name); err == nil {
+			if _, err := b.memSandboxes(sb.Backend); err == nil && sb.Status == api.StatusRunning {
+				memory, note = true, MemoryForkNote
+			}
+		}
+	}
+	snap, err := b.TakeSnapshot(ctx, api.TakeSnapshotRequest{Sandbox: name, Memory: memory,
 		Name: req.Prefix + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)})
 	if err != nil {
 		return api.ForkSandboxResponse{}, err
 	}
-	resp := api.ForkSandboxResponse{Snapshot: snap, Note: ForkNote, Sandboxes: []api.SandboxInfo{}}
+	resp := api.ForkSandboxResponse{Snapshot: snap, Note: note, Sandboxes: []api.SandboxInfo{}}
 	for i := 1; i <= req.Count; i++ {
 		sb, err := b.RestoreSnapshot(ctx, snap.Name, api.RestoreSnapshotRequest{As: req.Prefix + "-" + strconv.Itoa(i)})
 		if err != nil {

@@ -22,7 +22,7 @@ func TestSnapshotRefusals(t *testing.T) {
 	}
 	fake.sbx["src"].info.Backend = "container"
 	_, err := b.TakeSnapshot(ctx, api.TakeSnapshotRequest{Sandbox: "src", Memory: true})
-	if !errors.Is(err, errdefs.ErrNotImplemented) || !strings.Contains(err.Error(), "memory snapshots are not supported by backend container yet") {
+	if !errors.Is(err, errdefs.ErrNotImplemented) || !strings.Contains(err.Error(), "memory snapshots are not supported by backend container") {
 		t.Errorf("memory snapshot: %v", err)
 	}
 	if _, err := b.TakeSnapshot(ctx, api.TakeSnapshotRequest{Sandbox: "src", Name: "bad/name"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
