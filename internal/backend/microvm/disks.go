@@ -253,21 +253,43 @@ func withBinds(stage string, binds map[string]string, links map[string]string, d
 
 // inPrivateNS runs setup and then fn on one OS thread in a new, private
 // mount namespace. Processes fn starts fork from that thread and share the
-// namespace. The thread is never unlocked, so it ends with its goroutine
-// and the namespace, with whatever setup mounted in it, is freed. (It must
-// not go back to serving other goroutines: unsharing the mount namespace
-// also unshares the thread's working directory, and a setns back to the
-// host's namespace would leave it at "/", so that relative paths opened on
-// it later resolve from the root — seen as a test's testdata "missing".)
-// Nothing is mounted in the host's namespace.
+// namespace. Afterwards the thread goes back to the original namespace and
+// working directory (unsharing the mount namespace also unshares the
+// thread's working directory, and a setns leaves it at "/": relative paths
+// opened on it later would resolve from the root), and then it ends with
+// its goroutine, never serving other goroutines with a private fs_struct.
+// The main thread cannot end: it is given back once restored, and if that
+// fails it is never unlocked, so it stays wedged rather than serve others
+// in the wrong namespace. Nothing is mounted in the host's namespace.
 func inPrivateNS(setup, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: see above
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/mnt")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		cwd, err := os.Open(".")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer cwd.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("private mount namespace: %w", err)
 			return
 		}
+		defer func() {
+			if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNS) == nil && unix.Fchdir(int(cwd.Fd())) == nil &&
+				unix.Gettid() == unix.Getpid() {
+				runtime.UnlockOSThread() // the main thread, restored
+			}
+		}()
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			errc <- fmt.Errorf("private mount namespace: %w", err)
 			return
