@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // LoopDevicesUnder lists the loop devices ("loop3: /path/disk.ext4")
@@ -25,4 +26,19 @@ func LoopDevicesUnder(dir string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// LoopDevicesLeft is LoopDevicesUnder after waiting (at most 3 s) for the
+// list to empty: the kernel detaches an autoclear loop device from a work
+// queue after its last unmount, so right after a teardown it may still be
+// listed.
+func LoopDevicesLeft(dir string) []string {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		left := LoopDevicesUnder(dir)
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentkernel/agentkernel/internal/loopfs"
+	"github.com/agentkernel/agentkernel/internal/testutil"
 	"github.com/agentkernel/agentkernel/pkg/errdefs"
 )
 
@@ -103,7 +104,7 @@ func TestStore(t *testing.T) {
 		if !errors.Is(werr, unix.ENOSPC) {
 			t.Errorf("writing 32 MB into a 16 MB volume: %v, want ENOSPC", werr)
 		}
-		if ds := loopfs.Devices(s.Dir); len(ds) > 0 {
+		if ds := testutil.LoopDevicesLeft(s.Dir); len(ds) > 0 {
 			t.Errorf("loop devices left: %v", ds)
 		}
 	}

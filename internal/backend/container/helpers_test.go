@@ -201,7 +201,7 @@ func (e *env) assertClean(t *testing.T, s *backend.Spec) {
 	if mps, err := mountsUnder(s.StateDir); err != nil || len(mps) > 0 {
 		t.Errorf("mounts left in the state directory (the disk, volumes?): %v %v", mps, err)
 	}
-	if ls := testutil.LoopDevicesUnder(s.StateDir); len(ls) > 0 {
+	if ls := testutil.LoopDevicesLeft(s.StateDir); len(ls) > 0 {
 		t.Errorf("loop devices left: %v", ls)
 	}
 	dirs, err := cgroupDirs(oci.CgroupsPath(e.opts.CgroupParent, s.ID))

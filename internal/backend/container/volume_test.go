@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/loopfs"
+	"github.com/agentkernel/agentkernel/internal/testutil"
 	"github.com/agentkernel/agentkernel/internal/volume"
 )
 
@@ -43,7 +44,7 @@ func testVolume(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	e.assertClean(t, s)
-	if ds := loopfs.Devices(vs.Dir); len(ds) != 0 {
+	if ds := testutil.LoopDevicesLeft(vs.Dir); len(ds) != 0 {
 		t.Errorf("loop devices left after Stop: %v", ds)
 	}
 
