@@ -30,6 +30,9 @@ const reopenDelay = 200 * time.Millisecond
 //   - fd:N — an inherited file descriptor. A listening socket is served
 //     like unix:; any other stream (one end of a socketpair) carries one
 //     session, and ServeAddr returns when it ends.
+//   - tcp:127.0.0.1:PORT — listen on a TCP address and serve like unix:.
+//     The kubernetes backend reaches it through the API server's
+//     pods/portforward, which connects to the pod's own loopback.
 //   - file:/dev/vport0p1 — open the file read-write and serve one session
 //     over it; when the session ends (the host went away), reopen it and
 //     serve the next one. A terminal is put in raw mode first.
@@ -40,6 +43,12 @@ func (s *Server) ServeAddr(ctx context.Context, addr string) error {
 		l, err := listenUnix(rest)
 		if err != nil {
 			return err
+		}
+		return s.Serve(ctx, l)
+	case "tcp":
+		l, err := net.Listen("tcp", rest)
+		if err != nil {
+			return fmt.Errorf("agent: listen: %w", err)
 		}
 		return s.Serve(ctx, l)
 	case "fd":
@@ -54,7 +63,7 @@ func (s *Server) ServeAddr(ctx context.Context, addr string) error {
 		}
 		return s.serveFile(ctx, rest)
 	}
-	return fmt.Errorf("agent: %w: listen address %q is not unix:PATH, fd:N or file:PATH", errdefs.ErrInvalidArgument, addr)
+	return fmt.Errorf("agent: %w: listen address %q is not unix:PATH, tcp:ADDR, fd:N or file:PATH", errdefs.ErrInvalidArgument, addr)
 }
 
 func listenUnix(path string) (net.Listener, error) {

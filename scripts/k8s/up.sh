@@ -134,15 +134,15 @@ if [ ! -f "$K/images/pause.tar" ]; then
 	python3 "$(dirname "$0")/mkimage.py" "$K/images/pause.tar" registry.k8s.io/pause:3.10 "$d" '["/pause"]' >/dev/null
 	rm -rf "$d"
 fi
-if [ ! -f "$K/images/busybox.tar" ]; then
+if [ ! -f "$K/images/busybox-2.tar" ]; then
 	d=$(mktemp -d)
 	mkdir -p "$d/bin" "$d/tmp" "$d/etc" "$d/root"
 	chmod 1777 "$d/tmp"
 	cp /bin/busybox "$d/bin/busybox"
 	for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$d/bin/$a"; done
-	echo 'root:x:0:0:root:/root:/bin/sh' >"$d/etc/passwd"
-	echo 'root:x:0:' >"$d/etc/group"
-	python3 "$(dirname "$0")/mkimage.py" "$K/images/busybox.tar" docker.io/library/busybox:local "$d" null '["sh"]' >/dev/null
+	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$d/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$d/etc/group"
+	python3 "$(dirname "$0")/mkimage.py" "$K/images/busybox-2.tar" docker.io/library/busybox:local "$d" null '["sh"]' >/dev/null
 	rm -rf "$d"
 fi
 
@@ -162,7 +162,7 @@ waitfor() { # what command...
 A="--address $K/run/containerd/containerd.sock"
 start containerd /usr/bin/containerd --config "$K/etc/containerd.toml"
 waitfor containerd ctr $A version
-for img in pause busybox; do ctr $A -n k8s.io images import "$K/images/$img.tar" >/dev/null; done
+for img in pause busybox-2; do ctr $A -n k8s.io images import "$K/images/$img.tar" >/dev/null; done
 for f in ${EXTRA_IMAGES:-}; do ctr $A -n k8s.io images import "$f" >/dev/null; done
 start etcd etcd --name agentkernel --data-dir "$K/var/etcd" --listen-client-urls http://127.0.0.1:2379 \
 	--advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
