@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -304,5 +305,43 @@ func TestDoctor(t *testing.T) {
 	}
 	if n < 2 {
 		t.Errorf("doctor has %d kubernetes checks: %+v", n, checks)
+	}
+}
+
+// TestDaemonRestartKeepsPod kills the daemon with SIGKILL; the next
+// command starts a new one, which re-adopts the sandbox: the same pod (by
+// UID) still runs and answers, with the file written before.
+func TestDaemonRestartKeepsPod(t *testing.T) {
+	requireCluster(t)
+	if _, err := ak(t, "sandbox", "create", "k8s-restart", "--backend", "kubernetes"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ak(t, "sandbox", "rm", "k8s-restart") })
+	pod := podOf(t, "k8s-restart")
+	uid := kube(t, "get", "pod", pod, "-o", "jsonpath={.metadata.uid}")
+	if _, err := ak(t, "exec", "k8s-restart", "--", "sh", "-c", "echo survives > /root/k.txt"); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := home.DaemonPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon %d survived SIGKILL", pid)
+		}
+	}
+	out, err := ak(t, "exec", "k8s-restart", "--", "cat", "/root/k.txt") // starts a new daemon
+	if err != nil || out != "survives\n" {
+		t.Errorf("exec after the daemon restart: %q %v", out, err)
+	}
+	if pid2, err := home.DaemonPID(); err != nil || pid2 == pid {
+		t.Errorf("no new daemon: %d %v", pid2, err)
+	}
+	if got := kube(t, "get", "pod", pod, "-o", "jsonpath={.metadata.uid} {.status.phase}"); got != uid+" Running" {
+		t.Errorf("the pod after the daemon restart: %q, want %q", got, uid+" Running")
 	}
 }
