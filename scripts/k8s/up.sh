@@ -123,6 +123,9 @@ evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.a
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 maxPods: 50
+# every backend bounds a sandbox's processes (backend.Resources.PidsLimit,
+# default 1024); a pod spec cannot, the kubelet can, per pod
+podPidsLimit: 1024
 EOC
 
 # --- local images: no registry is reachable, so both are built here and

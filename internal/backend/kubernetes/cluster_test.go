@@ -117,6 +117,22 @@ func TestClusterPodSecurity(t *testing.T) {
 	if _, err := b.client.NetworkingV1().NetworkPolicies(b.opts.Namespace).Get(ctx, PodName(s.ID), metav1.GetOptions{}); err != nil {
 		t.Errorf("NetworkPolicy while running: %v", err)
 	}
+	// The pod's pids limit is the node's (the test kubelet's podPidsLimit);
+	// the pod is Guaranteed, so its cgroup sits right under kubepods.
+	p, err := b.client.CoreV1().Pods(b.opts.Namespace).Get(ctx, PodName(s.ID), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Status.QOSClass != "Guaranteed" {
+		t.Errorf("QoS class %s", p.Status.QOSClass)
+	}
+	if m, _ := filepath.Glob("/sys/fs/cgroup/pids/kubepods/pod" + string(p.UID) + "/pids.max"); len(m) == 1 {
+		if b, _ := os.ReadFile(m[0]); strings.TrimSpace(string(b)) != "1024" {
+			t.Errorf("the pod's pids.max is %q, want 1024", b)
+		}
+	} else {
+		t.Logf("the pod's pids cgroup is not on this host (%v): not checked", m)
+	}
 	if err := inst.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
