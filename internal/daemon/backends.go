@@ -47,6 +47,7 @@ func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
 			RuntimeClass: k.RuntimeClass, RuntimeClasses: k.RuntimeClasses,
 			Image: k.Image, AgentImage: k.AgentImage, ImagePullSecret: k.ImagePullSecret,
 			StrictSeccompProfile: k.StrictSeccompProfile, KeepPodNetwork: k.KeepPodNetwork,
+			StorageClass: k.StorageClass, VolumeSizeMB: k.VolumeSizeMB,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: [backends.kubernetes]: %w", daemonconf.Path(l.Home), err)

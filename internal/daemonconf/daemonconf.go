@@ -107,6 +107,11 @@ import (
 //	# interfaces, fenced by the deny-all NetworkPolicy alone (for
 //	# namespaces whose Pod Security level forbids NET_ADMIN; default false).
 //	keep_pod_network = false
+//	# Keep each sandbox's /root and /home across stops on a
+//	# PersistentVolumeClaim of this class (default: none, lost at stop),
+//	# of volume_size_mb (default 1024), deleted with the sandbox.
+//	storage_class = "standard"
+//	volume_size_mb = 1024
 //
 // Supervisors read it when their sandbox starts, so a change applies to
 // sandboxes started afterwards. Unknown keys are errors.
@@ -149,6 +154,10 @@ type Kubernetes struct {
 	// KeepPodNetwork leaves a sandbox's pod its interfaces (fenced by
 	// the NetworkPolicy alone) instead of removing all but lo.
 	KeepPodNetwork bool `toml:"keep_pod_network"`
+	// StorageClass gives each sandbox a PersistentVolumeClaim of that
+	// class, VolumeSizeMB big, for the files kept across stops.
+	StorageClass string `toml:"storage_class"`
+	VolumeSizeMB int    `toml:"volume_size_mb"`
 }
 
 // Telemetry is the [telemetry] section.

@@ -103,7 +103,7 @@ func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 		}
 		dir := filepath.Join(m.cfg.Layout.SandboxesDir(), e.Name())
 		if spec, err := backend.ReadSpec(dir); err == nil {
-			m.cleanup(ctx, spec.ID)
+			m.destroy(ctx, spec.ID)
 		}
 		m.log.Info("sweeping leftover sandbox directory", "dir", dir)
 		os.RemoveAll(dir)

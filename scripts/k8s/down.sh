@@ -36,6 +36,8 @@ for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/unifie
 	[ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
 done
 # paths outside $K that kubelet, containerd 1.6 and libcni hardcode
+# and the volumes the hostPath provisioner made (up.sh's storage class)
+rm -rf /tmp/hostpath_pv /tmp/hostpath-provisioner
 rm -rf /run/containerd/s /run/containerd/fifo /run/containerd/runc /var/lib/kubelet/device-plugins /var/lib/cni/results /var/log/containers
 rmdir /var/lib/kubelet /var/lib/cni /run/containerd 2>/dev/null
 # fresh cluster state next time; certificates and images stay

@@ -8,7 +8,7 @@
 #
 #   TESTS=regexp   run only the Go tests matching it (go test -run)
 #   PKGS=...       only these packages (default: the backend's and test/kubernetes)
-#   SKIP=regexp    tests to skip (default: the known gap below; SKIP= runs all)
+#   SKIP=regexp    tests to skip (go test -skip)
 #   KEEP=1         leave the cluster up afterwards (scripts/k8s/down.sh ends it)
 set -euo pipefail
 S=$(cd "$(dirname "$0")" && pwd)
@@ -48,10 +48,8 @@ kubeconfig=$(EXTRA_IMAGES="$work/agent.tar" "$S/up.sh" | tail -1)
 t1=$(date +%s.%N)
 echo "test-k8s: cluster up in $(echo "$t1 - $t0" | bc) s"
 export AGENTKERNEL_K8S_KUBECONFIG=$kubeconfig AGENTKERNEL_K8S_SECCOMP_DIR=${K:-/var/lib/agentkernel-k8s}/var/kubelet/seccomp AGENTKERNEL_K8S_AGENT_IMAGE=agentkernel.local/agent:test \
-	AGENTKERNEL_K8S_IMAGE=docker.io/library/busybox:local AGENTKERNEL_K8S_KUBECTL=$CACHE/v$KV/bin/kubectl
-# A known gap, skipped by name so that it stays visible: stop deletes the
-# pod, and with it the sandbox's files (docs/KUBERNETES.md, "Not done yet").
-skip=${SKIP-TestConformance/StopStartKeepsFiles|TestClusterConformance/RestartKeepsFiles}
-[ -z "$skip" ] || echo "test-k8s: skipping the known gap '$skip': files do not survive stop on this backend yet"
+	AGENTKERNEL_K8S_IMAGE=docker.io/library/busybox:local AGENTKERNEL_K8S_STORAGE_CLASS=agentkernel-hostpath AGENTKERNEL_K8S_KUBECTL=$CACHE/v$KV/bin/kubectl
+skip=${SKIP:-}
+[ -z "$skip" ] || echo "test-k8s: skipping '$skip'"
 go -C "$ROOT" test -count=1 -p 1 -v -timeout 30m -run "${TESTS:-.}" -skip "${skip:-^$}" ${PKGS:-./internal/backend/kubernetes/ ./test/kubernetes/}
 echo "test-k8s: tests took $(echo "$(date +%s.%N) - $t1" | bc) s"

@@ -186,7 +186,8 @@ start kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig="$P/co
 	--authentication-kubeconfig="$P/controller-manager.kubeconfig" --authorization-kubeconfig="$P/controller-manager.kubeconfig" \
 	--bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
 	--service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" \
-	--cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key"
+	--cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key" \
+	--enable-hostpath-provisioner=true
 start kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$P/scheduler.kubeconfig" \
 	--authentication-kubeconfig="$P/scheduler.kubeconfig" --authorization-kubeconfig="$P/scheduler.kubeconfig" \
 	--bind-address=127.0.0.1 --leader-elect=false
@@ -195,5 +196,14 @@ start kubelet "$BIN/kubelet" --config="$K/etc/kubelet.yaml" --kubeconfig="$P/kub
 KC="$BIN/kubectl --kubeconfig=$P/admin.kubeconfig"
 waitfor node-Ready sh -c "$KC get node $NODE -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -q True"
 waitfor default-serviceaccount $KC get serviceaccount default
+# a storage class for the sandboxes' kept files: the controller-manager's
+# own hostPath provisioner (one node, directories under /tmp/hostpath_pv)
+$KC apply -f - >/dev/null <<EOY
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: agentkernel-hostpath}
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+EOY
 echo "cluster up in $(echo "$(date +%s.%N) - $t0" | bc) s" >&2
 echo "$P/admin.kubeconfig"

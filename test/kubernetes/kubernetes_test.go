@@ -60,7 +60,8 @@ kubeconfig = %q
 namespace = "default"
 image = %q
 agent_image = %q
-`, kubeconfig, os.Getenv("AGENTKERNEL_K8S_IMAGE"), os.Getenv("AGENTKERNEL_K8S_AGENT_IMAGE"))
+storage_class = %q
+`, kubeconfig, os.Getenv("AGENTKERNEL_K8S_IMAGE"), os.Getenv("AGENTKERNEL_K8S_AGENT_IMAGE"), os.Getenv("AGENTKERNEL_K8S_STORAGE_CLASS"))
 	if err := os.WriteFile(filepath.Join(home.Dir, "daemon.toml"), []byte(conf), 0o600); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -76,7 +77,14 @@ agent_image = %q
 	if code != 0 {
 		home.DumpLogs(os.Stderr, 8000)
 	}
-	if out := kube(nil, "get", "pods,networkpolicies", "-l", "agentkernel.dev/managed=true", "-o", "name"); out != "" {
+	// removal tears down behind the API's answer; claims wait for their pod
+	var out string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if out = kube(nil, "get", "pods,networkpolicies,persistentvolumeclaims", "-l", "agentkernel.dev/managed=true", "-o", "name"); out == "" {
+			break
+		}
+	}
+	if out != "" {
 		fmt.Fprintln(os.Stderr, "kubernetes: objects left on the cluster:", out)
 		code = 1
 	}
@@ -176,7 +184,7 @@ func TestCLI(t *testing.T) {
 	// remove answers at once and tears down behind
 	var got string
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if got = kube(nil, "get", "pod,networkpolicy", pod, "--ignore-not-found", "-o", "name"); got == "" {
+		if got = kube(nil, "get", "pod,networkpolicy,persistentvolumeclaim", pod, "--ignore-not-found", "-o", "name"); got == "" {
 			break
 		}
 	}

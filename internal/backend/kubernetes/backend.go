@@ -51,6 +51,12 @@ type Options struct {
 	// (relative to the kubelet's seccomp directory) for profiles that ask
 	// for the strict filter; without it they are refused.
 	StrictSeccompProfile string
+	// StorageClass, when set, gives each sandbox a PersistentVolumeClaim
+	// of that class (VolumeSizeMB, default 1024) for its writable /root
+	// and /home, kept across stops and deleted when the sandbox is
+	// removed. Without it they are emptyDirs, lost at every stop.
+	StorageClass string
+	VolumeSizeMB int
 	// KeepPodNetwork leaves the pod's interfaces to a sandbox without a
 	// network, fenced by its NetworkPolicy alone: for namespaces whose
 	// Pod Security level forbids NET_ADMIN even in an init container.
@@ -74,6 +80,9 @@ type Backend struct {
 func New(opts Options) (*Backend, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
+	}
+	if opts.VolumeSizeMB == 0 {
+		opts.VolumeSizeMB = 1024
 	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 2 * time.Minute
@@ -177,6 +186,12 @@ func (b *Backend) Start(ctx context.Context, spec *backend.Spec) (_ backend.Inst
 	if _, err := b.client.NetworkingV1().NetworkPolicies(b.opts.Namespace).Create(ctx, networkPolicyFor(spec), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("kubernetes: create NetworkPolicy: %w", classify(err))
 	}
+	if b.opts.StorageClass != "" {
+		// Kept across stops: an existing claim is this sandbox's files.
+		if _, err := b.client.CoreV1().PersistentVolumeClaims(b.opts.Namespace).Create(ctx, b.claimFor(spec), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("kubernetes: create PersistentVolumeClaim: %w", classify(err))
+		}
+	}
 	created, err := b.client.CoreV1().Pods(b.opts.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: create pod: %w", classify(err))
@@ -232,6 +247,19 @@ func (b *Backend) Cleanup(ctx context.Context, spec *backend.Spec) error {
 	err = b.client.NetworkingV1().NetworkPolicies(b.opts.Namespace).Delete(ctx, PodName(spec.ID), metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("kubernetes: delete NetworkPolicy: %w", classify(err))
+	}
+	return nil
+}
+
+// Destroy implements backend.Destroyer: it deletes the sandbox's
+// PersistentVolumeClaim, and so its files, once the sandbox is removed.
+func (b *Backend) Destroy(ctx context.Context, spec *backend.Spec) error {
+	if b.opts.StorageClass == "" {
+		return nil
+	}
+	err := b.client.CoreV1().PersistentVolumeClaims(b.opts.Namespace).Delete(ctx, PodName(spec.ID), metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("kubernetes: delete PersistentVolumeClaim: %w", classify(err))
 	}
 	return nil
 }

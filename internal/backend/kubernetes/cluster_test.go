@@ -43,7 +43,8 @@ func clusterBackend(t *testing.T, mutate func(*Options)) *Backend {
 	if kc == "" {
 		t.Skipf("no test cluster: %s is not set (make test-k8s sets it)", kubeconfigEnv)
 	}
-	opts := Options{Kubeconfig: kc, Image: os.Getenv(imageEnv), AgentImage: os.Getenv(agentImageEnv), StartTimeout: time.Minute}
+	opts := Options{Kubeconfig: kc, Image: os.Getenv(imageEnv), AgentImage: os.Getenv(agentImageEnv), StartTimeout: time.Minute,
+		StorageClass: os.Getenv("AGENTKERNEL_K8S_STORAGE_CLASS")}
 	if mutate != nil {
 		mutate(&opts)
 	}
@@ -88,6 +89,7 @@ func startT(t *testing.T, b *Backend, s *backend.Spec) backend.Instance {
 	t.Cleanup(func() {
 		inst.Stop(context.Background())
 		b.Cleanup(context.Background(), s)
+		b.Destroy(context.Background(), s)
 	})
 	return inst
 }

@@ -227,10 +227,18 @@ func (b *Backend) podFor(spec *backend.Spec, image, runtimeClass string) (*corev
 		},
 	}
 	if spec.Rootfs.Host {
-		for _, d := range []string{"root", "home"} {
-			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: d, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
-			c := &pod.Spec.Containers[0]
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: d, MountPath: "/" + d})
+		c := &pod.Spec.Containers[0]
+		if b.opts.StorageClass != "" {
+			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "files", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: PodName(spec.ID)}}})
+			for _, d := range []string{"root", "home"} {
+				c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "files", MountPath: "/" + d, SubPath: d})
+			}
+		} else {
+			for _, d := range []string{"root", "home"} {
+				pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: d, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+				c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: d, MountPath: "/" + d})
+			}
 		}
 	}
 	if runtimeClass != "" {
@@ -268,4 +276,23 @@ func envVars(env []string) []corev1.EnvVar {
 		}
 	}
 	return out
+}
+
+// claimFor is the sandbox's PersistentVolumeClaim: its /root and /home,
+// kept across stops (Options.StorageClass).
+func (b *Backend) claimFor(spec *backend.Spec) *corev1.PersistentVolumeClaim {
+	class := b.opts.StorageClass
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   PodName(spec.ID),
+			Labels: map[string]string{LabelManaged: "true", LabelID: spec.ID},
+		},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: &class,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceStorage: *resource.NewQuantity(int64(b.opts.VolumeSizeMB)<<20, resource.BinarySI),
+			}},
+		},
+	}
 }

@@ -176,3 +176,31 @@ func TestRuntimeClassByProfile(t *testing.T) {
 		}
 	}
 }
+
+// TestPodKeptFiles: with a storage class, /root and /home are the
+// sandbox's claim (kept across stops), not emptyDirs.
+func TestPodKeptFiles(t *testing.T) {
+	b := testBackend(Options{StorageClass: "fast", VolumeSizeMB: 2048})
+	s := hostSpec()
+	pod, err := b.podFor(s, "img", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claim string
+	for _, v := range pod.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			claim = v.PersistentVolumeClaim.ClaimName
+		}
+	}
+	mounts := map[string]string{}
+	for _, m := range pod.Spec.Containers[0].VolumeMounts {
+		mounts[m.MountPath] = m.Name + ":" + m.SubPath
+	}
+	if claim != PodName(s.ID) || mounts["/root"] != "files:root" || mounts["/home"] != "files:home" || mounts["/tmp"] != "tmp:" {
+		t.Errorf("claim %q, mounts %v", claim, mounts)
+	}
+	c := b.claimFor(s)
+	if *c.Spec.StorageClassName != "fast" || c.Spec.Resources.Requests.Storage().Value() != 2048<<20 || c.Labels[LabelID] != s.ID {
+		t.Errorf("claim %+v", c)
+	}
+}

@@ -22,6 +22,11 @@ var Access = []struct{ Group, Resource, Verb string }{
 	{"networking.k8s.io", "networkpolicies", "create"}, {"networking.k8s.io", "networkpolicies", "delete"},
 }
 
+// volumeAccess is what storage_class adds to Access.
+var volumeAccess = []struct{ Group, Resource, Verb string }{
+	{"", "persistentvolumeclaims", "create"}, {"", "persistentvolumeclaims", "delete"},
+}
+
 // Probe reports whether the configured cluster can run sandboxes: the API
 // server answers, the credentials may do what the backend does in its
 // namespace, and the RuntimeClasses the configuration names exist. Each
@@ -44,7 +49,11 @@ func (b *Backend) Probe(ctx context.Context) []api.DoctorCheck {
 	}
 	add("cluster", true, fmt.Sprintf("%s, API server %s", b.cfg.Host, v.GitVersion), "")
 	var denied []string
-	for _, a := range Access {
+	access := Access
+	if b.opts.StorageClass != "" {
+		access = append(slices.Clone(Access), volumeAccess...)
+	}
+	for _, a := range access {
 		r, err := b.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authv1.SelfSubjectAccessReview{
 			Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authv1.ResourceAttributes{
 				Namespace: b.opts.Namespace, Group: a.Group, Resource: resourceOnly(a.Resource), Subresource: subresource(a.Resource), Verb: a.Verb,
@@ -54,7 +63,7 @@ func (b *Backend) Probe(ctx context.Context) []api.DoctorCheck {
 			denied = append(denied, a.Verb+" "+a.Resource)
 		}
 	}
-	add("permissions", len(denied) == 0, fmt.Sprintf("in namespace %s: %d of %d verbs allowed %v", b.opts.Namespace, len(Access)-len(denied), len(Access), denied),
+	add("permissions", len(denied) == 0, fmt.Sprintf("in namespace %s: %d of %d verbs allowed %v", b.opts.Namespace, len(access)-len(denied), len(access), denied),
 		"bind the daemon's identity to the Role in docs/KUBERNETES.md (pods, pods/portforward, networkpolicies in its namespace)")
 	classes := []string{b.opts.RuntimeClass}
 	for _, c := range b.opts.RuntimeClasses {
