@@ -5,7 +5,7 @@ BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/agentkernel/agentkernel/internal/version.Version=$(VERSION)
 
-.PHONY: all build setup run test test-unit soak fault crossbuild bench fuzz vet clean
+.PHONY: all build setup run test test-unit test-k8s k8s-binaries soak fault crossbuild bench fuzz vet clean
 
 all: build
 
@@ -62,6 +62,17 @@ fault: setup build
 # make test builds only the macOS ones.
 crossbuild:
 	AGENTKERNEL_CROSSBUILD=all $(GO) test -count=1 -v -timeout 30m -run TestCrossBuild ./cmd/agentkernel/
+
+# The kubernetes backend against a real single-node cluster brought up on
+# this host and torn down after (scripts/k8s). It needs the cluster's
+# binaries cached under /var/cache/agentkernel/k8s: `make k8s-binaries`
+# builds them once from the Go module proxy (about 10 minutes on 2 cores);
+# without them test-k8s says so and skips.
+test-k8s: build
+	./scripts/k8s/test.sh
+
+k8s-binaries:
+	nice ./scripts/k8s/build.sh
 
 test-unit:
 	$(GO) test -short -count=1 ./...

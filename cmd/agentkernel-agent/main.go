@@ -9,6 +9,8 @@
 //	agentkernel-agent --seccomp-errno 435:38 --listen ...   (gvisor; see seccomp.go)
 //	agentkernel-agent --control suspend|listen   (run in a gVisor sandbox by
 //	                  the host around a checkpoint; see agent.ControlSocket)
+//	agentkernel-agent --listen tcp:127.0.0.1:7070   (a pod; see internal/backend/kubernetes)
+//	agentkernel-agent [--remove-links] --install PATH   (a pod's init container)
 //
 // As PID 1 it reaps every zombie, forwards SIGTERM and SIGINT to all
 // processes and then exits 0 (after a grace period and SIGKILL); it never
@@ -32,7 +34,9 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "", "where to serve: unix:PATH, fd:N or file:PATH")
+	listen := flag.String("listen", "", "where to serve: unix:PATH, tcp:ADDR, fd:N or file:PATH")
+	install := flag.String("install", "", "copy this binary to PATH (mode 0755) and exit: a pod's init container delivers the agent this way, with no shell in its image")
+	noNet := flag.Bool("remove-links", false, "with --install: first delete every network interface but lo (a pod's sandbox that has no network)")
 	debug := flag.Bool("debug", false, "log debug messages")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	vmInit := flag.Bool("init", false, "boot a microVM first (internal/guestinit), then serve on its virtio-serial port")
@@ -48,6 +52,19 @@ func main() {
 	}
 	if *showVersion {
 		fmt.Println(version.Version)
+		return
+	}
+	if *install != "" {
+		if *noNet {
+			if err := removeLinks(); err != nil {
+				fmt.Fprintln(os.Stderr, "agentkernel-agent: remove-links:", err)
+				os.Exit(1)
+			}
+		}
+		if err := installSelf(*install); err != nil {
+			fmt.Fprintln(os.Stderr, "agentkernel-agent: install:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	level := slog.LevelInfo

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -31,6 +32,10 @@ const reopenDelay = 200 * time.Millisecond
 //   - fd:N — an inherited file descriptor. A listening socket is served
 //     like unix:; any other stream (one end of a socketpair) carries one
 //     session, and ServeAddr returns when it ends.
+//   - tcp:127.0.0.1:PORT — listen on a loopback TCP address (any other is
+//     refused) and serve like unix:.
+//     The kubernetes backend reaches it through the API server's
+//     pods/portforward, which connects to the pod's own loopback.
 //   - file:/dev/vport0p1 — open the file read-write and serve one session
 //     over it; when the session ends (the host went away), reopen it and
 //     serve the next one. A terminal is put in raw mode first.
@@ -42,6 +47,18 @@ func (s *Server) ServeAddr(ctx context.Context, addr string) error {
 			return fmt.Errorf("agent: %w: empty socket path", errdefs.ErrInvalidArgument)
 		}
 		return s.serveUnix(ctx, rest)
+	case "tcp":
+		// Only a loopback address: the agent's port must never be on a
+		// network the sandbox's neighbours share.
+		ap, err := netip.ParseAddrPort(rest)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return fmt.Errorf("agent: %w: tcp listen address %q is not a loopback IP:PORT", errdefs.ErrInvalidArgument, rest)
+		}
+		l, err := net.Listen("tcp", rest)
+		if err != nil {
+			return fmt.Errorf("agent: listen: %w", err)
+		}
+		return s.Serve(ctx, l)
 	case "fd":
 		n, err := strconv.Atoi(rest)
 		if err != nil || n < 0 {
@@ -54,7 +71,7 @@ func (s *Server) ServeAddr(ctx context.Context, addr string) error {
 		}
 		return s.serveFile(ctx, rest)
 	}
-	return fmt.Errorf("agent: %w: listen address %q is not unix:PATH, fd:N or file:PATH", errdefs.ErrInvalidArgument, addr)
+	return fmt.Errorf("agent: %w: listen address %q is not unix:PATH, tcp:ADDR, fd:N or file:PATH", errdefs.ErrInvalidArgument, addr)
 }
 
 func listenUnix(path string) (net.Listener, error) {

@@ -194,7 +194,7 @@ func TestServeAddrErrors(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	for _, addr := range []string{"tcp:1.2.3.4:5", "fd:x", "unix:", "file:"} {
+	for _, addr := range []string{"tcp:1.2.3.4:5", "tcp:0.0.0.0:7070", "tcp::7070", "tcp:localhost:7070", "fd:x", "unix:", "file:"} {
 		if err := srv.ServeAddr(ctx, addr); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%q: %v", addr, err)
 		}

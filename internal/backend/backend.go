@@ -47,6 +47,15 @@ type Instance interface {
 	Stop(ctx context.Context) error
 }
 
+// Destroyer is implemented by a backend that keeps a sandbox's files
+// outside its state directory across stops (the kubernetes backend's
+// PersistentVolumeClaim). The daemon calls Destroy once the sandbox is
+// removed, after Cleanup; it releases what only removal may release and
+// is idempotent.
+type Destroyer interface {
+	Destroy(ctx context.Context, spec *Spec) error
+}
+
 // Pauser is implemented by an Instance whose backend reports
 // Capabilities.Pause: Pause freezes every process of the sandbox where it
 // is (they keep their memory and files and use no CPU), Resume lets them

@@ -10,7 +10,9 @@ import (
 
 	"github.com/agentkernel/agentkernel/internal/backend"
 	"github.com/agentkernel/agentkernel/internal/backend/container"
+	"github.com/agentkernel/agentkernel/internal/backend/kubernetes"
 	"github.com/agentkernel/agentkernel/internal/backend/microvm"
+	"github.com/agentkernel/agentkernel/internal/daemonconf"
 	"github.com/agentkernel/agentkernel/internal/image"
 	"github.com/agentkernel/agentkernel/internal/paths"
 	"github.com/agentkernel/agentkernel/internal/supervisor"
@@ -25,6 +27,8 @@ type hostRuntime struct {
 	container *container.Backend
 	gvisor    *container.Backend
 	microvm   *microvm.Backend
+	// kubernetes is nil unless daemon.toml has [backends.kubernetes].
+	kubernetes *kubernetes.Backend
 }
 
 func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
@@ -32,8 +36,26 @@ func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
 	if err != nil {
 		return nil, err
 	}
+	conf, err := daemonconf.Load(l.Home)
+	if err != nil {
+		return nil, err
+	}
+	var kube *kubernetes.Backend
+	if k := conf.Backends.Kubernetes; k != nil {
+		kube, err = kubernetes.New(kubernetes.Options{
+			Kubeconfig: k.Kubeconfig, Context: k.Context, Namespace: k.Namespace,
+			RuntimeClass: k.RuntimeClass, RuntimeClasses: k.RuntimeClasses,
+			Image: k.Image, AgentImage: k.AgentImage, ImagePullSecret: k.ImagePullSecret,
+			StrictSeccompProfile: k.StrictSeccompProfile, KeepPodNetwork: k.KeepPodNetwork,
+			StorageClass: k.StorageClass, VolumeSizeMB: k.VolumeSizeMB,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: [backends.kubernetes]: %w", daemonconf.Path(l.Home), err)
+		}
+	}
 	return &hostRuntime{
-		images: imgs,
+		images:     imgs,
+		kubernetes: kube,
 		container: container.New(container.Options{
 			RuntimeRoot:   l.RuncRoot(),
 			Images:        imgs,
@@ -62,13 +84,21 @@ func newHostRuntime(l paths.Layout, log *slog.Logger) (*hostRuntime, error) {
 
 // backends returns the backends by name.
 func (h *hostRuntime) backends() map[string]backend.Backend {
-	return map[string]backend.Backend{h.container.Name(): h.container, h.gvisor.Name(): h.gvisor, h.microvm.Name(): h.microvm}
+	m := map[string]backend.Backend{h.container.Name(): h.container, h.gvisor.Name(): h.gvisor, h.microvm.Name(): h.microvm}
+	if h.kubernetes != nil {
+		m[h.kubernetes.Name()] = h.kubernetes
+	}
+	return m
 }
 
 // doctor reports on every backend.
 func (h *hostRuntime) doctor(ctx context.Context) []api.DoctorCheck {
 	checks := append(h.container.Probe(ctx), h.gvisor.Probe(ctx)...)
-	return append(checks, h.microvm.Probe(ctx)...)
+	checks = append(checks, h.microvm.Probe(ctx)...)
+	if h.kubernetes != nil {
+		checks = append(checks, h.kubernetes.Probe(ctx)...)
+	}
+	return checks
 }
 
 // KernelDir is where `agentkernel setup` installs the microVM guest kernel.

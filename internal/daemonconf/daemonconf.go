@@ -86,6 +86,33 @@ import (
 //	# by the daemon at start; supervisors get the daemon's choice.
 //	otel_endpoint = "http://127.0.0.1:4318"
 //
+//	[backends.kubernetes]
+//	# Offer the kubernetes backend: each sandbox is a pod on this cluster
+//	# (docs/KUBERNETES.md). Without this section the backend is not offered.
+//	kubeconfig = "/etc/agentkernel/kubeconfig" # "" : in-cluster config
+//	context = "prod"                # default: the kubeconfig's current one
+//	namespace = "agentkernel"       # default "default"
+//	runtime_class = "gvisor"        # default: the cluster's default runtime
+//	# Per profile, overriding runtime_class; a class missing on the
+//	# cluster is refused, never silently replaced by a weaker one.
+//	runtime_classes = { restrictive = "kata" }
+//	image_pull_secret = "regcred"   # for both images below (default none)
+//	image = "debian:bookworm"       # the pod image for the host image (required)
+//	agent_image = "registry.example/agentkernel-agent:v1" # holds /agentkernel-agent (required)
+//	# A Localhost seccomp profile on the nodes, for profiles asking for the
+//	# strict filter (restrictive); without it they are refused.
+//	strict_seccomp_profile = "agentkernel/strict.json"
+//	# A sandbox without a network gets a pod with only lo: its init
+//	# container removes the rest, with NET_ADMIN. true keeps the pod's
+//	# interfaces, fenced by the deny-all NetworkPolicy alone (for
+//	# namespaces whose Pod Security level forbids NET_ADMIN; default false).
+//	keep_pod_network = false
+//	# Keep each sandbox's /root and /home across stops on a
+//	# PersistentVolumeClaim of this class (default: none, lost at stop),
+//	# of volume_size_mb (default 1024), deleted with the sandbox.
+//	storage_class = "standard"
+//	volume_size_mb = 1024
+//
 // Supervisors read it when their sandbox starts, so a change applies to
 // sandboxes started afterwards. Unknown keys are errors.
 const FileName = "daemon.toml"
@@ -101,6 +128,36 @@ type File struct {
 	Lifecycle Lifecycle `toml:"lifecycle"`
 	Pools     Pools     `toml:"pools"`
 	Telemetry Telemetry `toml:"telemetry"`
+	Backends  Backends  `toml:"backends"`
+}
+
+// Backends is the [backends] table: settings of backends that need some.
+type Backends struct {
+	// Kubernetes is [backends.kubernetes]; nil when absent.
+	Kubernetes *Kubernetes `toml:"kubernetes"`
+}
+
+// Kubernetes is the [backends.kubernetes] section, checked by the
+// kubernetes backend.
+type Kubernetes struct {
+	Kubeconfig      string            `toml:"kubeconfig"`
+	Context         string            `toml:"context"`
+	Namespace       string            `toml:"namespace"`
+	RuntimeClass    string            `toml:"runtime_class"`
+	RuntimeClasses  map[string]string `toml:"runtime_classes"`
+	ImagePullSecret string            `toml:"image_pull_secret"`
+	Image           string            `toml:"image"`
+	AgentImage      string            `toml:"agent_image"`
+	// StrictSeccompProfile is a Localhost seccomp profile on the nodes
+	// for profiles that need the strict filter (restrictive).
+	StrictSeccompProfile string `toml:"strict_seccomp_profile"`
+	// KeepPodNetwork leaves a sandbox's pod its interfaces (fenced by
+	// the NetworkPolicy alone) instead of removing all but lo.
+	KeepPodNetwork bool `toml:"keep_pod_network"`
+	// StorageClass gives each sandbox a PersistentVolumeClaim of that
+	// class, VolumeSizeMB big, for the files kept across stops.
+	StorageClass string `toml:"storage_class"`
+	VolumeSizeMB int    `toml:"volume_size_mb"`
 }
 
 // Telemetry is the [telemetry] section.

@@ -384,6 +384,21 @@ func (m *Manager) cleanup(ctx context.Context, uuid string) {
 	m.vols.release(uuid)
 }
 
+// destroy is cleanup for a removed sandbox: it also releases what its
+// backend keeps across stops (backend.Destroyer).
+func (m *Manager) destroy(ctx context.Context, uuid string) {
+	m.cleanup(ctx, uuid)
+	spec, err := backend.ReadSpec(m.stateDir(uuid))
+	if err != nil {
+		return
+	}
+	if d, ok := m.cfg.Backends[spec.Backend].(backend.Destroyer); ok {
+		if err := d.Destroy(ctx, spec); err != nil {
+			m.log.Error("destroying sandbox", "sandbox", spec.Name, "err", err)
+		}
+	}
+}
+
 // StopSandbox stops a running sandbox gracefully; its files are kept.
 func (m *Manager) StopSandbox(ctx context.Context, name string) (api.SandboxInfo, error) {
 	rec, err := m.lookup(ctx, name)
@@ -467,7 +482,7 @@ func (m *Manager) removeLocked(ctx context.Context, uuid, name string) error {
 		if l != nil {
 			l.sup.Stop(ctx)
 		}
-		m.cleanup(ctx, uuid)
+		m.destroy(ctx, uuid)
 		m.deleteSandboxSecrets(uuid)
 		m.keepSandboxAudit(uuid, name)
 		if err := os.RemoveAll(m.stateDir(uuid)); err != nil {

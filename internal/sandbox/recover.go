@@ -118,7 +118,7 @@ func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 		}
 		sup.Kill(sctx)
 		if spec, err := backend.ReadSpec(dir); err == nil {
-			m.cleanup(sctx, spec.ID)
+			m.destroy(sctx, spec.ID) // cleanup, and what the backend keeps across stops
 		}
 		cancel()
 		if err := os.RemoveAll(dir); err != nil {

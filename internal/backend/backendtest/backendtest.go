@@ -63,6 +63,9 @@ func start(t *testing.T, env Env, s *backend.Spec) backend.Instance {
 	t.Cleanup(func() {
 		inst.Stop(context.Background())
 		env.Backend.Cleanup(context.Background(), s)
+		if d, ok := env.Backend.(backend.Destroyer); ok {
+			d.Destroy(context.Background(), s)
+		}
 	})
 	return inst
 }
