@@ -33,4 +33,6 @@ stop() {
 }
 stop # a daemon of an older binary would keep serving
 trap stop EXIT
-AGENTKERNEL_HOME=$home bin/agentkernel setup --agents
+# No warm pool in this home: its daemon only builds, and pooled sandboxes
+# would outlive it (they survive a daemon's stop by design).
+AGENTKERNEL_DEFAULT_POOL_SIZE=0 AGENTKERNEL_HOME=$home bin/agentkernel setup --agents
