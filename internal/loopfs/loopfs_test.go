@@ -10,19 +10,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestMountSizeLimitAndNoLeak mounts a 16 MB ext4 image, fills it until
-// the kernel answers ENOSPC, unmounts it, and checks that no loop device
-// backed by the image is left (autoclear).
-func TestMountSizeLimitAndNoLeak(t *testing.T) {
+// ext4Image makes a 16 MB ext4 image in a fresh directory and returns both.
+// Loop mounts need root, as .ci/run is; mkfs.ext4 is installed by
+// scripts/setup.sh.
+func ext4Image(t *testing.T) (dir, img string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+		t.Skip("loop devices and mounts need root (sudo go test)")
 	}
 	mkfs, err := exec.LookPath("mkfs.ext4")
 	if err != nil {
-		t.Skip("no mkfs.ext4")
+		t.Skip("mkfs.ext4 is not installed (e2fsprogs; scripts/setup.sh installs it)")
 	}
-	dir := t.TempDir()
-	img := filepath.Join(dir, "disk.img")
+	dir = t.TempDir()
+	img = filepath.Join(dir, "disk.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +33,14 @@ func TestMountSizeLimitAndNoLeak(t *testing.T) {
 	if out, err := exec.Command(mkfs, "-q", "-F", "-m", "0", img).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs: %v: %s", err, out)
 	}
+	return dir, img
+}
+
+// TestMountSizeLimitAndNoLeak mounts a 16 MB ext4 image, fills it until
+// the kernel answers ENOSPC, unmounts it, and checks that no loop device
+// backed by the image is left (autoclear).
+func TestMountSizeLimitAndNoLeak(t *testing.T) {
+	dir, img := ext4Image(t)
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o700)
 	if err := Mount(img, mnt, "ext4", false, unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
@@ -81,24 +90,7 @@ func TestMountSizeLimitAndNoLeak(t *testing.T) {
 // through one is read through the other, a read-write mount beside a
 // read-only device is refused, and unmounting both leaves no device.
 func TestMountSharedOneFilesystem(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil {
-		t.Skip("no mkfs.ext4")
-	}
-	dir := t.TempDir()
-	img := filepath.Join(dir, "disk.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 16<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(mkfs, "-q", "-F", "-m", "0", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs: %v: %s", err, out)
-	}
+	dir, img := ext4Image(t)
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	os.Mkdir(a, 0o700)
 	os.Mkdir(b, 0o700)

@@ -64,7 +64,7 @@ func TestParseMount(t *testing.T) {
 // fills past its size, and deletes a volume.
 func TestStore(t *testing.T) {
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("no mkfs.ext4")
+		t.Skip("mkfs.ext4 is not installed (e2fsprogs; scripts/setup.sh installs it)")
 	}
 	ctx := context.Background()
 	s := &Store{Dir: filepath.Join(t.TempDir(), "volumes")}

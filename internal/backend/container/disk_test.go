@@ -17,7 +17,7 @@ import (
 // bytes, as sparse as the template, and a valid ext4 filesystem.
 func TestMakeDiskFromTemplate(t *testing.T) {
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("mkfs.ext4 is not installed")
+		t.Skip("mkfs.ext4 is not installed (e2fsprogs; scripts/setup.sh installs it)")
 	}
 	dir := t.TempDir()
 	tpls := filepath.Join(dir, "templates")

@@ -213,7 +213,7 @@ func TestClusterLeastPrivilege(t *testing.T) {
 	admin := clusterBackend(t, nil)
 	kubectl := os.Getenv("AGENTKERNEL_K8S_KUBECTL")
 	if kubectl == "" {
-		t.Skip("AGENTKERNEL_K8S_KUBECTL is not set")
+		t.Skip("AGENTKERNEL_K8S_KUBECTL is not set: this test drives the cluster with kubectl, which make test-k8s provides")
 	}
 	ctx := context.Background()
 	const ns = "agentkernel"
